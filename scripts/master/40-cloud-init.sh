@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# cloud-init configuration, written in the master but disabled there: the
+# AWS stages enable it.
+set -euo pipefail
+# shellcheck source=SCRIPTDIR/../lib/suitcase.sh
+. "$SUITCASE_SCRIPTS/lib/suitcase.sh"
+
+if [ ! -d /etc/cloud ]; then
+    fail "cloud-init is not installed (/etc/cloud missing): install it in the master"
+fi
+mkdir -p /etc/cloud/cloud.cfg.d
+say "writing /etc/cloud/cloud.cfg.d/90-suitcase.cfg"
+cat > /etc/cloud/cloud.cfg.d/90-suitcase.cfg <<'CFG'
+# Suitcase: images log in as root with the instance's key pair; no
+# distribution default user is created.
+datasource_list: [ Ec2, None ]
+disable_root: false
+ssh_pwauth: false
+users: []
+ssh_deletekeys: true
+preserve_hostname: false
+manage_etc_hosts: true
+CFG
+chmod 0644 /etc/cloud/cloud.cfg.d/90-suitcase.cfg
+
+# Installer/bootstrap state must not leak into instances.
+rm -rf /var/lib/cloud/instance /var/lib/cloud/instances /var/lib/cloud/data /var/lib/cloud/sem
+
+say "cloud-init disabled in the master"
+cloud_init off

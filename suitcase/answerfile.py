@@ -1,0 +1,67 @@
+"""Answer files: kickstart templates in ks/, rendered per build set with Jinja2."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jinja2
+import yaml
+
+from suitcase.config import Paths
+from suitcase.errors import ConfigError
+from suitcase.ostemplate import OSTemplate
+
+#: Stands in for the build key when hashing an answer file: the key is per build set, the
+#: template's meaning is not.
+KEY_PLACEHOLDER = "ssh-ed25519 AAAA-build-key-placeholder suitcase-build"
+
+
+def render(
+    os_template: OSTemplate,
+    paths: Paths,
+    public_key: str,
+    repos: list[dict[str, str]] | None = None,
+    build_id: str = "",
+) -> str:
+    """The answer file for `os_template`, e.g. ks/el7.ks.j2 rendered for one build set."""
+    name = os_template.answer_file
+    if name is None:
+        raise ConfigError(
+            f"{os_template.path}: OS installed by {os_template.method} has no answer file"
+        )
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(paths.answer_files_dir),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    try:
+        template = env.get_template(f"{name}.ks.j2")
+    except jinja2.TemplateNotFound:
+        raise ConfigError(
+            f"{os_template.path}: answer file ks/{name}.ks.j2 does not exist"
+        ) from None
+    context: dict[str, Any] = {
+        "os": os_template.data,
+        "build_public_key": public_key,
+        "repos": repos or [],
+        "build_id": build_id,
+    }
+    try:
+        return template.render(**context)
+    except jinja2.TemplateError as exc:
+        raise ConfigError(f"ks/{name}.ks.j2: {exc}") from None
+
+
+def boot_command(os_template: OSTemplate, paths: Paths) -> list[str]:
+    """The installer boot command (Packer boot_command lines) for the OS's answer file."""
+    path = paths.answer_files_dir / "boot-commands.yaml"
+    try:
+        commands = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        raise ConfigError(f"{path}: cannot read the boot commands") from None
+    name = os_template.answer_file
+    lines = commands.get(name) if isinstance(commands, dict) else None
+    if not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
+        raise ConfigError(f"{path}: no boot command (a list of strings) for '{name}'")
+    return lines

@@ -1,0 +1,376 @@
+"""Run a build plan: each stage that is not done goes bootstrap → Packer → artifacts → manifest."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from suitcase import artifact, packer
+from suitcase.answerfile import boot_command, render
+from suitcase.command import Redactor, require, stream
+from suitcase.context import Context, git_revision, tool_versions
+from suitcase.errors import BuildError, ConfigError
+from suitcase.keys import KeyPair, ensure_key_pair
+from suitcase.manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    Output,
+    describe_output,
+    write_manifest,
+)
+from suitcase.plan import BuildPlan, Stage
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class StageResult:
+    stage: str
+    built: bool
+    seconds: float
+    manifest: Manifest
+
+
+def build_key(ctx: Context, plan: BuildPlan) -> KeyPair:
+    return ensure_key_pair(
+        ctx.workspace.keys_dir / plan.build_set.id, f"suitcase-build-{plan.build_set.id}"
+    )
+
+
+def run_plan(
+    ctx: Context,
+    plan: BuildPlan,
+    say: Say,
+    on_error: str = "cleanup",
+    wait: float = 0,
+) -> list[StageResult]:
+    """Build every stage of `plan` that is not done, parents first, holding the build-set lock."""
+    results: list[StageResult] = []
+    with ctx.workspace.lock(plan.build_set, wait=wait):
+        states = plan.states()
+        preflight(ctx, plan, [s.stage for s in states if not s.done])
+        for state in states:
+            name = state.stage.image.name
+            if state.done and state.manifest is not None:
+                say(f"[{name}] up to date (key {state.stage.key[:12]}), skipped")
+                results.append(StageResult(name, False, 0.0, state.manifest))
+                continue
+            say(f"[{name}] building: {state.reason}")
+            started = time.monotonic()
+            manifest = build_stage(ctx, plan, state.stage, say, on_error)
+            seconds = time.monotonic() - started
+            results.append(StageResult(name, True, seconds, manifest))
+            say(summary_line(name, seconds, manifest))
+    return results
+
+
+def preflight(ctx: Context, plan: BuildPlan, todo: list[Stage]) -> None:
+    """Refuse before touching anything: missing tools, templates, media, checksums or mirrors."""
+    if not todo:
+        return
+    tools = ["packer", "qemu-img"]
+    if plan.builder == "qemu":
+        tools.append("qemu-system-x86_64")
+    for stage in todo:
+        if not stage.template.is_file():
+            raise ConfigError(f"Packer template {stage.template} does not exist")
+        if stage.image.is_master and plan.os.method == "installer":
+            plan.os.iso_checksum()
+            _iso_url(ctx, plan)
+        if stage.image.is_master and plan.os.method == "bootstrap":
+            tools += ["debootstrap", "losetup", "extlinux"]
+            if not ctx.site.mirror(plan.os.distribution):
+                raise ConfigError(
+                    f"no mirror for {plan.os.distribution}: set "
+                    f"mirrors.{plan.os.distribution.lower()} in site.yaml"
+                )
+        if stage.parent is not None and stage.parent not in {t.image.name for t in todo}:
+            _parent_disk(plan, stage.parent)
+    for tool in tools:
+        require(tool)
+
+
+def summary_line(name: str, seconds: float, manifest: Manifest) -> str:
+    main = manifest.outputs[0]
+    return (
+        f"[{name}] built in {int(seconds) // 60}m{int(seconds) % 60:02d}s: {main.path} "
+        f"{main.size / 2**30:.2f} GiB sha256 {main.sha256[:16]}…"
+    )
+
+
+def build_stage(ctx: Context, plan: BuildPlan, stage: Stage, say: Say, on_error: str) -> Manifest:
+    name = stage.image.name
+    directory = stage.directory
+    if directory.is_symlink():
+        raise ConfigError(f"refusing to build into {directory}: it is a symlink")
+    ctx.workspace.inside(directory.parent)
+    directory.mkdir(parents=True, exist_ok=True)
+    # The stage is no longer done from here on: its manifest goes first, its outputs last.
+    (directory / MANIFEST_NAME).unlink(missing_ok=True)
+    work = directory / ".build"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir()
+    log = directory / "build.log"
+    log.write_text("")
+    started = _now()
+    keys = build_key(ctx, plan)
+
+    def stage_say(text: str) -> None:
+        say(f"[{name}] {text}")
+
+    try:
+        variables = _variables(ctx, plan, stage, keys, work)
+        if stage.image.is_master and plan.os.method == "bootstrap":
+            variables["source_disk"] = str(_bootstrap(ctx, plan, keys, work, log, stage_say))
+        elif stage.image.is_master:
+            variables.update(_installer_variables(ctx, plan, keys, work))
+        else:
+            assert stage.parent is not None
+            variables["source_disk"] = str(_parent_disk(plan, stage.parent))
+        run = packer.build(
+            stage.template,
+            variables,
+            workdir=work,
+            log=log,
+            on_message=stage_say,
+            on_error=on_error,
+            cache_dir=ctx.workspace.cache_dir,
+        )
+        stage_say("packer finished; writing artifacts")
+        outputs = _finish(ctx, plan, stage, work, run, stage_say)
+    except BaseException:
+        if on_error != "abort":
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    manifest = Manifest(
+        stage=name,
+        os=plan.os.name,
+        timestamp=plan.build_set.timestamp,
+        key=stage.key,
+        inputs=stage.inputs,
+        parent={"stage": stage.parent, "key": stage.inputs["parent"]} if stage.parent else None,
+        outputs=outputs,
+        tool_versions=tool_versions(),
+        git_revision=git_revision(ctx.paths.root),
+        started=started,
+        finished=_now(),
+        suitcase_version=tool_versions()["suitcase"],
+        extra={"builder": plan.builder, "build_id": plan.build_set.id},
+    )
+    write_manifest(directory, manifest)
+    shutil.rmtree(work, ignore_errors=True)
+    return manifest
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _variables(
+    ctx: Context, plan: BuildPlan, stage: Stage, keys: KeyPair, work: Path
+) -> dict[str, object]:
+    return {
+        "vm_name": f"{plan.build_set.id}-{stage.image.name}",
+        "output_directory": str(work / "packer"),
+        "source_format": "qcow2",
+        "use_backing_file": not stage.image.is_master,
+        "accelerator": ctx.site.accelerator,
+        "headless": True,
+        "cpus": ctx.site.cpus,
+        "memory": ctx.site.memory,
+        "disk_size": plan.os.disk_size_mb,
+        "ssh_username": "root",
+        "ssh_private_key_file": str(keys.private),
+        "ssh_timeout": "30m",
+        "scripts_dir": str(ctx.paths.scripts_dir),
+        "stage": stage.image.name,
+        "os_family": plan.os.family,
+        "os_name": plan.os.name,
+        "os_major": plan.os.major,
+        "build_id": plan.build_set.id,
+    }
+
+
+def _bootstrap(
+    ctx: Context, plan: BuildPlan, keys: KeyPair, work: Path, log: Path, say: Say
+) -> Path:
+    """Debian: debootstrap into a bootable raw disk (packages cached under packer_cache/)."""
+    mirror = ctx.site.mirror(plan.os.distribution)
+    if not mirror:
+        raise ConfigError(
+            f"no mirror for {plan.os.distribution}: set mirrors.{plan.os.distribution.lower()} "
+            "in site.yaml"
+        )
+    boot = plan.os.bootstrap
+    cache = ctx.workspace.cache_dir / "debootstrap" / f"{boot['suite']}-{plan.os.data['arch']}"
+    cache.mkdir(parents=True, exist_ok=True)
+    output = work / "bootstrap.raw"
+    argv = [
+        "bash",
+        str(ctx.paths.scripts_dir / "bootstrap" / "debian-disk.sh"),
+        "--output",
+        str(output),
+        "--size-mb",
+        str(plan.os.disk_size_mb),
+        "--suite",
+        str(boot["suite"]),
+        "--mirror",
+        mirror,
+        "--cache-dir",
+        str(cache),
+        "--authorized-key",
+        str(keys.public),
+        "--packages",
+        ",".join(boot["packages"]),
+    ]
+    say("bootstrapping the master disk with debootstrap")
+    code, tail = stream(argv, log=log, on_line=say, redact=Redactor())
+    if code != 0:
+        raise BuildError(
+            f"bootstrap failed (exit {code}); log: {log}\n"
+            + "\n".join("  " + t for t in tail[-10:])
+        )
+    return output
+
+
+def _installer_variables(
+    ctx: Context, plan: BuildPlan, keys: KeyPair, work: Path
+) -> dict[str, object]:
+    """EL: the ISO, its checksum, the rendered kickstart served over Packer's HTTP server."""
+    os_template = plan.os
+    checksum = os_template.iso_checksum()
+    iso_url = _iso_url(ctx, plan)
+    http = work / "http"
+    http.mkdir()
+    name = os_template.answer_file or ""
+    (http / "ks.cfg").write_text(
+        render(
+            os_template,
+            ctx.paths,
+            keys.public_line,
+            ctx.site.repos.get(name, []),
+            plan.build_set.id,
+        )
+    )
+    return {
+        "iso_url": iso_url,
+        "iso_checksum": checksum,
+        "http_directory": str(http),
+        **boot_variables(boot_command(os_template, ctx.paths)),
+    }
+
+
+def _iso_url(ctx: Context, plan: BuildPlan) -> str:
+    """The install medium: <workspace>/iso/<file> if present, else <site mirror>/<iso_path>."""
+    iso_path = str(plan.os.installer["iso_path"])
+    local = ctx.workspace.root / "iso" / Path(iso_path).name
+    if local.is_file():
+        return local.as_uri()
+    mirror = ctx.site.mirror(plan.os.distribution)
+    if not mirror:
+        raise ConfigError(
+            f"no install medium for {plan.os.name}: put {Path(iso_path).name} in "
+            f"{local.parent} or set mirrors.{plan.os.distribution.lower()} in site.yaml"
+        )
+    return f"{mirror}/{iso_path}"
+
+
+def boot_variables(lines: list[str]) -> dict[str, object]:
+    """Packer 1.6 user variables are strings: the boot command goes in as one joined string."""
+    return {"boot_command": "".join(lines)}
+
+
+def _parent_disk(plan: BuildPlan, parent: str) -> Path:
+    parent_dir = plan.stage(parent).directory
+    disk = parent_dir / "disk.qcow2"
+    if not disk.is_file():
+        raise BuildError(f"the {parent} disk {disk} is missing; build {parent} first")
+    return disk
+
+
+def _finish(
+    ctx: Context, plan: BuildPlan, stage: Stage, work: Path, run: packer.PackerRun, say: Say
+) -> list[Output]:
+    """Flatten and package Packer's output into the stage folder; checksum every output."""
+    directory = stage.directory
+    produced = _packer_disk(work / "packer", plan.builder)
+    name = stage.image.name
+    files: list[tuple[Path, str]] = []
+    if plan.builder == "virtualbox":
+        files = _finish_virtualbox(plan, name, work / "packer", produced, directory, say)
+    elif name == "master":
+        target = directory / "disk.qcow2"
+        produced.replace(target)
+        files.append((target, "disk"))
+    elif name == "vagrant":
+        say("flattening the overlay into a standalone qcow2")
+        disk = artifact.convert(produced, directory / "disk.qcow2", "qcow2")
+        box = artifact.libvirt_box(disk, directory / f"{plan.build_set.id}.box")
+        files += [(box, "box"), (disk, "disk")]
+    elif name == "aws-hvm":
+        say("flattening into a raw disk and a streamOptimized VMDK")
+        raw = artifact.convert(produced, directory / "disk.raw", "raw")
+        vmdk = artifact.convert(
+            produced, directory / "disk.vmdk", "vmdk", "subformat=streamOptimized"
+        )
+        files += [(raw, "raw"), (vmdk, "vmdk")]
+    elif name == "aws-paravirt":
+        say("extracting the root filesystem as a single-partition disk")
+        full = artifact.convert(produced, work / "full.raw", "raw")
+        offset, length = artifact.first_partition(full)
+        root = artifact.sparse_copy(full, directory / "root.raw", offset, length)
+        files.append((root, "raw-partition"))
+    say("checksumming outputs")
+    outputs = [describe_output(directory, path, kind) for path, kind in files]
+    if name == "vagrant":
+        box_out = next(o for o in outputs if o.kind == "box")
+        provider = "virtualbox" if plan.builder == "virtualbox" else "libvirt"
+        catalog = artifact.box_catalog(
+            directory / "catalog.json",
+            f"suitcase/{plan.os.name}",
+            plan.build_set.timestamp,
+            provider,
+            (directory / box_out.path).as_uri(),
+            box_out.sha256,
+        )
+        outputs.append(describe_output(directory, catalog, "box-catalog"))
+    return outputs
+
+
+def _packer_disk(output_dir: Path, builder: str) -> Path:
+    if not output_dir.is_dir():
+        raise BuildError(f"packer left no output in {output_dir}")
+    if builder == "virtualbox":
+        return output_dir
+    disks = [p for p in output_dir.iterdir() if p.is_file()]
+    if len(disks) != 1:
+        raise BuildError(f"expected one disk in {output_dir}, found {len(disks)}")
+    return disks[0]
+
+
+def _finish_virtualbox(
+    plan: BuildPlan, name: str, export: Path, _produced: Path, directory: Path, say: Say
+) -> list[tuple[Path, str]]:
+    """VirtualBox exports an OVF folder: keep it for the master, box or convert it otherwise."""
+    if name == "master":
+        target = directory / "ovf"
+        export.replace(target)
+        return [(p, "ovf" if p.suffix == ".ovf" else "ovf-disk") for p in sorted(target.iterdir())]
+    if name == "vagrant":
+        box = artifact.virtualbox_box(export, directory / f"{plan.build_set.id}.box")
+        return [(box, "box")]
+    vmdk = next(export.glob("*.vmdk"), None)
+    if vmdk is None:
+        raise BuildError(f"{export} holds no VMDK")
+    say("converting the VirtualBox disk")
+    if name == "aws-hvm":
+        raw = artifact.convert(vmdk, directory / "disk.raw", "raw")
+        return [(raw, "raw")]
+    full = artifact.convert(vmdk, export / "full.raw", "raw")
+    offset, length = artifact.first_partition(full)
+    return [(artifact.sparse_copy(full, directory / "root.raw", offset, length), "raw-partition")]

@@ -1,0 +1,85 @@
+"""Everything a verb needs, gathered once: data paths, site settings, workspace, OS, build set."""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from suitcase import __version__
+from suitcase.command import run
+from suitcase.config import Paths, Site
+from suitcase.errors import ConfigError, ToolError
+from suitcase.imagetypes import ImageType, resolve_images
+from suitcase.ostemplate import OSTemplate, load_os
+from suitcase.packer import packer_version
+from suitcase.plan import BuildPlan, make_plan
+from suitcase.workspace import BuildSet, Workspace
+
+
+@dataclass(frozen=True)
+class Context:
+    paths: Paths
+    site: Site
+    workspace: Workspace
+
+    @classmethod
+    def create(
+        cls,
+        workspace: str | Path | None = None,
+        site_file: str | Path | None = None,
+        overrides: dict[str, object] | None = None,
+    ) -> Context:
+        ws = Workspace.at(workspace)
+        if site_file is not None:
+            if not Path(site_file).is_file():
+                raise ConfigError(f"site settings {site_file} not found")
+            site_path: Path | None = Path(site_file)
+        else:
+            candidates = [ws.root / "site.yaml", Paths.default().root / "site.yaml"]
+            site_path = next((p for p in candidates if p.is_file()), None)
+        return cls(Paths.default(), Site.load(site_path, overrides), ws)
+
+    def os_template(self, name: str | None) -> OSTemplate:
+        return load_os(name or self.site.default_os, self.paths)
+
+    def build_set(self, os_template: OSTemplate, timestamp: str | None) -> BuildSet:
+        return BuildSet(
+            os_template.name, self.workspace.resolve_timestamp(os_template.name, timestamp)
+        )
+
+    def plan(self, os_name: str | None, images: str | None, timestamp: str | None) -> BuildPlan:
+        os_template = self.os_template(os_name)
+        types: list[ImageType] = resolve_images(images)
+        return make_plan(
+            os_template,
+            types,
+            self.build_set(os_template, timestamp),
+            self.workspace,
+            self.paths,
+            self.site,
+            tool_versions(),
+        )
+
+
+@functools.cache
+def tool_versions() -> dict[str, str]:
+    """Versions of the tools that shape an image; Packer's is part of every stage key."""
+    versions = {"suitcase": __version__, "packer": packer_version()}
+    try:
+        out = run(["qemu-img", "--version"]).stdout
+        match = re.search(r"version (\S+)", out)
+        versions["qemu-img"] = match.group(1) if match else "unknown"
+    except ToolError:
+        versions["qemu-img"] = "missing"
+    return versions
+
+
+def git_revision(root: Path) -> str:
+    try:
+        head = run(["git", "-C", str(root), "rev-parse", "HEAD"], check=True).stdout.strip()
+        dirty = run(["git", "-C", str(root), "status", "--porcelain"], check=True).stdout.strip()
+    except ToolError:
+        return "unknown"
+    return head + ("-dirty" if dirty else "")

@@ -1,0 +1,33 @@
+"""The few exceptions Suitcase raises on purpose; the CLI prints them as one line."""
+
+from __future__ import annotations
+
+
+class SuitcaseError(Exception):
+    """Base class: an expected failure with a message fit for an operator."""
+
+    exit_code = 1
+
+
+class ConfigError(SuitcaseError):
+    """Bad input: an unknown OS or image type, malformed YAML, a bad timestamp or path."""
+
+    exit_code = 2
+
+
+class ToolError(SuitcaseError):
+    """A required external tool is missing or failed."""
+
+
+class BuildError(SuitcaseError):
+    """A stage failed to build."""
+
+
+class BusyError(SuitcaseError):
+    """Another process holds the build set."""
+
+
+class NotYetAvailable(SuitcaseError):
+    """A verb whose work has not landed yet: never pretend it succeeded."""
+
+    exit_code = 3

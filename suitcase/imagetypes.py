@@ -1,0 +1,126 @@
+"""Image types as data: what each one derives from, builds with, and is verified by."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from suitcase.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ImageType:
+    """One kind of image Suitcase builds.
+
+    `templates` maps (builder, OS build method) to the Packer template in image-templates/;
+    `verification` is how specs reach the built image: "boot" (QEMU + SSH) or "offline" (chroot).
+    """
+
+    name: str
+    description: str
+    parent: str | None
+    templates: dict[tuple[str, str], str]
+    spec_dirs: tuple[str, ...]
+    verification: str
+    aliases: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+
+    @property
+    def is_master(self) -> bool:
+        return self.parent is None
+
+    def template(self, builder: str, method: str) -> str:
+        try:
+            return self.templates[(builder, method)]
+        except KeyError:
+            raise ConfigError(
+                f"image type '{self.name}' cannot be built with builder '{builder}' "
+                f"for an OS installed by {method}; try --builder qemu"
+            ) from None
+
+
+_DERIVED_TEMPLATES = {
+    ("qemu", "bootstrap"): "qemu-disk.json",
+    ("qemu", "installer"): "qemu-disk.json",
+    ("virtualbox", "installer"): "virtualbox-ovf.json",
+}
+
+IMAGE_TYPES: dict[str, ImageType] = {
+    t.name: t
+    for t in (
+        ImageType(
+            name="master",
+            description="installed from scratch; every derived image starts from it",
+            parent=None,
+            templates={
+                ("qemu", "bootstrap"): "qemu-disk.json",
+                ("qemu", "installer"): "qemu-iso.json",
+                ("virtualbox", "installer"): "virtualbox-iso.json",
+            },
+            spec_dirs=("common",),
+            verification="boot",
+            outputs=("disk (qcow2)",),
+        ),
+        ImageType(
+            name="vagrant",
+            description="a Vagrant box (libvirt from QEMU, virtualbox from VirtualBox)",
+            parent="master",
+            templates=_DERIVED_TEMPLATES,
+            spec_dirs=("common", "vagrant"),
+            verification="boot",
+            outputs=("box", "box catalog"),
+        ),
+        ImageType(
+            name="aws-hvm",
+            description="an HVM AMI disk",
+            parent="master",
+            templates=_DERIVED_TEMPLATES,
+            spec_dirs=("common", "aws-hvm"),
+            verification="boot",
+            aliases=("awshvm",),
+            outputs=("raw disk", "streamOptimized vmdk"),
+        ),
+        ImageType(
+            name="aws-paravirt",
+            description="a paravirtual AMI disk: one partition, PV-GRUB (legacy)",
+            parent="master",
+            templates=_DERIVED_TEMPLATES,
+            spec_dirs=("common", "aws-paravirt"),
+            verification="offline",
+            aliases=("awspv", "aws-pv"),
+            outputs=("raw single-partition disk",),
+        ),
+    )
+}
+
+_ALIASES = {alias: t.name for t in IMAGE_TYPES.values() for alias in (t.name, *t.aliases)}
+
+
+def resolve_images(spec: str | None) -> list[ImageType]:
+    """`None`/`all` means every type; otherwise a comma list of names or aliases, in build order.
+
+    >>> [t.name for t in resolve_images("awspv,vagrant")]
+    ['vagrant', 'aws-paravirt']
+    """
+    if spec is None or spec.strip() in ("", "all"):
+        return list(IMAGE_TYPES.values())
+    wanted: set[str] = set()
+    for raw in spec.split(","):
+        name = raw.strip()
+        if name == "all":
+            return list(IMAGE_TYPES.values())
+        if name not in _ALIASES:
+            known = ", ".join([*IMAGE_TYPES, "all"])
+            raise ConfigError(f"unknown image type '{name}' (known: {known})")
+        wanted.add(_ALIASES[name])
+    return [t for t in IMAGE_TYPES.values() if t.name in wanted]
+
+
+def with_parents(types: list[ImageType]) -> list[ImageType]:
+    """The types plus every ancestor, parents first."""
+    names = {t.name for t in types}
+    for t in types:
+        parent = t.parent
+        while parent is not None:
+            names.add(parent)
+            parent = IMAGE_TYPES[parent].parent
+    return [t for t in IMAGE_TYPES.values() if t.name in names]

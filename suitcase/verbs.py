@@ -1,0 +1,159 @@
+"""What each CLI verb does, as library calls (the pytest plugin uses the same ones)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from suitcase.build import Say, StageResult, run_plan
+from suitcase.context import Context
+from suitcase.errors import ConfigError, NotYetAvailable
+from suitcase.imagetypes import IMAGE_TYPES, resolve_images
+from suitcase.manifest import read_manifest, write_atomic
+from suitcase.ostemplate import list_os, load_os
+from suitcase.plan import BuildPlan
+from suitcase.workspace import BuildSet
+
+UPLOAD_COOKIE = ".upload_done"
+LATER = {
+    "upload": "S3 upload",
+    "fetch": "S3 fetch",
+    "register": "AMI registration",
+    "deregister": "AMI deregistration",
+    "delete": "S3 delete",
+    "verify": "verification (the pytest plugin and specs)",
+}
+
+
+def not_yet(verb: str) -> None:
+    raise NotYetAvailable(
+        f"'{verb}' is not available yet: {LATER.get(verb, verb)} has not landed in this version"
+    )
+
+
+def build(
+    ctx: Context,
+    image: str | None,
+    os_name: str | None,
+    timestamp: str | None,
+    on_error: str,
+    wait: float,
+    say: Say,
+) -> list[StageResult]:
+    plan = ctx.plan(os_name, image, timestamp)
+    say(f"build set {plan.build_set.id} (builder {plan.builder}, {ctx.site.accelerator})")
+    return run_plan(ctx, plan, say, on_error=on_error, wait=wait)
+
+
+def plan_text(ctx: Context, image: str | None, os_name: str | None, timestamp: str | None) -> str:
+    plan = ctx.plan(os_name, image, timestamp)
+    return render_plan(plan)
+
+
+def render_plan(plan: BuildPlan) -> str:
+    lines = [f"build set {plan.build_set.id}  (OS {plan.os.name}, builder {plan.builder})"]
+    for number, state in enumerate(plan.states(), 1):
+        stage = state.stage
+        verdict = "done" if state.done else "would run"
+        parent = f" <- {stage.parent}" if stage.parent else ""
+        lines.append(
+            f"  {number}. {stage.image.name:<13} key {stage.key[:12]}  {verdict}: {state.reason}"
+            f"{parent}"
+        )
+        lines.append(f"     template {stage.template.name}, folder {stage.directory}")
+    return "\n".join(lines)
+
+
+def list_text(ctx: Context, commands: Mapping[str, Any]) -> str:
+    lines = ["Verbs:"]
+    for name, command in sorted(commands.items()):
+        help_line = (command.get_short_help_str(limit=70) or "").strip()
+        later = "  (not available yet)" if name in LATER else ""
+        lines.append(f"  {name:<12} {help_line}{later}")
+    lines.append("Image types:")
+    for t in IMAGE_TYPES.values():
+        aliases = f" (also {', '.join(t.aliases)})" if t.aliases else ""
+        parent = t.parent or "-"
+        lines.append(
+            f"  {t.name:<13} from {parent:<7} verify by {t.verification:<8} "
+            f"{t.description}{aliases}"
+        )
+    lines.append("OS templates:")
+    for name in list_os(ctx.paths):
+        try:
+            tpl = load_os(name, ctx.paths)
+        except ConfigError as exc:
+            lines.append(f"  {name:<22} INVALID: {exc}")
+            continue
+        medium = tpl.method
+        if tpl.method == "installer" and not tpl.installer.get("iso_checksum"):
+            medium += ", no checksum yet"
+        lines.append(f"  {name:<22} {tpl.family:<7} {medium}")
+    lines.append(f"Build sets in {ctx.workspace.images_dir}:")
+    sets = ctx.workspace.build_sets()
+    if not sets:
+        lines.append("  (none)")
+    for bset in sets:
+        lines.append(f"  {bset.id}")
+        lines.extend(f"    {line}" for line in _set_states(ctx, bset))
+    return "\n".join(lines)
+
+
+def _set_states(ctx: Context, bset: BuildSet) -> list[str]:
+    out = []
+    for image in IMAGE_TYPES:
+        directory = ctx.workspace.stage_dir(image, bset)
+        if not directory.exists():
+            continue
+        manifest = read_manifest(directory)
+        if manifest is None:
+            out.append(f"{image:<13} incomplete (no manifest)")
+            continue
+        uploaded = " uploaded" if (directory / UPLOAD_COOKIE).exists() else ""
+        out.append(f"{image:<13} done, key {manifest.key[:12]}, {manifest.finished}{uploaded}")
+    return out
+
+
+def clean(
+    ctx: Context, image: str | None, os_name: str | None, timestamp: str | None, dry_run: bool
+) -> list[str]:
+    os_template = ctx.os_template(os_name)
+    names = [t.name for t in resolve_images(image)]
+    bset = (
+        BuildSet(os_template.name, ctx.workspace.resolve_timestamp(os_template.name, timestamp))
+        if timestamp
+        else None
+    )
+    if dry_run:
+        sets = [bset] if bset else ctx.workspace.build_sets(os_template.name)
+        found = [
+            ctx.workspace.stage_dir(n, s)
+            for s in sets
+            for n in names
+            if ctx.workspace.stage_dir(n, s).exists()
+        ]
+        return [f"would remove {p}" for p in found] or ["nothing to remove"]
+    removed = ctx.workspace.clean(names, bset, os_template.name)
+    return [f"removed {p}" for p in removed] or ["nothing to remove"]
+
+
+def fake_upload(
+    ctx: Context, image: str | None, os_name: str | None, timestamp: str | None
+) -> list[str]:
+    """Leave the upload cookie on built stages (as the original did) to try registration."""
+    if timestamp is None:
+        raise ConfigError("fake-upload needs --timestamp (a build set to mark; 'latest' works)")
+    plan = ctx.plan(os_name, image, timestamp)
+    wanted = {t.name for t in resolve_images(image)}
+    lines = []
+    for state in plan.states():
+        name = state.stage.image.name
+        if name not in wanted:
+            continue
+        if not state.done or state.manifest is None:
+            raise ConfigError(f"{name} of {plan.build_set.id} is not built: {state.reason}")
+        cookie = {"fake": True, "key": state.manifest.key}
+        write_atomic(state.stage.directory / UPLOAD_COOKIE, json.dumps(cookie) + "\n")
+        lines.append(f"{name}: marked as uploaded (fake)")
+    return lines

@@ -34,7 +34,7 @@ PACKAGES = {
 _SECRET_PATTERNS = (
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.S),
     re.compile(
-        r"(?i)((?:aws_)?secret(?:_access)?_key|session_token|password|passwd)(['\"]?\s*[:=]\s*['\"]?)"
+        r"(?i)((?:aws_)?secret(?:_access)?_key|(?:session_)?token|password|passwd)(['\"]?\s*[:=]\s*['\"]?)"
         r"([^\s'\",]+)"
     ),
 )

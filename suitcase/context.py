@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,9 +64,13 @@ class Context:
         )
 
 
-@functools.cache
 def tool_versions() -> dict[str, str]:
     """Versions of the tools that shape an image; Packer's is part of every stage key."""
+    return dict(_tool_versions(shutil.which("packer"), shutil.which("qemu-img")))
+
+
+@functools.cache
+def _tool_versions(packer: str | None, qemu_img: str | None) -> tuple[tuple[str, str], ...]:
     versions = {"suitcase": __version__, "packer": packer_version()}
     try:
         out = run(["qemu-img", "--version"]).stdout
@@ -73,7 +78,7 @@ def tool_versions() -> dict[str, str]:
         versions["qemu-img"] = match.group(1) if match else "unknown"
     except ToolError:
         versions["qemu-img"] = "missing"
-    return versions
+    return tuple(versions.items())
 
 
 def git_revision(root: Path) -> str:

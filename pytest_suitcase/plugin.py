@@ -1,0 +1,1 @@
+"""pytest plugin entry point (options, markers and fixtures arrive with verification)."""

@@ -1,0 +1,96 @@
+"""The Packer runner against the real Packer binary (null and file builders, no VM)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from suitcase import packer
+from suitcase.errors import BuildError, ConfigError
+
+SECRET = "s3cr3t-Value-9f8e7d"
+
+
+def template(tmp_path: Path, body: dict) -> Path:  # type: ignore[type-arg]
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(body))
+    return path
+
+
+FILE_BUILD = {
+    "variables": {"greeting": "", "aws_secret_key": ""},
+    "sensitive-variables": ["aws_secret_key"],
+    "builders": [{"type": "file", "content": "{{user `greeting`}}", "target": "out.txt"}],
+    "provisioners": [],
+}
+
+
+def test_version_is_read_from_the_binary() -> None:
+    assert packer.packer_version().count(".") == 2
+
+
+def test_file_build_reports_its_artifact_and_logs(tmp_path: Path) -> None:
+    messages: list[str] = []
+    run = packer.build(
+        template(tmp_path, FILE_BUILD), {"greeting": "hello", "aws_secret_key": SECRET},
+        workdir=tmp_path, log=tmp_path / "build.log", on_message=messages.append,
+    )
+    assert (tmp_path / "out.txt").read_text() == "hello"
+    assert run.artifacts == ["out.txt"]
+    assert any("file" in m for m in messages)
+    assert (tmp_path / "build.log").stat().st_size > 0
+
+
+def test_secrets_never_reach_the_log_or_the_screen(tmp_path: Path) -> None:
+    body = {
+        "variables": {"aws_secret_key": ""},
+        "builders": [{"type": "null", "communicator": "none"}],
+        "provisioners": [{"type": "shell-local", "inline": ["echo key={{user `aws_secret_key`}}"]}],
+    }
+    messages: list[str] = []
+    packer.build(template(tmp_path, body), {"aws_secret_key": SECRET}, workdir=tmp_path,
+                 log=tmp_path / "build.log", on_message=messages.append)
+    log = (tmp_path / "build.log").read_text()
+    assert "key=" in log  # the line is there ...
+    assert SECRET not in log  # ... without the secret
+    assert not any(SECRET in m for m in messages)
+    var_file = tmp_path / "variables.json"
+    assert oct(var_file.stat().st_mode & 0o777) == "0o600"
+
+
+def test_failed_build_names_the_log_and_shows_last_lines(tmp_path: Path) -> None:
+    body = {
+        "builders": [{"type": "null", "communicator": "none"}],
+        "provisioners": [{"type": "shell-local", "inline": ["echo about to fail", "exit 3"]}],
+    }
+    with pytest.raises(BuildError) as err:
+        packer.build(template(tmp_path, body), {}, workdir=tmp_path, log=tmp_path / "b.log",
+                     on_message=lambda m: None)
+    text = str(err.value)
+    assert text.startswith("packer build failed")
+    assert str(tmp_path / "b.log") in text
+    assert "about to fail" in text
+
+
+def test_bad_on_error_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--on-error"):
+        packer.build(template(tmp_path, FILE_BUILD), {}, workdir=tmp_path, log=tmp_path / "l",
+                     on_message=print, on_error="explode")
+
+
+def test_validate_passes_and_fails(tmp_path: Path) -> None:
+    good = template(tmp_path, FILE_BUILD)
+    var_file = packer.write_var_file(tmp_path / "v.json", {"greeting": "x", "aws_secret_key": "y"})
+    packer.validate(good, var_file)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"builders": [{"type": "file"}]}))
+    with pytest.raises(ConfigError, match="does not validate"):
+        packer.validate(bad, var_file)
+
+
+def test_machine_readable_lines_are_unescaped() -> None:
+    parsed = packer.parse_machine_line("1,qemu,ui,say,a%!(PACKER_COMMA) b\\nc")
+    assert parsed == ("qemu", "ui", ["say", "a, b\nc"])
+    assert packer.parse_machine_line("not machine readable") is None

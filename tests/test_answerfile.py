@@ -24,18 +24,23 @@ def public_key(tmp_path_factory: pytest.TempPathFactory) -> str:
     return ensure_key_pair(tmp_path_factory.mktemp("key"), "suitcase-build-test").public_line
 
 
-@pytest.mark.parametrize("repos", [[], [{"name": "epel", "baseurl": "http://repo.invalid/epel/"}]],
-                         ids=["no-repos", "one-repo"])
+@pytest.mark.parametrize(
+    "repos",
+    [[], [{"name": "epel", "baseurl": "http://repo.invalid/epel/"}]],
+    ids=["no-repos", "one-repo"],
+)
 @pytest.mark.parametrize("name", EL)
-def test_rendered_kickstart_validates(name: str, repos: list[dict[str, str]], public_key: str,
-                                      tmp_path: Path) -> None:
+def test_rendered_kickstart_validates(
+    name: str, repos: list[dict[str, str]], public_key: str, tmp_path: Path
+) -> None:
     tpl = load_os(name)
     text = render(tpl, Paths.default(), public_key, repos, f"{name}-20260101000000")
     ks = tmp_path / "ks.cfg"
     ks.write_text(text)
     version = f"RHEL{tpl.major}"
-    result = subprocess.run([KSVALIDATOR, "-e", "-v", version, str(ks)], capture_output=True,
-                            text=True, check=False)
+    result = subprocess.run(
+        [KSVALIDATOR, "-e", "-v", version, str(ks)], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert public_key in text
     for repo in repos:

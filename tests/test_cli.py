@@ -20,16 +20,34 @@ def invoke(runner: CliRunner, *args: str, env: dict[str, str] | None = None):  #
     return runner.invoke(cli, list(args), env=env, catch_exceptions=False)
 
 
-def test_list_shows_verbs_image_types_and_ten_os_templates(runner: CliRunner, workspace: Path) -> None:
+def test_list_shows_verbs_image_types_and_ten_os_templates(
+    runner: CliRunner, workspace: Path
+) -> None:
     result = invoke(runner, "list")
     assert result.exit_code == 0
     out = result.output
-    for verb in ("build", "upload", "fake-upload", "fetch", "register", "deregister", "delete",
-                 "all", "clean", "list", "plan", "verify"):
+    for verb in (
+        "build",
+        "upload",
+        "fake-upload",
+        "fetch",
+        "register",
+        "deregister",
+        "delete",
+        "all",
+        "clean",
+        "list",
+        "plan",
+        "verify",
+    ):
         assert re.search(rf"^  {verb}\s", out, re.M), verb
     types = out.split("Image types:")[1].split("OS templates:")[0]
     assert [line.split()[0] for line in types.strip().splitlines()] == [
-        "master", "vagrant", "aws-hvm", "aws-paravirt"]
+        "master",
+        "vagrant",
+        "aws-hvm",
+        "aws-paravirt",
+    ]
     templates = out.split("OS templates:")[1].split("Build sets")[0].strip().splitlines()
     assert len(templates) == 10
     assert "(none)" in out.split("Build sets")[1]
@@ -38,7 +56,9 @@ def test_list_shows_verbs_image_types_and_ten_os_templates(runner: CliRunner, wo
 def test_plan_shows_master_then_three_derived_with_keys(runner: CliRunner, workspace: Path) -> None:
     result = invoke(runner, "plan", "all", "--os", "CentOS-7.3-x86_64")
     assert result.exit_code == 0
-    rows = re.findall(r"^\s+\d\. (\S+)\s+key ([0-9a-f]{12})\s+would run: not built yet", result.output, re.M)
+    rows = re.findall(
+        r"^\s+\d\. (\S+)\s+key ([0-9a-f]{12})\s+would run: not built yet", result.output, re.M
+    )
     assert [r[0] for r in rows] == ["master", "vagrant", "aws-hvm", "aws-paravirt"]
     assert len({r[1] for r in rows}) == 4
 
@@ -52,7 +72,9 @@ def test_plan_with_given_timestamp_and_latest(runner: CliRunner, workspace: Path
     (workspace / "images" / "master" / "Debian-12-x86_64-20260101000000").mkdir(parents=True)
     result = invoke(runner, "plan", "master", "--os", "Debian-12-x86_64", "--timestamp", "latest")
     assert "Debian-12-x86_64-20260101000000" in result.output
-    result = invoke(runner, "plan", "master", "--os", "Debian-12-x86_64", "--timestamp", "202602020202")
+    result = invoke(
+        runner, "plan", "master", "--os", "Debian-12-x86_64", "--timestamp", "202602020202"
+    )
     assert "Debian-12-x86_64-202602020202" in result.output
 
 
@@ -64,21 +86,39 @@ def test_verbs_not_yet_landed_fail_honestly(runner: CliRunner, workspace: Path) 
 
 
 def test_fake_upload_marks_only_built_stages(runner: CliRunner, workspace: Path) -> None:
-    result = invoke(runner, "fake-upload", "aws-hvm", "--os", "Debian-12-x86_64",
-                    "--timestamp", "20260101000000")
+    result = invoke(
+        runner,
+        "fake-upload",
+        "aws-hvm",
+        "--os",
+        "Debian-12-x86_64",
+        "--timestamp",
+        "20260101000000",
+    )
     assert result.exit_code == 2
     assert "is not built" in result.output
-    assert not (workspace / "images").exists() or not list((workspace / "images").rglob(".upload_done"))
+    assert not (workspace / "images").exists() or not list(
+        (workspace / "images").rglob(".upload_done")
+    )
 
 
 def test_clean_removes_a_build_set(runner: CliRunner, workspace: Path) -> None:
     stage = workspace / "images" / "vagrant" / "Debian-12-x86_64-20260101000000"
     stage.mkdir(parents=True)
-    result = invoke(runner, "clean", "vagrant", "--os", "Debian-12-x86_64", "--timestamp",
-                    "20260101000000", "--dry-run")
+    result = invoke(
+        runner,
+        "clean",
+        "vagrant",
+        "--os",
+        "Debian-12-x86_64",
+        "--timestamp",
+        "20260101000000",
+        "--dry-run",
+    )
     assert "would remove" in result.output and stage.exists()
-    result = invoke(runner, "clean", "vagrant", "--os", "Debian-12-x86_64", "--timestamp",
-                    "20260101000000")
+    result = invoke(
+        runner, "clean", "vagrant", "--os", "Debian-12-x86_64", "--timestamp", "20260101000000"
+    )
     assert result.exit_code == 0 and not stage.exists()
 
 
@@ -102,6 +142,7 @@ def _site(text: str) -> Setup:
     def setup(ws: Path, home: Paths) -> list[str]:
         (ws / "site.yaml").write_text(text)
         return ["plan"]
+
     return setup
 
 
@@ -150,11 +191,17 @@ def _no_mirror_for_el(ws: Path, home: Paths) -> list[str]:
 CATALOGUE: dict[str, tuple[Setup, str]] = {
     "unknown-os": (lambda ws, h: ["plan", "--os", "Nope-1"], "unknown OS 'Nope-1'"),
     "path-os": (lambda ws, h: ["plan", "--os", "../../etc/passwd"], "not a valid OS template name"),
-    "unknown-image": (lambda ws, h: ["plan", "awsx", "--os", "Debian-12-x86_64"], "unknown image type"),
+    "unknown-image": (
+        lambda ws, h: ["plan", "awsx", "--os", "Debian-12-x86_64"],
+        "unknown image type",
+    ),
     "malformed-os-yaml": (_malformed_os, "not valid YAML"),
     "unknown-key-os": (_unknown_key_os, "unknown key 'colour'"),
     "short-timestamp": (lambda ws, h: ["plan", "--timestamp", "2026"], "is not YYYYMMDDhhmmss"),
-    "impossible-timestamp": (lambda ws, h: ["plan", "--timestamp", "20261399000000"], "not a real date"),
+    "impossible-timestamp": (
+        lambda ws, h: ["plan", "--timestamp", "20261399000000"],
+        "not a real date",
+    ),
     "latest-without-sets": (lambda ws, h: ["plan", "--timestamp", "latest"], "no build set of"),
     "malformed-site": (_site("bucket: [\n"), "not valid YAML"),
     "unknown-site-key": (_site("colour: red\n"), "unknown key 'colour'"),
@@ -162,21 +209,29 @@ CATALOGUE: dict[str, tuple[Setup, str]] = {
     "missing-site-file": (lambda ws, h: ["--site", str(ws / "nope.yaml"), "plan"], "not found"),
     "workspace-is-a-file": (_workspace_is_a_file, "is not a folder"),
     "missing-packer": (_no_packer, "packer not found on PATH"),
-    "no-checksum": (lambda ws, h: ["build", "master", "--os", "AlmaLinux-9.6-x86_64"],
-                    "no published sha256"),
+    "no-checksum": (
+        lambda ws, h: ["build", "master", "--os", "AlmaLinux-9.6-x86_64"],
+        "no published sha256",
+    ),
     "no-el-mirror": (_no_mirror_for_el, "no install medium"),
     "clean-symlinked-stage": (_symlinked_stage, "symlink"),
     "clean-symlinked-type-dir": (_symlinked_type_dir, "outside the workspace"),
     "build-set-in-use": (_held, "in use by another"),
-    "fake-upload-no-timestamp": (lambda ws, h: ["fake-upload", "--os", "Debian-12-x86_64"],
-                                 "needs --timestamp"),
-    "bad-on-error": (lambda ws, h: ["build", "--on-error", "explode"], "Invalid value for '--on-error'"),
+    "fake-upload-no-timestamp": (
+        lambda ws, h: ["fake-upload", "--os", "Debian-12-x86_64"],
+        "needs --timestamp",
+    ),
+    "bad-on-error": (
+        lambda ws, h: ["build", "--on-error", "explode"],
+        "Invalid value for '--on-error'",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CATALOGUE))
-def test_bad_input(case: str, runner: CliRunner, workspace: Path, home: Paths,
-                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_input(
+    case: str, runner: CliRunner, workspace: Path, home: Paths, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PATH", os.environ["PATH"])
     setup, expected = CATALOGUE[case]
     args = setup(workspace, home)

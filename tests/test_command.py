@@ -31,8 +31,9 @@ def test_run_failure_carries_stderr() -> None:
 
 def test_stream_logs_redacted_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[str] = []
-    code, tail = stream(["sh", "-c", "echo one; echo token=abc123; exit 2"], log=tmp_path / "l",
-                        on_line=seen.append)
+    code, tail = stream(
+        ["sh", "-c", "echo one; echo token=abc123; exit 2"], log=tmp_path / "l", on_line=seen.append
+    )
     assert code == 2
     assert tail == ["one", "token=<redacted>"]
     assert "abc123" not in (tmp_path / "l").read_text()

@@ -16,10 +16,20 @@ from suitcase.manifest import (
 def make(tmp_path: Path) -> Manifest:
     (tmp_path / "disk.raw").write_bytes(b"data" * 1000)
     out = describe_output(tmp_path, tmp_path / "disk.raw", "raw")
-    return Manifest(stage="aws-hvm", os="Debian-12-x86_64", timestamp="20260101000000", key="k" * 64,
-                    inputs={"a": "b"}, parent={"stage": "master", "key": "p"}, outputs=[out],
-                    tool_versions={"packer": "1.6.6"}, git_revision="abc", started="s",
-                    finished="f", suitcase_version="0.1.0")
+    return Manifest(
+        stage="aws-hvm",
+        os="Debian-12-x86_64",
+        timestamp="20260101000000",
+        key="k" * 64,
+        inputs={"a": "b"},
+        parent={"stage": "master", "key": "p"},
+        outputs=[out],
+        tool_versions={"packer": "1.6.6"},
+        git_revision="abc",
+        started="s",
+        finished="f",
+        suitcase_version="0.1.0",
+    )
 
 
 def test_round_trip_with_real_checksums(tmp_path: Path) -> None:

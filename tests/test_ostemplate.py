@@ -68,7 +68,10 @@ GOOD = Path(__file__).resolve().parent.parent / "os" / "CentOS-7.3-x86_64.yaml"
         (lambda t: t + "colour: blue\n", "unknown key 'colour'"),
         (lambda t: t.replace("major: 7\n", ""), "missing key 'major'"),
         (lambda t: t.replace("major: 7", "major: seven"), "key 'major' must be of type int"),
-        (lambda t: t.replace('version: "7.3"', "version: 7.3"), "key 'version' must be of type str"),
+        (
+            lambda t: t.replace('version: "7.3"', "version: 7.3"),
+            "key 'version' must be of type str",
+        ),
         (lambda t: t.replace("family: el", "family: bsd"), "key 'family' must be one of"),
         (lambda t: t.replace("  answer_file: el7\n", ""), "missing key 'installer.answer_file'"),
         (lambda t: t.replace("sha256:af49", "md5:af49"), "installer.iso_checksum"),
@@ -88,7 +91,7 @@ def test_bad_templates_name_file_and_key(home: Paths, mutate, message: str) -> N
 
 
 def test_unknown_and_unsafe_names() -> None:
-    with pytest.raises(ConfigError, match="unknown OS 'Nope'.*known: AlmaLinux"):
+    with pytest.raises(ConfigError, match=r"unknown OS 'Nope'.*known: AlmaLinux"):
         load_os("Nope")
     with pytest.raises(ConfigError, match="not a valid OS template name"):
         load_os("../etc/passwd")

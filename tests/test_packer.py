@@ -34,8 +34,11 @@ def test_version_is_read_from_the_binary() -> None:
 def test_file_build_reports_its_artifact_and_logs(tmp_path: Path) -> None:
     messages: list[str] = []
     run = packer.build(
-        template(tmp_path, FILE_BUILD), {"greeting": "hello", "aws_secret_key": SECRET},
-        workdir=tmp_path, log=tmp_path / "build.log", on_message=messages.append,
+        template(tmp_path, FILE_BUILD),
+        {"greeting": "hello", "aws_secret_key": SECRET},
+        workdir=tmp_path,
+        log=tmp_path / "build.log",
+        on_message=messages.append,
     )
     assert (tmp_path / "out.txt").read_text() == "hello"
     assert run.artifacts == ["out.txt"]
@@ -50,8 +53,13 @@ def test_secrets_never_reach_the_log_or_the_screen(tmp_path: Path) -> None:
         "provisioners": [{"type": "shell-local", "inline": ["echo key={{user `aws_secret_key`}}"]}],
     }
     messages: list[str] = []
-    packer.build(template(tmp_path, body), {"aws_secret_key": SECRET}, workdir=tmp_path,
-                 log=tmp_path / "build.log", on_message=messages.append)
+    packer.build(
+        template(tmp_path, body),
+        {"aws_secret_key": SECRET},
+        workdir=tmp_path,
+        log=tmp_path / "build.log",
+        on_message=messages.append,
+    )
     log = (tmp_path / "build.log").read_text()
     assert "key=" in log  # the line is there ...
     assert SECRET not in log  # ... without the secret
@@ -66,8 +74,13 @@ def test_failed_build_names_the_log_and_shows_last_lines(tmp_path: Path) -> None
         "provisioners": [{"type": "shell-local", "inline": ["echo about to fail", "exit 3"]}],
     }
     with pytest.raises(BuildError) as err:
-        packer.build(template(tmp_path, body), {}, workdir=tmp_path, log=tmp_path / "b.log",
-                     on_message=lambda m: None)
+        packer.build(
+            template(tmp_path, body),
+            {},
+            workdir=tmp_path,
+            log=tmp_path / "b.log",
+            on_message=lambda m: None,
+        )
     text = str(err.value)
     assert text.startswith("packer build failed")
     assert str(tmp_path / "b.log") in text
@@ -76,8 +89,14 @@ def test_failed_build_names_the_log_and_shows_last_lines(tmp_path: Path) -> None
 
 def test_bad_on_error_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--on-error"):
-        packer.build(template(tmp_path, FILE_BUILD), {}, workdir=tmp_path, log=tmp_path / "l",
-                     on_message=print, on_error="explode")
+        packer.build(
+            template(tmp_path, FILE_BUILD),
+            {},
+            workdir=tmp_path,
+            log=tmp_path / "l",
+            on_message=print,
+            on_error="explode",
+        )
 
 
 def test_validate_passes_and_fails(tmp_path: Path) -> None:

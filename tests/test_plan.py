@@ -15,10 +15,23 @@ TOOLS = {"packer": "1.6.6"}
 BSET = BuildSet("Debian-12-x86_64", "20261126010203")
 
 
-def plan_for(home: Paths, ws: Path, images: str = "all", os_name: str = "Debian-12-x86_64",
-             site: Site | None = None, tools: dict[str, str] | None = None) -> BuildPlan:
-    return make_plan(load_os(os_name, home), resolve_images(images), BuildSet(os_name, BSET.timestamp),
-                     Workspace(ws), home, site or Site(), tools or TOOLS)
+def plan_for(
+    home: Paths,
+    ws: Path,
+    images: str = "all",
+    os_name: str = "Debian-12-x86_64",
+    site: Site | None = None,
+    tools: dict[str, str] | None = None,
+) -> BuildPlan:
+    return make_plan(
+        load_os(os_name, home),
+        resolve_images(images),
+        BuildSet(os_name, BSET.timestamp),
+        Workspace(ws),
+        home,
+        site or Site(),
+        tools or TOOLS,
+    )
 
 
 def test_master_first_then_derived(home: Paths, tmp_path: Path) -> None:
@@ -65,9 +78,11 @@ def test_master_script_change_moves_every_stage(home: Paths, tmp_path: Path) -> 
     "change",
     [
         lambda home: (home.os_dir / "Debian-12-x86_64.yaml").write_text(
-            (home.os_dir / "Debian-12-x86_64.yaml").read_text().replace("    - rsync\n", "")),
+            (home.os_dir / "Debian-12-x86_64.yaml").read_text().replace("    - rsync\n", "")
+        ),
         lambda home: (home.templates_dir / "qemu-disk.json").write_text(
-            (home.templates_dir / "qemu-disk.json").read_text() + "\n"),
+            (home.templates_dir / "qemu-disk.json").read_text() + "\n"
+        ),
         lambda home: (home.scripts_dir / "cleanup" / "99-tmp.sh").write_text("# x\n"),
     ],
     ids=["os-template", "packer-template", "cleanup-script"],
@@ -81,7 +96,9 @@ def test_every_input_moves_the_master_key(home: Paths, tmp_path: Path, change) -
 def test_packer_version_and_builder_are_inputs(home: Paths, tmp_path: Path) -> None:
     base = keys(plan_for(home, tmp_path, "all", "CentOS-7.3-x86_64"))
     newer = keys(plan_for(home, tmp_path, "all", "CentOS-7.3-x86_64", tools={"packer": "1.7.0"}))
-    vbox = keys(plan_for(home, tmp_path, "all", "CentOS-7.3-x86_64", site=Site(builder="virtualbox")))
+    vbox = keys(
+        plan_for(home, tmp_path, "all", "CentOS-7.3-x86_64", site=Site(builder="virtualbox"))
+    )
     assert base["master"] != newer["master"] != vbox["master"]
 
 
@@ -96,10 +113,23 @@ def _done(plan: BuildPlan, name: str, key: str | None = None) -> None:
     stage = plan.stage(name)
     stage.directory.mkdir(parents=True, exist_ok=True)
     (stage.directory / "disk.qcow2").write_bytes(b"x" * 10)
-    write_manifest(stage.directory, Manifest(
-        stage=name, os=plan.os.name, timestamp=plan.build_set.timestamp, key=key or stage.key,
-        inputs=stage.inputs, parent=None, outputs=[Output("disk.qcow2", "disk", 10, "0" * 64)],
-        tool_versions=TOOLS, git_revision="x", started="s", finished="f", suitcase_version="0"))
+    write_manifest(
+        stage.directory,
+        Manifest(
+            stage=name,
+            os=plan.os.name,
+            timestamp=plan.build_set.timestamp,
+            key=key or stage.key,
+            inputs=stage.inputs,
+            parent=None,
+            outputs=[Output("disk.qcow2", "disk", 10, "0" * 64)],
+            tool_versions=TOOLS,
+            git_revision="x",
+            started="s",
+            finished="f",
+            suitcase_version="0",
+        ),
+    )
 
 
 def test_states_say_what_is_done_and_why_the_rest_runs(home: Paths, tmp_path: Path) -> None:

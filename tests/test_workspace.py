@@ -22,7 +22,9 @@ def test_twelve_and_fourteen_digits_accepted(value: str) -> None:
     assert check_timestamp(value) == value
 
 
-@pytest.mark.parametrize("value", ["2026", "20261326010203", "2026112601020x", "20260230000000", ""])
+@pytest.mark.parametrize(
+    "value", ["2026", "20261326010203", "2026112601020x", "20260230000000", ""]
+)
 def test_bad_timestamps_refused(value: str) -> None:
     with pytest.raises(ConfigError):
         check_timestamp(value)
@@ -30,9 +32,11 @@ def test_bad_timestamps_refused(value: str) -> None:
 
 def test_latest_picks_newest_set_of_that_os(tmp_path: Path) -> None:
     ws = Workspace(tmp_path)
-    for image, name in [("master", "Debian-12-x86_64-20260101000000"),
-                        ("vagrant", "Debian-12-x86_64-20260301000000"),
-                        ("master", "CentOS-7.3-x86_64-20270101000000")]:
+    for image, name in [
+        ("master", "Debian-12-x86_64-20260101000000"),
+        ("vagrant", "Debian-12-x86_64-20260301000000"),
+        ("master", "CentOS-7.3-x86_64-20270101000000"),
+    ]:
         (ws.images_dir / image / name).mkdir(parents=True)
     assert ws.resolve_timestamp("Debian-12-x86_64", "latest") == "20260301000000"
     with pytest.raises(ConfigError, match="no build set of Rocky"):
@@ -49,7 +53,9 @@ def test_inside_refuses_escapes(tmp_path: Path) -> None:
         ws.inside(tmp_path / "ws" / "out" / "x")
 
 
-def _hold(root: str, ready: multiprocessing.synchronize.Event, release: multiprocessing.synchronize.Event) -> None:  # type: ignore[name-defined]
+def _hold(
+    root: str, ready: multiprocessing.synchronize.Event, release: multiprocessing.synchronize.Event
+) -> None:  # type: ignore[name-defined]
     ws = Workspace(Path(root))
     with ws.lock(BuildSet("Debian-12-x86_64", "20260101000000")):
         ready.set()
@@ -63,9 +69,11 @@ def test_second_holder_of_a_build_set_is_refused(tmp_path: Path) -> None:
     try:
         assert ready.wait(30)
         ws = Workspace(tmp_path)
-        with pytest.raises(BusyError, match="in use by another"):
-            with ws.lock(BuildSet("Debian-12-x86_64", "20260101000000"), wait=0.2):
-                pass
+        with (
+            pytest.raises(BusyError, match="in use by another"),
+            ws.lock(BuildSet("Debian-12-x86_64", "20260101000000"), wait=0.2),
+        ):
+            pass
         with ws.lock(BuildSet("Debian-12-x86_64", "20270101000000"), wait=0):
             pass  # another build set is independent
     finally:
@@ -80,7 +88,9 @@ def test_clean_removes_only_the_named_set(tmp_path: Path) -> None:
     for d in (keep, gone):
         d.mkdir(parents=True)
         (d / "f").write_text("x")
-    removed = ws.clean(["vagrant"], BuildSet("Debian-12-x86_64", "20260101000000"), "Debian-12-x86_64")
+    removed = ws.clean(
+        ["vagrant"], BuildSet("Debian-12-x86_64", "20260101000000"), "Debian-12-x86_64"
+    )
     assert removed == [gone]
     assert not gone.exists() and (keep / "f").exists()
 

@@ -1,1 +1,149 @@
-"""pytest plugin entry point (options, markers and fixtures arrive with verification)."""
+"""pytest plugin: options, markers and fixtures; inert unless --os/--image/--suitcase-* are used.
+
+pytest specs --image=aws-hvm --os=Debian-12-x86_64      # build what is missing, then verify
+pytest specs --image=all -n 3                           # image types in parallel, built once
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_suitcase import report
+from pytest_suitcase.fixtures import (  # noqa: F401  (fixtures are found by name)
+    image,
+    suitcase_artifact,
+    suitcase_build_key,
+    suitcase_host,
+    suitcase_image,
+    suitcase_master,
+    suitcase_parity,
+    suitcase_session,
+)
+from pytest_suitcase.session import SuitcaseSession, family_matches, spec_folder
+
+MARKERS = (
+    "suitcase_images(*names): run this spec only for these image types (master, vagrant, ...)",
+    "suitcase_family(*families): run only on these OS families: debian, el, el6, el7, el8+, el9",
+    "suitcase_booted: needs the running system (skipped with --suitcase-mode=offline)",
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("suitcase", "Suitcase image building and verification")
+    group.addoption(
+        "--os",
+        dest="suitcase_os",
+        metavar="OS",
+        help="OS template to build and verify (os/<OS>.yaml)",
+    )
+    group.addoption(
+        "--image",
+        dest="suitcase_images",
+        action="append",
+        metavar="IMAGE",
+        help="image type(s) to verify: repeatable, comma list, or 'all'",
+    )
+    group.addoption(
+        "--timestamp",
+        dest="suitcase_timestamp",
+        metavar="TS",
+        help="build set: YYYYMMDDhhmmss or 'latest' (default: latest, else a new one)",
+    )
+    group.addoption(
+        "--suitcase-workspace",
+        metavar="DIR",
+        help="workspace holding images/ (default: the current folder)",
+    )
+    group.addoption("--suitcase-site", metavar="FILE", help="site settings YAML file")
+    group.addoption(
+        "--suitcase-mode",
+        choices=("auto", "offline"),
+        default="auto",
+        help="auto: boot what can boot here; offline: mount every image, boot none",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for line in MARKERS:
+        config.addinivalue_line("markers", line)
+    if not SuitcaseSession.wanted(config):
+        return
+    session = SuitcaseSession.from_config(config)
+    config.stash[SuitcaseSession.KEY] = session
+    if getattr(config.option, "numprocesses", None) and config.option.dist in ("load", "no"):
+        config.option.dist = "loadgroup"  # each image type's specs stay on one worker
+    if not getattr(config.option, "xmlpath", None) and not hasattr(config, "workerinput"):
+        config.option.xmlpath = str(session.junit_path())
+    config.pluginmanager.register(report.Recorder(session), "suitcase-recorder")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist: every worker verifies the same build set as the controller."""
+    session = node.config.stash.get(SuitcaseSession.KEY, None)
+    if session is not None:
+        node.workerinput["suitcase_timestamp"] = session.build_set.timestamp
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    session = config.stash.get(SuitcaseSession.KEY, None)
+    if session is None or not collection_path.is_dir():
+        return None
+    if (collection_path.parent / "common").is_dir() and collection_path.name != "common":
+        return collection_path.name not in session.image_names
+    return None
+
+
+def pytest_collection(session: pytest.Session) -> None:
+    """No spec file may be silently skipped: a .py file in a spec folder must be collectable."""
+    config = session.config
+    if config.stash.get(SuitcaseSession.KEY, None) is None:
+        return
+    patterns = config.getini("python_files")
+    for arg in config.args:
+        root = Path(arg.split("::")[0])
+        if not root.is_dir():
+            continue
+        for path in sorted(root.rglob("*.py")):
+            if path.name in ("conftest.py", "__init__.py") or "__pycache__" in path.parts:
+                continue
+            if not any(fnmatch.fnmatch(path.name, p) for p in patterns):
+                raise pytest.UsageError(
+                    f"spec file {path} would never run: pytest only collects {' '.join(patterns)}; "
+                    "rename it (e.g. test_" + path.name + ")"
+                )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "suitcase_image" not in metafunc.fixturenames:
+        return
+    session = metafunc.config.stash.get(SuitcaseSession.KEY, None)
+    if session is None:
+        return
+    folder = spec_folder(Path(str(metafunc.definition.path)))
+    names = [n for n in session.image_names if folder in (None, "common", n)]
+    marker = metafunc.definition.get_closest_marker("suitcase_images")
+    if marker is not None:
+        names = [n for n in names if n in marker.args]
+    params = [pytest.param(n, id=n, marks=pytest.mark.xdist_group(n)) for n in names]
+    metafunc.parametrize("suitcase_image", params, indirect=True, scope="session")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    session = config.stash.get(SuitcaseSession.KEY, None)
+    if session is None:
+        return
+    for item in items:
+        marker = item.get_closest_marker("suitcase_family")
+        if marker is not None and not family_matches(session.os, marker.args):
+            item.add_marker(
+                pytest.mark.skip(
+                    reason=f"only for {', '.join(marker.args)}; this is {session.os.name}"
+                )
+            )
+        if item.get_closest_marker("suitcase_booted") and session.mode == "offline":
+            item.add_marker(pytest.mark.skip(reason="needs the running system (offline mode)"))

@@ -23,6 +23,10 @@ class ImageType:
     verification: str
     aliases: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
+    #: the manifest output kind that holds the image's disk, for verification
+    disk: str = "disk"
+    #: how a booted image is reached: "build-key" (root), "vagrant" (insecure key), "cloud-init"
+    login: str = "build-key"
 
     @property
     def is_master(self) -> bool:
@@ -68,6 +72,7 @@ IMAGE_TYPES: dict[str, ImageType] = {
             spec_dirs=("common", "vagrant"),
             verification="boot",
             outputs=("box", "box catalog"),
+            login="vagrant",
         ),
         ImageType(
             name="aws-hvm",
@@ -78,6 +83,8 @@ IMAGE_TYPES: dict[str, ImageType] = {
             verification="boot",
             aliases=("awshvm",),
             outputs=("raw disk", "streamOptimized vmdk"),
+            disk="raw",
+            login="cloud-init",
         ),
         ImageType(
             name="aws-paravirt",
@@ -88,6 +95,8 @@ IMAGE_TYPES: dict[str, ImageType] = {
             verification="offline",
             aliases=("awspv", "aws-pv"),
             outputs=("raw single-partition disk",),
+            disk="raw-partition",
+            login="cloud-init",
         ),
     )
 }

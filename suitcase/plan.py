@@ -75,10 +75,10 @@ def hash_files(files: list[Path], root: Path) -> str:
 
 
 def stage_scripts(paths: Paths, stage: str) -> list[Path]:
-    """The provisioning scripts one stage runs: run-stage.sh, common/, the stage's, cleanup/."""
+    """The scripts one stage runs: run-stage.sh, lib/, common/, the stage's, cleanup/."""
     root = paths.scripts_dir
     files = [root / "run-stage.sh"]
-    for folder in ("common", stage, "cleanup"):
+    for folder in ("lib", "common", stage, "cleanup"):
         files.extend(p for p in sorted((root / folder).glob("*")) if p.is_file())
     return [f for f in files if f.is_file()]
 

@@ -1,0 +1,142 @@
+"""Session fixtures: build (once, even across xdist workers), then reach the image for specs."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_suitcase.session import SuitcaseSession
+from suitcase.build import build_key, run_plan
+from suitcase.imagetypes import IMAGE_TYPES
+from suitcase.machine import booted, mounted
+from suitcase.manifest import Manifest
+
+
+@pytest.fixture(scope="session")
+def suitcase_session(request: pytest.FixtureRequest) -> SuitcaseSession:
+    """The OS, image types and build set of this run."""
+    session = request.config.stash.get(SuitcaseSession.KEY, None)
+    if session is None:
+        pytest.fail(
+            "specs need Suitcase's options, e.g. pytest specs --os=Debian-12-x86_64 "
+            "--image=aws-hvm",
+            pytrace=False,
+        )
+    return session
+
+
+@pytest.fixture(scope="session")
+def suitcase_image(request: pytest.FixtureRequest) -> str:
+    """The image type under test (parametrized by the plugin from --image)."""
+    name = getattr(request, "param", None)
+    if name is None:
+        pytest.fail("suitcase_image is parametrized by the plugin: pass --image", pytrace=False)
+    return str(name)
+
+
+def _say(request: pytest.FixtureRequest) -> Any:
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    terminal = request.config.pluginmanager.getplugin("terminalreporter")
+
+    def say(text: str) -> None:
+        if terminal is None or capture is None:
+            return
+        with capture.global_and_fixture_disabled():
+            terminal.write_line(text)
+
+    return say
+
+
+def build_or_reuse(request: pytest.FixtureRequest, session: SuitcaseSession, name: str) -> Manifest:
+    """Build `name` and its master unless done with a matching key; one builder per build set."""
+    plan = session.plan(name)
+    results = run_plan(session.ctx, plan, _say(request), wait=-1)
+    return next(r.manifest for r in results if r.stage == name)
+
+
+@pytest.fixture(scope="session")
+def suitcase_artifact(
+    request: pytest.FixtureRequest, suitcase_session: SuitcaseSession, suitcase_image: str
+) -> Manifest:
+    """The manifest of the image under test, built first if needed."""
+    return build_or_reuse(request, suitcase_session, suitcase_image)
+
+
+@pytest.fixture(scope="session")
+def suitcase_master(
+    request: pytest.FixtureRequest, suitcase_session: SuitcaseSession, suitcase_artifact: Manifest
+) -> Manifest:
+    """The master's manifest (for parity checks)."""
+    return build_or_reuse(request, suitcase_session, "master")
+
+
+def disk_of(session: SuitcaseSession, manifest: Manifest) -> Path:
+    kind = IMAGE_TYPES[manifest.stage].disk
+    output = manifest.output(kind)
+    if output is None:
+        pytest.fail(f"{manifest.stage} manifest lists no {kind} output", pytrace=False)
+    return session.ctx.workspace.stage_dir(manifest.stage, session.build_set) / output.path
+
+
+@contextlib.contextmanager
+def pristine_host(session: SuitcaseSession, manifest: Manifest) -> Iterator[Any]:
+    import testinfra
+
+    with mounted(disk_of(session, manifest)) as root:
+        yield testinfra.get_host(str(root), connection="chroot")
+
+
+@pytest.fixture(scope="session")
+def image(suitcase_session: SuitcaseSession, suitcase_artifact: Manifest) -> Iterator[Any]:
+    """testinfra host over the image as shipped (mounted read-only, never booted)."""
+    with pristine_host(suitcase_session, suitcase_artifact) as host:
+        yield host
+
+
+@pytest.fixture(scope="session")
+def suitcase_host(
+    suitcase_session: SuitcaseSession, suitcase_image: str, suitcase_artifact: Manifest, image: Any
+) -> Iterator[Any]:
+    """testinfra host of the image under test: booted in QEMU where it can boot, else offline."""
+    import testinfra
+
+    kind = IMAGE_TYPES[suitcase_image]
+    if suitcase_session.mode == "offline" or kind.verification == "offline":
+        yield image
+        return
+    ctx = suitcase_session.ctx
+    key = build_key(ctx, suitcase_session.plan(suitcase_image))
+    disk = disk_of(suitcase_session, suitcase_artifact)
+    with booted(disk, kind.login, key, accelerator=ctx.site.accelerator) as login:
+        yield testinfra.get_host(
+            login.url, ssh_identity_file=str(login.key), sudo=login.user != "root"
+        )
+
+
+@pytest.fixture(scope="session")
+def suitcase_build_key(suitcase_session: SuitcaseSession, suitcase_image: str) -> str:
+    """The build set's public key: the master keeps it, no derived image may."""
+    return build_key(suitcase_session.ctx, suitcase_session.plan(suitcase_image)).public_line
+
+
+@pytest.fixture(scope="session")
+def suitcase_parity(
+    suitcase_session: SuitcaseSession,
+    suitcase_image: str,
+    suitcase_artifact: Manifest,
+    suitcase_master: Manifest,
+) -> list[str]:
+    """Differences between this image and its master outside the declared deltas."""
+    from suitcase.parity import Rules, compare, snapshot
+
+    rules = Rules.load(suitcase_session.ctx.paths)
+    family = suitcase_session.os.family
+    with mounted(disk_of(suitcase_session, suitcase_master)) as root:
+        master = snapshot(root, family, rules)
+    with mounted(disk_of(suitcase_session, suitcase_artifact)) as root:
+        derived = snapshot(root, family, rules)
+    return compare(master, derived, suitcase_image, rules)

@@ -1,0 +1,88 @@
+"""The plugin's view of one run: which OS, image types and build set, resolved once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from suitcase.context import Context
+from suitcase.errors import SuitcaseError
+from suitcase.imagetypes import IMAGE_TYPES, resolve_images
+from suitcase.ostemplate import OSTemplate
+from suitcase.plan import BuildPlan
+from suitcase.workspace import BuildSet
+
+
+def spec_folder(path: Path) -> str | None:
+    """'common', an image type, or None: the spec folder a test file lives in."""
+    for parent in path.parents:
+        if (parent.parent / "common").is_dir() and parent.name in ("common", *IMAGE_TYPES):
+            return parent.name
+    return None
+
+
+def family_matches(os_template: OSTemplate, wanted: tuple[str, ...]) -> bool:
+    """Does the OS match any of: debian, el, el6, el7, el8+, el9 (major-specific families)?"""
+    family, major = os_template.family, os_template.major
+    for want in wanted:
+        if want == family:
+            return True
+        if want.startswith(family) and want[len(family) :].rstrip("+").isdigit():
+            floor = int(want[len(family) :].rstrip("+"))
+            if major == floor or (want.endswith("+") and major >= floor):
+                return True
+    return False
+
+
+@dataclass
+class SuitcaseSession:
+    KEY: ClassVar[pytest.StashKey[SuitcaseSession]] = pytest.StashKey()
+
+    ctx: Context
+    os: OSTemplate
+    image_names: list[str]
+    build_set: BuildSet
+    mode: str
+
+    @staticmethod
+    def wanted(config: pytest.Config) -> bool:
+        opt = config.option
+        return bool(
+            getattr(opt, "suitcase_os", None)
+            or getattr(opt, "suitcase_images", None)
+            or getattr(opt, "suitcase_workspace", None)
+        )
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> SuitcaseSession:
+        opt = config.option
+        try:
+            ctx = Context.create(opt.suitcase_workspace, opt.suitcase_site)
+            os_template = ctx.os_template(opt.suitcase_os)
+            spec = ",".join(opt.suitcase_images or ["all"])
+            names = [t.name for t in resolve_images(spec)]
+            workerinput = getattr(config, "workerinput", None)
+            if workerinput is not None and "suitcase_timestamp" in workerinput:
+                timestamp = workerinput["suitcase_timestamp"]
+            elif opt.suitcase_timestamp is None:
+                sets = ctx.workspace.build_sets(os_template.name)
+                timestamp = sets[-1].timestamp if sets else None
+            else:
+                timestamp = opt.suitcase_timestamp
+            build_set = ctx.build_set(os_template, timestamp)
+        except SuitcaseError as exc:
+            raise pytest.UsageError(
+                f"suitcase: {exc}; see 'suitcase list' for what exists"
+            ) from None
+        return cls(ctx, os_template, names, build_set, opt.suitcase_mode)
+
+    def plan(self, image: str) -> BuildPlan:
+        return self.ctx.plan(self.os.name, image, self.build_set.timestamp)
+
+    def junit_path(self) -> Path:
+        folder = self.ctx.workspace.root / "reports"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"junit-{self.build_set.id}.xml"

@@ -1,0 +1,279 @@
+"""Reach a built image: boot it in QEMU behind a throw-away overlay, or mount it read-only.
+
+Both are context managers that always tear down (VM killed, mounts and loop devices released),
+on failure and on Ctrl-C too. Neither ever writes to the artifact itself unless asked to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from suitcase import artifact
+from suitcase.command import require, run
+from suitcase.errors import BuildError, ToolError
+from suitcase.keys import KeyPair, ensure_key_pair
+
+#: Where Debian's vagrant package keeps the well-known insecure key pair (not copied into the repo).
+VAGRANT_KEY_GLOBS = (
+    "/usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant",
+    "/opt/vagrant/embedded/gems/gems/vagrant-*/keys/vagrant",
+)
+VERIFY_USER = "suitcase-verify"
+
+
+@dataclass(frozen=True)
+class Login:
+    """How to reach a booted VM over SSH."""
+
+    user: str
+    port: int
+    key: Path
+
+    @property
+    def url(self) -> str:
+        return f"paramiko://{self.user}@127.0.0.1:{self.port}"
+
+
+def vagrant_insecure_key() -> Path:
+    for pattern in VAGRANT_KEY_GLOBS:
+        found = sorted(Path("/").glob(pattern.lstrip("/")))
+        if found:
+            return found[-1]
+    raise ToolError("the Vagrant insecure key was not found; install Debian's vagrant package")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _seed_iso(folder: Path, public_key: str) -> Path:
+    """A cloud-init NoCloud seed: the same cloud-init path EC2 uses, carrying a throw-away key."""
+    (folder / "meta-data").write_text(
+        "instance-id: suitcase-verify\nlocal-hostname: suitcase-verify\n"
+    )
+    user_data = {
+        "users": [
+            {
+                "name": VERIFY_USER,
+                "sudo": "ALL=(ALL) NOPASSWD:ALL",
+                "shell": "/bin/bash",
+                "ssh_authorized_keys": [public_key],
+            }
+        ],
+    }
+    (folder / "user-data").write_text("#cloud-config\n" + json.dumps(user_data) + "\n")
+    iso = folder / "seed.iso"
+    run(
+        [
+            "genisoimage",
+            "-quiet",
+            "-output",
+            str(iso),
+            "-volid",
+            "cidata",
+            "-joliet",
+            "-rock",
+            str(folder / "user-data"),
+            str(folder / "meta-data"),
+        ]
+    )
+    return iso
+
+
+@contextlib.contextmanager
+def booted(
+    disk: Path,
+    login: str,
+    build_key: KeyPair | None = None,
+    accelerator: str = "tcg",
+    memory: int = 1536,
+    cpus: int = 2,
+    timeout: float = 900,
+    keep_dir: Path | None = None,
+) -> Iterator[Login]:
+    """Boot `disk` (never modified: a qcow2 overlay takes the writes) and wait for SSH.
+
+    `login` is "build-key" (root with the build set's key), "vagrant" (the insecure key) or
+    "cloud-init" (a NoCloud seed creates a user with a throw-away key).
+    """
+    require("qemu-system-x86_64")
+    work = Path(tempfile.mkdtemp(prefix="suitcase-vm-", dir=keep_dir))
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        info = artifact.disk_info(disk)
+        overlay = work / "overlay.qcow2"
+        run(
+            [
+                "qemu-img",
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-F",
+                str(info["format"]),
+                "-b",
+                str(disk.resolve()),
+                str(overlay),
+            ]
+        )
+        argv = [
+            "qemu-system-x86_64",
+            "-accel",
+            _accel(accelerator),
+            "-m",
+            str(memory),
+            "-smp",
+            str(cpus),
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            f"file:{work / 'console.log'}",
+            "-drive",
+            f"file={overlay},if=virtio,format=qcow2",
+        ]
+        if login == "build-key":
+            assert build_key is not None
+            who = Login("root", 0, build_key.private)
+        elif login == "vagrant":
+            who = Login("vagrant", 0, vagrant_insecure_key())
+        elif login == "cloud-init":
+            throwaway = ensure_key_pair(work / "key", "suitcase-verify")
+            argv += ["-drive", f"file={_seed_iso(work, throwaway.public_line)},media=cdrom"]
+            who = Login(VERIFY_USER, 0, throwaway.private)
+        else:
+            raise ValueError(login)
+        for _attempt in range(3):
+            port = free_port()
+            net = [
+                "-netdev",
+                f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22",
+                "-device",
+                "virtio-net-pci,netdev=n0",
+            ]
+            proc = subprocess.Popen(
+                [*argv, *net], stdout=subprocess.DEVNULL, stderr=(work / "qemu.err").open("wb")
+            )
+            time.sleep(1)
+            if proc.poll() is None:
+                break
+        assert proc is not None
+        who = Login(who.user, port, who.key)
+        _wait_for_ssh(who, proc, work, timeout)
+        yield who
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _accel(accelerator: str) -> str:
+    return "tcg,thread=multi" if accelerator == "tcg" else accelerator
+
+
+def _wait_for_ssh(who: Login, proc: subprocess.Popen[bytes], work: Path, timeout: float) -> None:
+    import paramiko
+
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            err = (work / "qemu.err").read_text(errors="replace").strip()[-300:]
+            raise BuildError(f"QEMU exited ({proc.returncode}) before SSH came up: {err}")
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        try:
+            client.connect(
+                "127.0.0.1",
+                port=who.port,
+                username=who.user,
+                key_filename=str(who.key),
+                timeout=10,
+                banner_timeout=10,
+                auth_timeout=10,
+                allow_agent=False,
+                look_for_keys=False,
+            )
+            _stdin, stdout, _stderr = client.exec_command("true")
+            if stdout.channel.recv_exit_status() == 0:
+                return
+        except (OSError, paramiko.SSHException) as exc:
+            last = str(exc) or type(exc).__name__
+        finally:
+            client.close()
+        time.sleep(5)
+    console = (work / "console.log").read_text(errors="replace").strip().splitlines()[-5:]
+    raise BuildError(
+        f"no SSH to {who.user}@127.0.0.1:{who.port} within {int(timeout)} s ({last}); "
+        "console: " + " | ".join(console)
+    )
+
+
+@contextlib.contextmanager
+def mounted(image: Path, writable: bool = False, keep_dir: Path | None = None) -> Iterator[Path]:
+    """Mount the root filesystem of a disk (raw or qcow2, partitioned or not) and yield its path.
+
+    Read-only unless `writable`; qcow2 is first flattened to a temporary raw copy. /proc and /dev
+    are bound in so testinfra's chroot backend can run tools.
+    """
+    require("mount")
+    work = Path(tempfile.mkdtemp(prefix="suitcase-mnt-", dir=keep_dir))
+    target = work / "root"
+    target.mkdir()
+    mounts: list[Path] = []
+    try:
+        raw = image
+        if artifact.disk_info(image).get("format") != "raw":
+            if writable:
+                raise BuildError(f"{image} is not raw: cannot mount it writable")
+            raw = artifact.convert(image, work / "disk.raw", "raw")
+        try:
+            offset, length = artifact.first_partition(raw)
+        except BuildError:
+            offset, length = 0, raw.stat().st_size  # a bare filesystem (the paravirt disk)
+        mode = "rw" if writable else "ro"
+        options = [f"loop,{mode},offset={offset},sizelimit={length}"]
+        if not writable:
+            options = [o + extra for o in options for extra in (",noload", ",norecovery", "")]
+        for opts in options:
+            result = subprocess.run(
+                ["mount", "-o", opts, str(raw), str(target)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if result.returncode == 0:
+                break
+        else:
+            raise BuildError(f"cannot mount {image}: {result.stderr.strip()}")
+        mounts.append(target)
+        for special in ("proc", "dev", "sys"):
+            point = target / special
+            if point.is_dir():
+                subprocess.run(["mount", "--bind", f"/{special}", str(point)], check=True)
+                mounts.append(point)
+        yield target
+    finally:
+        for point in reversed(mounts):
+            subprocess.run(["umount", "-l", str(point)], check=False, capture_output=True)
+        # Never delete through a mount that is still there: that would reach into the image or /dev.
+        if not any(os.path.ismount(point) for point in mounts):
+            shutil.rmtree(work, ignore_errors=True)

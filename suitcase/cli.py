@@ -159,9 +159,52 @@ for _name, _doc in (
     ("register", "Register IMAGE as an AMI (aws-hvm, aws-paravirt)."),
     ("deregister", "Deregister IMAGE's AMI and delete its snapshots."),
     ("delete", "Delete IMAGE's artifacts from S3."),
-    ("verify", "Run IMAGE's specs against the built artifact."),
 ):
     _later(_name, _doc)
+
+
+@cli.command()
+@_common
+@click.option("-n", "workers", default=0, help="pytest-xdist workers (image types in parallel)")
+@click.option(
+    "--mode",
+    type=click.Choice(["auto", "offline"]),
+    default="auto",
+    help="auto: boot what can boot here; offline: mount every image instead",
+)
+@click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
+@pass_ctx
+def verify(
+    ctx: Context,
+    image: str,
+    os_name: str | None,
+    timestamp: str | None,
+    workers: int,
+    mode: str,
+    pytest_args: tuple[str, ...],
+) -> None:
+    """Run IMAGE's specs (specs/common and specs/IMAGE) against the built artifact.
+
+    Builds whatever is missing first; the build set defaults to the newest of the OS. Extra
+    arguments after -- go to pytest.
+    """
+    code = verbs.verify(ctx, image, os_name, timestamp, workers, mode, pytest_args)
+    if code:
+        raise click.exceptions.Exit(code)
+
+
+@cli.command()
+@_common
+@pass_ctx
+def parity(ctx: Context, image: str, os_name: str | None, timestamp: str | None) -> None:
+    """Compare each derived image's packages and config files with its master.
+
+    A difference outside the image type's declared deltas (specs/parity.yaml) fails.
+    """
+    lines, ok = verbs.parity(ctx, image, os_name, timestamp)
+    click.echo("\n".join(lines))
+    if not ok:
+        raise click.exceptions.Exit(1)
 
 
 @cli.command("all")
@@ -172,8 +215,12 @@ def all_(
     ctx: Context, image: str, os_name: str | None, timestamp: str | None, on_error: str
 ) -> None:
     """Build, verify, upload and register IMAGE: the whole pipeline."""
-    verbs.build(ctx, image, os_name, timestamp, on_error, 0, _say)
-    verbs.not_yet("verify")
+    results = verbs.build(ctx, image, os_name, timestamp, on_error, 0, _say)
+    timestamp = results[0].manifest.timestamp if results else timestamp
+    code = verbs.verify(ctx, image, os_name, timestamp, 0, "auto")
+    if code:
+        raise click.exceptions.Exit(code)
+    verbs.not_yet("upload")
 
 
 def _say(text: str) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from suitcase.build import Say, StageResult, run_plan
@@ -22,7 +25,6 @@ LATER = {
     "register": "AMI registration",
     "deregister": "AMI deregistration",
     "delete": "S3 delete",
-    "verify": "verification (the pytest plugin and specs)",
 }
 
 
@@ -157,3 +159,84 @@ def fake_upload(
         write_atomic(state.stage.directory / UPLOAD_COOKIE, json.dumps(cookie) + "\n")
         lines.append(f"{name}: marked as uploaded (fake)")
     return lines
+
+
+def _existing_plan(
+    ctx: Context, image: str | None, os_name: str | None, timestamp: str | None
+) -> BuildPlan:
+    """The plan of an existing build set (default: the newest of the OS)."""
+    return ctx.plan(os_name, image, timestamp or "latest")
+
+
+def verify(
+    ctx: Context,
+    image: str | None,
+    os_name: str | None,
+    timestamp: str | None,
+    workers: int,
+    mode: str,
+    extra: tuple[str, ...] = (),
+) -> int:
+    """Run the specs through pytest (the plugin builds what is missing); returns pytest's code."""
+    os_template = ctx.os_template(os_name)
+    names = ",".join(t.name for t in resolve_images(image))
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(ctx.paths.specs_dir),
+        "-p",
+        "no:cacheprovider",
+        f"--rootdir={ctx.paths.specs_dir}",
+        "--os",
+        os_template.name,
+        "--image",
+        names,
+        "--suitcase-workspace",
+        str(ctx.workspace.root),
+        "--suitcase-mode",
+        mode,
+    ]
+    if timestamp:
+        argv += ["--timestamp", timestamp]
+    if workers:
+        argv += ["-n", str(workers)]
+    return subprocess.run([*argv, *extra], check=False).returncode
+
+
+def parity(
+    ctx: Context, image: str | None, os_name: str | None, timestamp: str | None
+) -> tuple[list[str], bool]:
+    """Compare each derived image of a build set with its master; lines to show and a verdict."""
+    from suitcase.imagetypes import IMAGE_TYPES
+    from suitcase.machine import mounted
+    from suitcase.parity import Rules, compare, snapshot
+
+    plan = _existing_plan(ctx, image, os_name, timestamp)
+    rules = Rules.load(ctx.paths)
+    states = {s.stage.image.name: s for s in plan.states()}
+    manifests = {n: s.manifest for n, s in states.items() if s.manifest is not None}
+    if "master" not in manifests:
+        raise ConfigError(f"the master of {plan.build_set.id} is not built")
+
+    def disk(name: str) -> Path:
+        manifest = manifests[name]
+        output = manifest.output(IMAGE_TYPES[name].disk)
+        if output is None:
+            raise ConfigError(f"{name} of {plan.build_set.id} lists no disk")
+        return plan.stage(name).directory / output.path
+
+    with mounted(disk("master")) as root:
+        master = snapshot(root, plan.os.family, rules)
+    lines, ok = [f"parity of {plan.build_set.id} against its master"], True
+    derived = [s.image.name for s in plan.stages if not s.image.is_master]
+    for name in derived:
+        if name not in manifests:
+            lines.append(f"{name}: not built, skipped")
+            continue
+        with mounted(disk(name)) as root:
+            problems = compare(master, snapshot(root, plan.os.family, rules), name, rules)
+        lines.append(f"{name}: {'holds' if not problems else f'{len(problems)} difference(s)'}")
+        lines.extend(f"  {p}" for p in problems)
+        ok = ok and not problems
+    return lines, ok

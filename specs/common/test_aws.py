@@ -1,0 +1,32 @@
+"""What both AWS images need (the original's shared aws specs)."""
+
+import pytest
+
+from pytest_suitcase import facts
+
+pytestmark = pytest.mark.suitcase_images("aws-hvm", "aws-paravirt")
+
+CLOUD_INIT_UNITS = ("cloud-init-local", "cloud-init", "cloud-config", "cloud-final")
+
+
+def test_xen_blkfront_in_initramfs(image):
+    """Without xen-blkfront in the initramfs a Xen instance cannot find its root disk."""
+    modules = facts.initramfs_modules(image)
+    assert modules and all("xen_blkfront" in found for found in modules.values())
+
+
+def test_cloud_init_enabled(image):
+    """cloud-init installs the instance's SSH key; disabled, nobody can log in."""
+    assert not image.file("/etc/cloud/cloud-init.disabled").exists
+    for unit in CLOUD_INIT_UNITS:
+        assert image.service(unit).is_enabled, unit
+
+
+def test_no_vagrant_user(image):
+    """The vagrant user and its public insecure key must never reach a cloud image."""
+    assert not image.user("vagrant").exists
+
+
+def test_root_authorized_keys_only_a_newline(image):
+    """cloud-init fills keys in at boot; anything baked in is a back door."""
+    assert facts.authorized_keys(image, "/root") in (None, "", "\n")

@@ -1,0 +1,71 @@
+"""Hygiene of the image as shipped: nothing of the build, nothing that must be unique."""
+
+import pytest
+
+from pytest_suitcase import facts
+
+
+def test_no_ssh_host_keys(image):
+    """Shared host keys let one instance impersonate every other built from the same image."""
+    assert image.run("ls /etc/ssh/ | grep -c '^ssh_host_'").stdout.strip() == "0"
+
+
+def test_machine_id_empty(image):
+    """A baked machine-id gives every instance the same identity (DHCP, journald, dbus)."""
+    machine_id = image.file("/etc/machine-id")
+    assert not machine_id.exists or machine_id.content_string.strip() == ""
+    assert not image.file("/var/lib/dbus/machine-id").is_file or image.file(
+        "/var/lib/dbus/machine-id").is_symlink
+
+
+def test_root_password_locked(image):
+    """A root password baked into an image is a password every instance shares."""
+    shadow = facts.read(image, "/etc/shadow")
+    root = next(line for line in shadow.splitlines() if line.startswith("root:"))
+    assert root.split(":")[1].startswith(("!", "*"))
+
+
+@pytest.mark.suitcase_images("vagrant", "aws-hvm", "aws-paravirt")
+def test_no_build_key(image, suitcase_build_key):
+    """The build key is for the build; a shipped image must not trust it."""
+    body = suitcase_build_key.split()[1]
+    for home in ("/root", *(f"/home/{u}" for u in facts.login_users(image))):
+        assert body not in (facts.authorized_keys(image, home) or "")
+
+
+@pytest.mark.suitcase_images("master")
+def test_master_keeps_only_the_build_key(image, suitcase_build_key):
+    """The master is internal: derived builds and its own verification log in with the build key."""
+    keys = [ln for ln in (facts.authorized_keys(image, "/root") or "").splitlines() if ln.strip()]
+    assert keys == [suitcase_build_key] or [k.split()[1] for k in keys] == [
+        suitcase_build_key.split()[1]]
+
+
+def test_no_shell_history(image):
+    """History files leak the build's commands (and sometimes secrets typed into them)."""
+    for name in (".bash_history", ".history", ".python_history", ".lesshst", ".viminfo"):
+        assert not image.file(f"/root/{name}").exists
+
+
+def test_temporary_folders_empty(image):
+    """Leftovers in /tmp are build debris every instance carries."""
+    for folder in ("/tmp", "/var/tmp"):
+        assert image.run(f"find {folder} -mindepth 1 -maxdepth 1").stdout.strip() == ""
+
+
+def test_package_caches_clean(image):
+    """Downloaded packages waste space in every copy of the image."""
+    leftover = image.run("ls /var/cache/apt/archives/*.deb /var/cache/yum/*/*/packages/*.rpm "
+                         "2>/dev/null | wc -l").stdout.strip()
+    assert leftover == "0"
+
+
+def test_no_guest_additions_iso(image):
+    """The original left VBoxGuestAdditions.iso behind; never again."""
+    assert image.run("ls /root/*.iso /home/*/*.iso 2>/dev/null | wc -l").stdout.strip() == "0"
+
+
+@pytest.mark.suitcase_images("master", "aws-hvm", "aws-paravirt")
+def test_no_login_users(image):
+    """No leftover installer or build user may ship (vagrant has its own user)."""
+    assert facts.login_users(image) == []

@@ -1,0 +1,32 @@
+"""The vagrant box contract: user vagrant, the insecure key, sudo without a password."""
+
+import pytest
+
+from pytest_suitcase import facts
+
+INSECURE = "AAAAB3NzaC1yc2EAAAABIwAAAQEA6NF8iallvQVp22WDkTkyrtvp9eWW6A8YVr+kz4TjGYe7gHzIw+niNltGEFHzD8+v1I2YJ6oXevct1YeS0o9HZyN1Q9qgCgzUFtdOKLv6IedplqoPkcmF0aYet2PkEDo3MlTBckFXPITAMzF8dJSIFo9D8HfdOV0IAdx4O7PtixWKn5y2hMNG0zQPyUecp4pzC6kivAIhyfHilFR61RGL+GPXQ2MWZWFYbAGjyiYJnAmCP3NOTd0jMZEnDkbUvxhMmBYSdETk1rRgm+R4LOzFUGaHqHDLKLX+FIPKcF96hrucXzcWyLbIbEgE98OHlnVYCzRdK8jlqm8tehUc9c9WhQ=="
+
+
+def test_vagrant_user_has_the_insecure_key(image):
+    """`vagrant up` logs in with the insecure key first, then replaces it."""
+    assert image.user("vagrant").exists
+    keys = facts.authorized_keys(image, image.user("vagrant").home) or ""
+    assert INSECURE in keys
+
+
+def test_passwordless_sudo_without_tty(image):
+    """Vagrant runs provisioners through sudo without a terminal."""
+    sudoers = facts.read(image, "/etc/sudoers.d/vagrant")
+    assert "NOPASSWD: ALL" in sudoers.replace("NOPASSWD:ALL", "NOPASSWD: ALL")
+    assert "!requiretty" in sudoers
+
+
+def test_root_keys_wiped(image):
+    """Root is reached through vagrant's sudo, never by a key baked into the box."""
+    assert (facts.authorized_keys(image, "/root") or "").strip() == ""
+
+
+@pytest.mark.suitcase_booted
+def test_vagrant_can_sudo(host):
+    """What `vagrant up` does first, done for real on the booted box."""
+    assert host.run("sudo -n true").rc == 0

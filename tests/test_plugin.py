@@ -1,0 +1,197 @@
+"""The pytest plugin through pytester: options, markers, collection check, builds as fixtures.
+
+Builds here run the real Packer with tiny templates (null builder + shell-local making qcow2
+files with qemu-img), so the fixtures, locks and xdist sharing are exercised in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from suitcase.config import PROJECT_ROOT
+
+pytest_plugins = ["pytester"]
+
+FAKE_TEMPLATE = {
+    "variables": {
+        k: ""
+        for k in (
+            "vm_name",
+            "output_directory",
+            "source_disk",
+            "source_format",
+            "use_backing_file",
+            "accelerator",
+            "headless",
+            "cpus",
+            "memory",
+            "disk_size",
+            "ssh_username",
+            "ssh_private_key_file",
+            "ssh_timeout",
+            "scripts_dir",
+            "stage",
+            "os_family",
+            "os_name",
+            "os_major",
+            "build_id",
+        )
+    },
+    "builders": [{"type": "null", "communicator": "none"}],
+    "provisioners": [
+        {
+            "type": "shell-local",
+            "inline": [
+                "echo {{user `stage`}} >> {{user `scripts_dir`}}/../packer-runs.txt",
+                "test ! -e {{user `scripts_dir`}}/../fail-{{user `stage`}}",
+                "mkdir -p {{user `output_directory`}}",
+                "qemu-img create -q -f qcow2 {{user `output_directory`}}/{{user `vm_name`}} 64M",
+            ],
+        }
+    ],
+}
+
+OS_TEMPLATE = """\
+distribution: Debian
+family: debian
+version: "12"
+major: 12
+arch: x86_64
+method: bootstrap
+disk_size_mb: 1024
+root_fs: ext4
+bootstrap:
+  suite: bookworm
+  packages: [openssh-server]
+"""
+
+BOOTSTRAP = """\
+#!/bin/bash
+while [ $# -gt 0 ]; do [ "$1" = --output ] && out=$2; shift; done
+qemu-img create -q -f raw "$out" 64M
+"""
+
+
+@pytest.fixture
+def fake_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "fakehome"
+    (home / "os").mkdir(parents=True)
+    (home / "os" / "Fake-12-x86_64.yaml").write_text(OS_TEMPLATE)
+    (home / "image-templates").mkdir()
+    (home / "image-templates" / "qemu-disk.json").write_text(json.dumps(FAKE_TEMPLATE))
+    for folder in ("bootstrap", "common", "cleanup", "master", "vagrant", "aws-hvm"):
+        (home / "scripts" / folder).mkdir(parents=True)
+    (home / "scripts" / "bootstrap" / "debian-disk.sh").write_text(BOOTSTRAP)
+    (home / "scripts" / "run-stage.sh").write_text("#!/bin/sh\n")
+    shutil.copytree(PROJECT_ROOT / "ks", home / "ks")
+    (home / "specs").mkdir()
+    shutil.copy(PROJECT_ROOT / "specs" / "parity.yaml", home / "specs" / "parity.yaml")
+    monkeypatch.setenv("SUITCASE_HOME", str(home))
+    return home
+
+
+def _specs(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".yaml", site="mirrors: {debian: 'http://mirror.invalid/debian'}\n")
+    specs = pytester.mkdir("specs")
+    for folder in ("common", "vagrant", "aws-hvm"):
+        (specs / folder).mkdir()
+    (specs / "common" / "test_built.py").write_text(
+        textwrap.dedent("""
+        def test_artifact_is_built(suitcase_artifact, suitcase_image):
+            assert suitcase_artifact.stage == suitcase_image
+            assert suitcase_artifact.outputs
+    """)
+    )
+    (specs / "vagrant" / "test_box.py").write_text(
+        textwrap.dedent("""
+        def test_box_listed(suitcase_artifact):
+            assert suitcase_artifact.output("box") is not None
+    """)
+    )
+
+
+ARGS = ["--os=Fake-12-x86_64", "--timestamp=20260101000000", "-p", "no:cacheprovider"]
+
+
+def test_plugin_is_inert_without_its_options(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_plain():\n    assert 1 + 1 == 2\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+    assert not (pytester.path / "reports").exists()
+    assert "suitcase verification" not in result.stdout.str()
+
+
+def test_markers_are_registered(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--markers")
+    result.stdout.fnmatch_lines(
+        ["*suitcase_images(*names)*", "*suitcase_family*", "*suitcase_booted*"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--image=awsx", "--os=Debian-12-x86_64"], "unknown image type 'awsx'*suitcase list*"),
+        (["--image=all", "--os=Nope-1"], "unknown OS 'Nope-1'*"),
+        (["--os=Debian-12-x86_64", "--timestamp=2026"], "*is not YYYYMMDDhhmmss*"),
+    ],
+)
+def test_bad_options_are_usage_errors(
+    pytester: pytest.Pytester, args: list[str], message: str
+) -> None:
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{message}"])
+
+
+def test_misnamed_spec_file_fails_collection(pytester: pytest.Pytester, fake_home: Path) -> None:
+    _specs(pytester)
+    (pytester.path / "specs" / "aws-hvm" / "sriov_spec.py").write_text("def test_x(): pass\n")
+    result = pytester.runpytest("specs", "--image=aws-hvm", *ARGS)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*sriov_spec.py would never run*"])
+
+
+def test_only_selected_image_folders_are_collected(
+    pytester: pytest.Pytester, fake_home: Path
+) -> None:
+    _specs(pytester)
+    result = pytester.runpytest("specs", "--image=aws-hvm", "--collect-only", "-q", *ARGS)
+    out = result.stdout.str()
+    assert "test_artifact_is_built[aws-hvm]" in out
+    assert "test_box" not in out and "[vagrant]" not in out
+
+
+def test_build_shared_by_xdist_workers_happens_once(
+    pytester: pytest.Pytester, fake_home: Path
+) -> None:
+    _specs(pytester)
+    result = pytester.runpytest_subprocess("specs", "--image=vagrant,aws-hvm", "-n", "2", *ARGS)
+    result.assert_outcomes(passed=3)
+    runs = (fake_home / "packer-runs.txt").read_text().split()
+    assert sorted(runs) == ["aws-hvm", "master", "vagrant"], runs
+    result.stdout.fnmatch_lines(["*suitcase verification*", "*aws-hvm*common*1*0*0*0*"])
+    manifest = json.loads(
+        (
+            pytester.path / "images" / "vagrant" / "Fake-12-x86_64-20260101000000" / "manifest.json"
+        ).read_text()
+    )
+    assert manifest["extra"]["verification"]["passed"] is True
+    assert (pytester.path / "reports" / "junit-Fake-12-x86_64-20260101000000.xml").exists()
+    # a second run reuses everything: no Packer run at all
+    again = pytester.runpytest_subprocess("specs", "--image=vagrant,aws-hvm", *ARGS)
+    again.assert_outcomes(passed=3)
+    assert (fake_home / "packer-runs.txt").read_text().split() == runs
+
+
+def test_failed_build_is_an_error_not_a_pass(pytester: pytest.Pytester, fake_home: Path) -> None:
+    _specs(pytester)
+    (fake_home / "fail-aws-hvm").write_text("")
+    result = pytester.runpytest_subprocess("specs", "--image=aws-hvm", *ARGS)
+    result.assert_outcomes(errors=1, passed=0)
+    result.stdout.fnmatch_lines(["*packer build failed*"])

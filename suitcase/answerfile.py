@@ -53,15 +53,26 @@ def render(
         raise ConfigError(f"ks/{name}.ks.j2: {exc}") from None
 
 
-def boot_command(os_template: OSTemplate, paths: Paths) -> list[str]:
-    """The installer boot command (Packer boot_command lines) for the OS's answer file."""
+BOOT_KEYS = ("keys", "args", "ks_arg")
+
+
+def boot_command(os_template: OSTemplate, paths: Paths) -> dict[str, str]:
+    """How Packer starts the installer: menu `keys`, kernel `args`, and the kickstart `ks_arg`."""
     path = paths.answer_files_dir / "boot-commands.yaml"
     try:
         commands = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError):
         raise ConfigError(f"{path}: cannot read the boot commands") from None
     name = os_template.answer_file
-    lines = commands.get(name) if isinstance(commands, dict) else None
-    if not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
-        raise ConfigError(f"{path}: no boot command (a list of strings) for '{name}'")
-    return lines
+    entry = commands.get(name) if isinstance(commands, dict) else None
+    if not isinstance(entry, dict) or set(entry) != set(BOOT_KEYS):
+        raise ConfigError(f"{path}: '{name}' needs exactly {', '.join(BOOT_KEYS)}")
+    return {k: str(entry[k]) for k in BOOT_KEYS}
+
+
+def typed_boot_command(entry: dict[str, str]) -> str:
+    """What Packer types, as the templates assemble it (for display and tests)."""
+    return (
+        f"{entry['keys']}<wait> {entry['args']} {entry['ks_arg']}="
+        "http://{{ .HTTPIP }}:{{ .HTTPPort }}/ks.cfg<enter>"
+    )

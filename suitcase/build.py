@@ -124,14 +124,9 @@ def build_stage(ctx: Context, plan: BuildPlan, stage: Stage, say: Say, on_error:
         say(f"[{name}] {text}")
 
     try:
-        variables = _variables(ctx, plan, stage, keys, work)
+        variables = stage_variables(ctx, plan, stage, keys, work)
         if stage.image.is_master and plan.os.method == "bootstrap":
             variables["source_disk"] = str(_bootstrap(ctx, plan, keys, work, log, stage_say))
-        elif stage.image.is_master:
-            variables.update(_installer_variables(ctx, plan, keys, work))
-        else:
-            assert stage.parent is not None
-            variables["source_disk"] = str(_parent_disk(plan, stage.parent))
         run = packer.build(
             stage.template,
             variables,
@@ -171,7 +166,27 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def _variables(
+def stage_variables(
+    ctx: Context, plan: BuildPlan, stage: Stage, keys: KeyPair, work: Path
+) -> dict[str, object]:
+    """The Packer user variables of one stage (the Debian master's source disk comes later)."""
+    variables = _common_variables(ctx, plan, stage, keys, work)
+    if stage.image.is_master and plan.os.method == "bootstrap":
+        variables["source_disk"] = str(work / "bootstrap.raw")
+        variables["source_format"] = "raw"
+    elif stage.image.is_master:
+        variables.update(_installer_variables(ctx, plan, keys, work))
+    else:
+        assert stage.parent is not None
+        parent = plan.stage(stage.parent).directory
+        if plan.builder == "virtualbox":
+            variables["source_disk"] = str(parent / "ovf" / f"{plan.build_set.id}-master.ovf")
+        else:
+            variables["source_disk"] = str(parent / "disk.qcow2")
+    return variables
+
+
+def _common_variables(
     ctx: Context, plan: BuildPlan, stage: Stage, keys: KeyPair, work: Path
 ) -> dict[str, object]:
     return {
@@ -193,6 +208,7 @@ def _variables(
         "os_name": plan.os.name,
         "os_major": plan.os.major,
         "build_id": plan.build_set.id,
+        "serial_log": str(stage.directory / "console.log"),
     }
 
 
@@ -280,9 +296,9 @@ def _iso_url(ctx: Context, plan: BuildPlan) -> str:
     return f"{mirror}/{iso_path}"
 
 
-def boot_variables(lines: list[str]) -> dict[str, object]:
-    """Packer 1.6 user variables are strings: the boot command goes in as one joined string."""
-    return {"boot_command": "".join(lines)}
+def boot_variables(entry: dict[str, str]) -> dict[str, object]:
+    """The template types `boot_keys`, then `boot_line` and the kickstart URL with `ks_arg`."""
+    return {"boot_keys": entry["keys"], "boot_line": entry["args"], "ks_arg": entry["ks_arg"]}
 
 
 def _parent_disk(plan: BuildPlan, parent: str) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from suitcase.answerfile import boot_command, render
+from suitcase.answerfile import boot_command, render, typed_boot_command
 from suitcase.config import Paths
 from suitcase.keys import ensure_key_pair
 from suitcase.ostemplate import list_os, load_os
@@ -68,7 +68,10 @@ def test_no_plain_text_password(name: str, public_key: str) -> None:
 
 @pytest.mark.parametrize("name", EL)
 def test_boot_command_fetches_the_served_kickstart(name: str) -> None:
-    lines = boot_command(load_os(name), Paths.default())
-    joined = "".join(lines)
+    joined = typed_boot_command(boot_command(load_os(name), Paths.default()))
     assert re.search(r"ks=http://\{\{ \.HTTPIP \}\}:\{\{ \.HTTPPort \}\}/ks\.cfg", joined)
+    # anaconda from EL7 on reads inst.ks; EL6 only knows ks
+    major = load_os(name).major
+    assert (" inst.ks=" in joined) == (major >= 8)
+    assert ("inst.text" in joined) == (major >= 8)
     assert joined.rstrip().endswith(("<enter>", "<wait>"))

@@ -39,7 +39,7 @@ title $SUITCASE_OS ($kver)
     kernel /boot/vmlinuz-$kver root=$root_spec ro console=hvc0
     initrd $initrd
 CONF
-chmod 0600 /boot/grub/grub.conf
+chmod 0644 /boot/grub/grub.conf
 ln -sfn grub.conf /boot/grub/menu.lst
 
 # No getty unit to add: systemd's getty generator (and EL6's upstart) start

@@ -58,7 +58,7 @@ extlinux_edit_args() {
     local conf=$1 remove=$2 add=$3 tmp line indent args
     tmp=$(mktemp "$conf.XXXXXX")
     while IFS= read -r line || [ -n "$line" ]; do
-        if printf '%s\n' "$line" | grep -qiE '^[[:space:]]*append[[:space:]]'; then
+        if [[ $line =~ ^[[:space:]]*[Aa][Pp][Pp][Ee][Nn][Dd][[:space:]] ]]; then
             indent=${line%%[Aa][Pp][Pp][Ee][Nn][Dd]*}
             args=$(printf '%s\n' "$line" | sed -E 's/^[[:space:]]*[Aa][Pp][Pp][Ee][Nn][Dd][[:space:]]+//')
             printf '%sAPPEND %s\n' "$indent" "$(edit_args "$args" "$remove" "$add")"
@@ -118,8 +118,32 @@ kernel_args() {
     esac
 }
 
-# initramfs_add_drivers MOD...: force kernel modules into every initramfs and
-# rebuild them. Modules a kernel does not ship are skipped for that kernel.
+# initramfs_has_modules KVER MOD...: true when the initramfs of KVER already
+# holds every module in the list that KVER ships.
+initramfs_has_modules() {
+    local kver=$1 img listing m ko
+    shift
+    img=$(initramfs_of "$kver")
+    [ -f "$img" ] || return 1
+    case $SUITCASE_FAMILY in
+    debian) listing=$(lsinitramfs "$img" 2>/dev/null) || return 1 ;;
+    el) listing=$(lsinitrd "$img" 2>/dev/null) || return 1 ;;
+    esac
+    for m in "$@"; do
+        ko=$(modinfo -k "$kver" -n "$m" 2>/dev/null) || continue
+        case $ko in /*) ;; *) continue ;; esac   # built into the kernel
+        ko=${ko#*/lib/modules/}
+        # (a here-string, not printf | grep -q: SIGPIPE + pipefail)
+        grep -qF "modules/$ko" <<< "$listing" || return 1
+    done
+    return 0
+}
+
+# initramfs_add_drivers MOD...: force kernel modules into every initramfs
+# (now and for kernels installed later). An initramfs is rebuilt only when
+# it lacks one of them: rebuilding costs minutes under TCG, and Debian's
+# MODULES=most already includes most drivers. Modules a kernel does not
+# ship are skipped for that kernel.
 initramfs_add_drivers() {
     local mods=("$@") kver m present
     case $SUITCASE_FAMILY in
@@ -132,9 +156,14 @@ initramfs_add_drivers() {
             for m in "${mods[@]}"; do
                 modinfo -k "$kver" "$m" >/dev/null 2>&1 || say "note: $m not shipped by kernel $kver"
             done
+            if initramfs_has_modules "$kver" "${mods[@]}"; then
+                say "initramfs of $kver already holds ${mods[*]}: not rebuilt"
+            else
+                say "update-initramfs -u -k $kver"
+                update-initramfs -u -k "$kver" >/dev/null || fail "update-initramfs failed for $kver"
+                initramfs_has_modules "$kver" "${mods[@]}" || fail "initramfs of $kver still lacks one of ${mods[*]}"
+            fi
         done
-        say "update-initramfs -u -k all"
-        update-initramfs -u -k all >/dev/null || fail "update-initramfs failed"
         ;;
     el)
         mkdir -p /etc/dracut.conf.d
@@ -147,11 +176,16 @@ initramfs_add_drivers() {
                     say "note: $m not shipped by kernel $kver, skipped"
                 fi
             done
-            # dracut.conf.d applies to every kernel: keep only modules the
-            # newest kernel has (add_drivers of a missing module is an error).
+            # dracut.conf.d applies to every kernel: the loop ends with the
+            # newest kernel's list (add_drivers of a missing module fails).
             printf 'add_drivers+=" %s "\n' "${present# }" > /etc/dracut.conf.d/90-suitcase.conf
-            say "dracut -f for $kver:$present"
-            dracut -f "/boot/initramfs-$kver.img" "$kver" || fail "dracut failed for $kver"
+            # shellcheck disable=SC2086 # $present is a word list
+            if initramfs_has_modules "$kver" $present; then
+                say "initramfs of $kver already holds$present: not rebuilt"
+            else
+                say "dracut -f for $kver:$present"
+                dracut -f "$(initramfs_of "$kver")" "$kver" || fail "dracut failed for $kver"
+            fi
         done
         ;;
     esac
@@ -206,7 +240,10 @@ service_exists() {
     if [ "$SUITCASE_FAMILY" = el ] && [ "$SUITCASE_MAJOR" -lt 7 ]; then
         [ -x "/etc/init.d/$1" ]
     else
-        systemctl list-unit-files "$1.service" 2>/dev/null | grep -q "^$1\.service"
+        # (no "| grep -q": with pipefail, SIGPIPE would make it fail)
+        local units
+        units=$(systemctl list-unit-files --no-legend "$1.service" 2>/dev/null || true)
+        case $units in "$1.service"*) return 0 ;; *) return 1 ;; esac
     fi
 }
 

@@ -22,6 +22,7 @@ class Recorder:
     def __init__(self, session: SuitcaseSession) -> None:
         self.session = session
         self.counts: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+        self.spans: dict[str, tuple[float, float]] = {}
 
     def _where(self, report: pytest.TestReport) -> tuple[str, str] | None:
         match = re.search(r"\[([^\]]*)\]$", report.nodeid)
@@ -45,6 +46,8 @@ class Recorder:
         where = self._where(report)
         if where is None:
             return
+        first, last = self.spans.get(where[0], (report.start, report.stop))
+        self.spans[where[0]] = (min(first, report.start), max(last, report.stop))
         if report.when == "call" or (report.when == "setup" and not report.passed):
             outcome: str = report.outcome
             if report.when == "setup" and report.failed:
@@ -78,6 +81,8 @@ class Recorder:
                 "mode": self.session.mode,
                 "passed": all(c["failed"] == 0 and c["error"] == 0 for c in folders.values()),
                 "folders": folders,
+                # from the first setup (build or reuse, boot) to the last teardown of its specs
+                "seconds": round(self.spans[image][1] - self.spans[image][0], 1),
             }
             write_manifest(stage_dir, manifest)
 

@@ -137,6 +137,7 @@ def build_stage(ctx: Context, plan: BuildPlan, stage: Stage, say: Say, on_error:
             cache_dir=ctx.workspace.cache_dir,
         )
         stage_say("packer finished; writing artifacts")
+        packer_bytes = sum(p.stat().st_blocks * 512 for p in (work / "packer").rglob("*"))
         outputs = _finish(ctx, plan, stage, work, run, stage_say)
     except BaseException:
         if on_error != "abort":
@@ -155,7 +156,13 @@ def build_stage(ctx: Context, plan: BuildPlan, stage: Stage, say: Say, on_error:
         started=started,
         finished=_now(),
         suitcase_version=tool_versions()["suitcase"],
-        extra={"builder": plan.builder, "build_id": plan.build_set.id},
+        extra={
+            "builder": plan.builder,
+            "build_id": plan.build_set.id,
+            "derive": ctx.site.derive,
+            # bytes Packer's own output took on disk: an overlay's writes, or a full copy
+            "packer_output_bytes": packer_bytes,
+        },
     )
     write_manifest(directory, manifest)
     shutil.rmtree(work, ignore_errors=True)
@@ -193,7 +200,7 @@ def _common_variables(
         "vm_name": f"{plan.build_set.id}-{stage.image.name}",
         "output_directory": str(work / "packer"),
         "source_format": "qcow2",
-        "use_backing_file": not stage.image.is_master,
+        "use_backing_file": not stage.image.is_master and ctx.site.derive == "overlay",
         "accelerator": ctx.site.accelerator,
         "headless": True,
         "cpus": ctx.site.cpus,

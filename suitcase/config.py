@@ -73,11 +73,13 @@ class Site:
     default_os: str = "Debian-12-x86_64"
     cpus: int = 2
     memory: int = 2048
+    derive: str = "overlay"
     mirrors: dict[str, str] = field(default_factory=dict)
     repos: dict[str, list[dict[str, str]]] = field(default_factory=dict)
 
     BUILDERS = ("qemu", "virtualbox")
     ACCELERATORS = ("tcg", "kvm", "hvf", "whpx", "none")
+    DERIVE = ("overlay", "copy")
 
     @classmethod
     def load(cls, path: Path | None, overrides: dict[str, Any] | None = None) -> Site:
@@ -120,6 +122,8 @@ class Site:
                 f"{source}: accelerator '{self.accelerator}' is not one of "
                 f"{', '.join(self.ACCELERATORS)}"
             )
+        if self.derive not in self.DERIVE:
+            raise ConfigError(f"{source}: derive '{self.derive}' is not one of overlay, copy")
         if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", self.bucket):
             raise ConfigError(f"{source}: bucket '{self.bucket}' is not a valid S3 bucket name")
         for name, url in self.mirrors.items():

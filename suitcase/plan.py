@@ -124,6 +124,7 @@ def make_plan(
         else:
             assert image.parent is not None
             inputs["parent"] = keys[image.parent]
+            inputs["derive"] = site.derive
             inputs["artifact-format"] = ARTIFACT_FORMAT
         key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
         keys[image.name] = key

@@ -1,0 +1,43 @@
+"""The specs, run through the plugin, pass on the real images: booted where they can boot."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from suitcase.config import PROJECT_ROOT
+from tests.slow.conftest import OS_NAME, BuiltSet
+
+pytestmark = pytest.mark.slow
+
+
+def test_every_image_meets_its_spec(built_set: BuiltSet) -> None:
+    argv = [sys.executable, "-m", "pytest", str(PROJECT_ROOT / "specs"), "-p", "no:cacheprovider",
+            "--os", OS_NAME, "--image", "all", "--timestamp", built_set.timestamp,
+            "--suitcase-workspace", str(built_set.workspace), "-n", "2", "-q"]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=PROJECT_ROOT)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-6000:]
+    assert "suitcase verification" in out
+    junit = built_set.workspace / "reports" / f"junit-{OS_NAME}-{built_set.timestamp}.xml"
+    suites = ET.parse(junit).getroot()
+    cases = suites.findall(".//testcase")
+    assert len(cases) > 40
+    assert not suites.findall(".//failure") and not suites.findall(".//error")
+    booted = [c for c in cases if c.get("name", "").startswith("test_eth0_is_up")]
+    assert booted and not any(c.find("skipped") is not None for c in booted
+                              if "aws-paravirt" not in c.get("name", ""))
+    for image in ("master", "vagrant", "aws-hvm", "aws-paravirt"):
+        manifest = json.loads((built_set.stage_dir(image) / "manifest.json").read_text())
+        record = manifest["extra"]["verification"]
+        assert record["passed"] is True and "common" in record["folders"], image
+    # the parity verb agrees with the spec
+    parity = subprocess.run([sys.executable, "-m", "suitcase", "--workspace",
+                             str(built_set.workspace), "parity", "--os", OS_NAME, "--timestamp",
+                             built_set.timestamp], capture_output=True, text=True, check=False)
+    assert parity.returncode == 0, parity.stdout + parity.stderr
+    assert parity.stdout.count(": holds") == 3

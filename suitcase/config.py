@@ -140,19 +140,25 @@ class Site:
         return None
 
 
-def _read_site_file(path: Path) -> dict[str, Any]:
+def load_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
+    """A YAML file that must hold a mapping; any problem is one line naming the file (and line)."""
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} is not valid YAML") from None
+        where = f" line {mark.line + 1}:" if mark else ""
+        raise ConfigError(f"{path}:{where} not valid YAML") from None
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read site settings ({exc.strerror})") from None
+        raise ConfigError(f"{path}: cannot read {what} ({exc.strerror})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: site settings must be a mapping of keys to values")
+        raise ConfigError(f"{path}: {what} must be a mapping of keys to values")
+    return data
+
+
+def _read_site_file(path: Path) -> dict[str, Any]:
+    data = load_yaml_mapping(path, "site settings")
     known = {f.name for f in fields(Site)}
     for key in data:
         if key not in known:

@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from suitcase.config import Paths
+from suitcase.config import Paths, load_yaml_mapping
 from suitcase.errors import ConfigError
 
 # key -> (type, required). Nested mappings are described by their own schema below.
@@ -125,14 +123,7 @@ def load_os(name: str, paths: Paths | None = None) -> OSTemplate:
 
 
 def parse_os(name: str, path: Path) -> OSTemplate:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}:" if mark else ""
-        raise ConfigError(f"{path}:{where} not valid YAML") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: an OS template must be a mapping of keys to values")
+    data = load_yaml_mapping(path, "an OS template")
     _check(path, data, _TOP, "")
     if data["family"] not in FAMILIES:
         raise ConfigError(f"{path}: key 'family' must be one of {', '.join(FAMILIES)}")

@@ -29,6 +29,7 @@ def test_layering_defaults_file_env_options(
         ("bucket: [\n", "not valid YAML"),
         ("colour: blue\n", "unknown key 'colour'"),
         ("builder: vmware\n", "builder 'vmware'"),
+        ("derive: clone\n", "derive .clone."),
         ("cpus: many\n", "'cpus' must be a whole number"),
         ("bucket: Not_A_Bucket\n", "not a valid S3 bucket"),
         ("mirrors: {debian: ftp.example}\n", "mirrors.debian"),

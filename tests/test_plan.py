@@ -159,3 +159,10 @@ def test_missing_output_means_not_done(home: Paths, tmp_path: Path) -> None:
     (plan.stage("master").directory / "disk.qcow2").unlink()
     state = plan.states()[0]
     assert not state.done and "missing" in state.reason
+
+
+def test_deriving_by_copy_changes_derived_keys_only(home: Paths, tmp_path: Path) -> None:
+    overlay = keys(plan_for(home, tmp_path))
+    copy = keys(plan_for(home, tmp_path, site=Site(derive="copy")))
+    assert overlay["master"] == copy["master"]
+    assert all(overlay[k] != copy[k] for k in ("vagrant", "aws-hvm", "aws-paravirt"))

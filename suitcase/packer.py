@@ -158,6 +158,6 @@ def _note_ports(text: str, result: PackerRun) -> None:
     ssh = re.search(r"[Ff]ound port for communicator \(SSH[^)]*\): (\d+)", text)
     if ssh:
         result.ssh_port = ssh.group(1)
-    vnc = re.search(r"[Ff]ound available VNC port: (\d+)", text)
+    vnc = re.search(r"[Ff]ound available VNC port: (\d+)|vnc://[\d.]+:(\d+)", text)
     if vnc:
-        result.vnc_port = vnc.group(1)
+        result.vnc_port = vnc.group(1) or vnc.group(2)

@@ -113,3 +113,10 @@ def test_machine_readable_lines_are_unescaped() -> None:
     parsed = packer.parse_machine_line("1,qemu,ui,say,a%!(PACKER_COMMA) b\\nc")
     assert parsed == ("qemu", "ui", ["say", "a, b\nc"])
     assert packer.parse_machine_line("not machine readable") is None
+
+
+def test_kept_vm_ports_are_noticed() -> None:
+    run = packer.PackerRun()
+    packer._note_ports("==> qemu-disk: Found port for communicator (SSH, WinRM, etc): 2588.", run)
+    packer._note_ports("connect via VNC without a password to vnc://127.0.0.1:5959", run)
+    assert (run.ssh_port, run.vnc_port) == ("2588", "5959")

@@ -51,6 +51,17 @@ def convert(source: Path, dest: Path, fmt: str, options: str | None = None) -> P
     return dest
 
 
+def is_bare_filesystem(raw: Path) -> bool:
+    """A filesystem starting at byte 0 (ext2/3/4 or XFS), not a partitioned disk.
+
+    Checked before the MBR: a boot loader in the filesystem's boot block (extlinux) also ends its
+    first sector with 0x55AA, which would pass for a partition table.
+    """
+    with raw.open("rb") as handle:
+        head = handle.read(2048)
+    return head[1080:1082] == b"\x53\xef" or head[:4] == b"XFSB"
+
+
 def first_partition(raw: Path) -> tuple[int, int]:
     """(byte offset, byte length) of the first MBR partition of a raw disk."""
     with raw.open("rb") as handle:
@@ -61,7 +72,7 @@ def first_partition(raw: Path) -> tuple[int, int]:
         entry = mbr[446 + 16 * index : 446 + 16 * (index + 1)]
         ptype = entry[4]
         start, sectors = struct.unpack("<II", entry[8:16])
-        if ptype != 0 and sectors:
+        if ptype != 0 and sectors and (start + sectors) * 512 <= raw.stat().st_size:
             return start * 512, sectors * 512
     raise BuildError(f"{raw} has no partition")
 

@@ -245,10 +245,10 @@ def mounted(image: Path, writable: bool = False, keep_dir: Path | None = None) -
             if writable:
                 raise BuildError(f"{image} is not raw: cannot mount it writable")
             raw = artifact.convert(image, work / "disk.raw", "raw")
-        try:
+        if artifact.is_bare_filesystem(raw):  # the paravirt disk: no partition table
+            offset, length = 0, raw.stat().st_size
+        else:
             offset, length = artifact.first_partition(raw)
-        except BuildError:
-            offset, length = 0, raw.stat().st_size  # a bare filesystem (the paravirt disk)
         mode = "rw" if writable else "ro"
         options = [f"loop,{mode},offset={offset},sizelimit={length}"]
         if not writable:

@@ -32,14 +32,22 @@ class BuiltSet:
         return self.workspace / "images" / image / f"{OS_NAME}-{self.timestamp}"
 
 
-def suitcase(*args: str, workspace: Path, env: dict[str, str] | None = None,
-             check: bool = True) -> subprocess.CompletedProcess[str]:
+def suitcase(
+    *args: str, workspace: Path, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """Run the real CLI in a subprocess, as an operator would."""
-    result = subprocess.run([*SUITCASE, "--workspace", str(workspace), *args], capture_output=True,
-                            text=True, env={**os.environ, **(env or {})}, check=False)
+    result = subprocess.run(
+        [*SUITCASE, "--workspace", str(workspace), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
     if check and result.returncode != 0:
-        raise AssertionError(f"suitcase {' '.join(args)} failed ({result.returncode}):\n"
-                             f"{result.stdout}\n{result.stderr[-3000:]}")
+        raise AssertionError(
+            f"suitcase {' '.join(args)} failed ({result.returncode}):\n"
+            f"{result.stdout}\n{result.stderr[-3000:]}"
+        )
     return result
 
 
@@ -48,6 +56,15 @@ def built_set() -> BuiltSet:
     workspace = Path(os.environ.get("SUITCASE_TEST_WORKSPACE", PROJECT_ROOT / ".test-workspace"))
     workspace.mkdir(parents=True, exist_ok=True)
     with filelock.FileLock(str(workspace / ".slow-tests.lock")):
-        result = suitcase("build", "all", "--os", OS_NAME, "--timestamp", TIMESTAMP,
-                          "--wait", "-1", workspace=workspace)
+        result = suitcase(
+            "build",
+            "all",
+            "--os",
+            OS_NAME,
+            "--timestamp",
+            TIMESTAMP,
+            "--wait",
+            "-1",
+            workspace=workspace,
+        )
     return BuiltSet(workspace, TIMESTAMP, result.stderr)

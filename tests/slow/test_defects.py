@@ -32,7 +32,7 @@ def mounted_rw(raw: Path, partitioned: bool) -> Iterator[Path]:
     if partitioned:
         with raw.open("rb") as handle:
             mbr = handle.read(512)
-        offset = struct.unpack("<I", mbr[446 + 8: 446 + 12])[0] * 512
+        offset = struct.unpack("<I", mbr[446 + 8 : 446 + 12])[0] * 512
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(["mount", "-o", f"loop,offset={offset}", str(raw), tmp], check=True)
         try:
@@ -48,7 +48,8 @@ def _vagrant_user(root: Path) -> None:
 
 def _root_key(root: Path) -> None:
     (root / "root" / ".ssh" / "authorized_keys").write_text(
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHBhY2tlcg intruder\n")
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHBhY2tlcg intruder\n"
+    )
 
 
 def _no_xen_blkfront(root: Path) -> None:
@@ -60,8 +61,12 @@ def _no_xen_blkfront(root: Path) -> None:
             assert removed, "nothing to remove: the defect would not be a defect"
             for path in removed:
                 path.unlink()
-            archive = subprocess.run(f"cd {tree} && find . | cpio -o -H newc --quiet | zstd -q",
-                                     shell=True, capture_output=True, check=True).stdout
+            archive = subprocess.run(
+                f"cd {tree} && find . | cpio -o -H newc --quiet | zstd -q",
+                shell=True,
+                capture_output=True,
+                check=True,
+            ).stdout
             initrd.write_bytes(archive)
 
 
@@ -89,15 +94,21 @@ def _no_menu_lst(root: Path) -> None:
 
 def _extra_package(root: Path) -> None:
     with (root / "var" / "lib" / "dpkg" / "status").open("a") as handle:
-        handle.write("\nPackage: suitcase-intruder\nStatus: install ok installed\n"
-                     "Priority: optional\nSection: misc\nMaintainer: nobody <nobody@invalid>\n"
-                     "Architecture: all\nVersion: 1.0\nDescription: injected by a test\n")
+        handle.write(
+            "\nPackage: suitcase-intruder\nStatus: install ok installed\n"
+            "Priority: optional\nSection: misc\nMaintainer: nobody <nobody@invalid>\n"
+            "Architecture: all\nVersion: 1.0\nDescription: injected by a test\n"
+        )
 
 
 # defect -> (image, injection, the spec that must fail)
 DEFECTS: dict[str, tuple[str, Callable[[Path], None], str]] = {
     "vagrant-user-in-aws-hvm": ("aws-hvm", _vagrant_user, "test_no_vagrant_user"),
-    "key-in-root-authorized-keys": ("aws-hvm", _root_key, "test_root_authorized_keys_only_a_newline"),
+    "key-in-root-authorized-keys": (
+        "aws-hvm",
+        _root_key,
+        "test_root_authorized_keys_only_a_newline",
+    ),
     "xen-blkfront-missing": ("aws-hvm", _no_xen_blkfront, "test_xen_blkfront_in_initramfs"),
     "permit-root-login-yes": ("aws-hvm", _permit_root_login, "test_root_login_by_key_only"),
     "ssh-host-keys-left": ("aws-hvm", _host_keys, "test_no_ssh_host_keys"),
@@ -108,13 +119,16 @@ DEFECTS: dict[str, tuple[str, Callable[[Path], None], str]] = {
 }
 
 
-def defective_workspace(built: BuiltSet, tmp: Path, image: str,
-                        inject: Callable[[Path], None] | None) -> Path:
+def defective_workspace(
+    built: BuiltSet, tmp: Path, image: str, inject: Callable[[Path], None] | None
+) -> Path:
     """A workspace of hard links to the built set, with a real copy of `image`'s disk, defected."""
     workspace = tmp / "ws"
     workspace.mkdir()
     for name in ("images", "keys"):
-        subprocess.run(["cp", "-al", str(built.workspace / name), str(workspace / name)], check=True)
+        subprocess.run(
+            ["cp", "-al", str(built.workspace / name), str(workspace / name)], check=True
+        )
     shutil.rmtree(workspace / "images" / ".locks", ignore_errors=True)
     disk = workspace / "images" / image / f"{OS_NAME}-{built.timestamp}" / DISKS[image]
     copy = disk.with_suffix(".copy")
@@ -127,10 +141,30 @@ def defective_workspace(built: BuiltSet, tmp: Path, image: str,
 
 
 def run_specs(workspace: Path, image: str, selection: str) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-m", "pytest", str(PROJECT_ROOT / "specs"), "-p", "no:cacheprovider",
-            "--os", OS_NAME, "--image", image, "--timestamp", "latest", "--suitcase-workspace",
-            str(workspace), "--suitcase-mode", "offline", "-k", selection, "-rA", "-q",
-            "--junitxml", str(workspace / "junit.xml")]
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(PROJECT_ROOT / "specs"),
+        "-p",
+        "no:cacheprovider",
+        "--os",
+        OS_NAME,
+        "--image",
+        image,
+        "--timestamp",
+        "latest",
+        "--suitcase-workspace",
+        str(workspace),
+        "--suitcase-mode",
+        "offline",
+        "-k",
+        selection,
+        "-rA",
+        "-q",
+        "--junitxml",
+        str(workspace / "junit.xml"),
+    ]
     return subprocess.run(argv, capture_output=True, text=True, check=False, cwd=PROJECT_ROOT)
 
 
@@ -145,12 +179,14 @@ def test_spec_catches_defect(defect: str, built_set: BuiltSet, tmp_path: Path) -
 
 
 @pytest.mark.parametrize("image", sorted(DISKS))
-def test_the_same_specs_pass_without_a_defect(image: str, built_set: BuiltSet,
-                                              tmp_path: Path) -> None:
+def test_the_same_specs_pass_without_a_defect(
+    image: str, built_set: BuiltSet, tmp_path: Path
+) -> None:
     workspace = defective_workspace(built_set, tmp_path, image, None)
     specs = " or ".join(sorted({s for i, _f, s in DEFECTS.values() if i == image}))
     result = run_specs(workspace, image, specs)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-3000:]
     assert len(re.findall(r"^PASSED ", out, re.M)) == len(
-        {s for i, _f, s in DEFECTS.values() if i == image}), out[-2000:]
+        {s for i, _f, s in DEFECTS.values() if i == image}
+    ), out[-2000:]

@@ -20,8 +20,9 @@ def copies(built_set: BuiltSet, tmp_path: Path) -> tuple[Path, Path]:
     workspace = tmp_path / "ws"
     workspace.mkdir()
     for name in ("images", "keys"):
-        subprocess.run(["cp", "-al", str(built_set.workspace / name), str(workspace / name)],
-                       check=True)
+        subprocess.run(
+            ["cp", "-al", str(built_set.workspace / name), str(workspace / name)], check=True
+        )
     shutil.rmtree(workspace / "images" / ".locks", ignore_errors=True)
     home = tmp_path / "home"
     for name in ("os", "ks", "scripts", "image-templates", "specs"):
@@ -33,15 +34,26 @@ def _touch(script: Path) -> None:
     script.write_text(script.read_text() + "\n# a change\n")
 
 
-def test_derived_script_change_rebuilds_that_stage_only(built_set: BuiltSet,
-                                                        copies: tuple[Path, Path]) -> None:
+def test_derived_script_change_rebuilds_that_stage_only(
+    built_set: BuiltSet, copies: tuple[Path, Path]
+) -> None:
     workspace, home = copies
     _touch(sorted((home / "scripts" / "aws-paravirt").glob("*.sh"))[-1])
     env = {"SUITCASE_HOME": str(home)}
-    master_disk = workspace / "images" / "master" / f"{OS_NAME}-{built_set.timestamp}" / "disk.qcow2"
+    master_disk = (
+        workspace / "images" / "master" / f"{OS_NAME}-{built_set.timestamp}" / "disk.qcow2"
+    )
     before = master_disk.stat().st_ino
-    result = suitcase("build", "all", "--os", OS_NAME, "--timestamp", built_set.timestamp,
-                      workspace=workspace, env=env)
+    result = suitcase(
+        "build",
+        "all",
+        "--os",
+        OS_NAME,
+        "--timestamp",
+        built_set.timestamp,
+        workspace=workspace,
+        env=env,
+    )
     err = result.stderr
     for image in ("master", "vagrant", "aws-hvm"):
         assert f"[{image}] up to date" in err, err
@@ -50,12 +62,21 @@ def test_derived_script_change_rebuilds_that_stage_only(built_set: BuiltSet,
     assert master_disk.stat().st_ino == before  # the master was reused, not rewritten
 
 
-def test_master_script_change_rebuilds_all_four(built_set: BuiltSet,
-                                               copies: tuple[Path, Path]) -> None:
+def test_master_script_change_rebuilds_all_four(
+    built_set: BuiltSet, copies: tuple[Path, Path]
+) -> None:
     workspace, home = copies
     _touch(sorted((home / "scripts" / "master").glob("*.sh"))[0])
-    result = suitcase("plan", "all", "--os", OS_NAME, "--timestamp", built_set.timestamp,
-                      workspace=workspace, env={"SUITCASE_HOME": str(home)})
+    result = suitcase(
+        "plan",
+        "all",
+        "--os",
+        OS_NAME,
+        "--timestamp",
+        built_set.timestamp,
+        workspace=workspace,
+        env={"SUITCASE_HOME": str(home)},
+    )
     out = result.stdout
     assert "master        key" in out and "would run: inputs changed: scripts" in out
     assert out.count("would run") == 4, out

@@ -16,8 +16,9 @@ pytestmark = pytest.mark.slow
 
 def vagrant(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "VAGRANT_HOME": str(home), "VAGRANT_CHECKPOINT_DISABLE": "1"}
-    return subprocess.run(["vagrant", *args], capture_output=True, text=True, env=env,
-                          check=False, timeout=600)
+    return subprocess.run(
+        ["vagrant", *args], capture_output=True, text=True, env=env, check=False, timeout=600
+    )
 
 
 def _outputs(built: BuiltSet) -> dict[str, Path]:

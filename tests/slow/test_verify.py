@@ -16,9 +16,25 @@ pytestmark = pytest.mark.slow
 
 
 def test_every_image_meets_its_spec(built_set: BuiltSet) -> None:
-    argv = [sys.executable, "-m", "pytest", str(PROJECT_ROOT / "specs"), "-p", "no:cacheprovider",
-            "--os", OS_NAME, "--image", "all", "--timestamp", built_set.timestamp,
-            "--suitcase-workspace", str(built_set.workspace), "-n", "2", "-q"]
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(PROJECT_ROOT / "specs"),
+        "-p",
+        "no:cacheprovider",
+        "--os",
+        OS_NAME,
+        "--image",
+        "all",
+        "--timestamp",
+        built_set.timestamp,
+        "--suitcase-workspace",
+        str(built_set.workspace),
+        "-n",
+        "2",
+        "-q",
+    ]
     result = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=PROJECT_ROOT)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-6000:]
@@ -29,15 +45,30 @@ def test_every_image_meets_its_spec(built_set: BuiltSet) -> None:
     assert len(cases) > 40
     assert not suites.findall(".//failure") and not suites.findall(".//error")
     booted = [c for c in cases if c.get("name", "").startswith("test_eth0_is_up")]
-    assert booted and not any(c.find("skipped") is not None for c in booted
-                              if "aws-paravirt" not in c.get("name", ""))
+    assert booted and not any(
+        c.find("skipped") is not None for c in booted if "aws-paravirt" not in c.get("name", "")
+    )
     for image in ("master", "vagrant", "aws-hvm", "aws-paravirt"):
         manifest = json.loads((built_set.stage_dir(image) / "manifest.json").read_text())
         record = manifest["extra"]["verification"]
         assert record["passed"] is True and "common" in record["folders"], image
     # the parity verb agrees with the spec
-    parity = subprocess.run([sys.executable, "-m", "suitcase", "--workspace",
-                             str(built_set.workspace), "parity", "--os", OS_NAME, "--timestamp",
-                             built_set.timestamp], capture_output=True, text=True, check=False)
+    parity = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "suitcase",
+            "--workspace",
+            str(built_set.workspace),
+            "parity",
+            "--os",
+            OS_NAME,
+            "--timestamp",
+            built_set.timestamp,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert parity.returncode == 0, parity.stdout + parity.stderr
     assert parity.stdout.count(": holds") == 3

@@ -74,8 +74,6 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     session = SuitcaseSession.from_config(config)
     config.stash[SuitcaseSession.KEY] = session
-    if getattr(config.option, "numprocesses", None) and config.option.dist in ("load", "no"):
-        config.option.dist = "loadgroup"  # each image type's specs stay on one worker
     if not getattr(config.option, "xmlpath", None) and not hasattr(config, "workerinput"):
         config.option.xmlpath = str(session.junit_path())
     config.pluginmanager.register(report.Recorder(session), "suitcase-recorder")
@@ -87,6 +85,17 @@ def pytest_configure_node(node: Any) -> None:
     session = node.config.stash.get(SuitcaseSession.KEY, None)
     if session is not None:
         node.workerinput["suitcase_timestamp"] = session.build_set.timestamp
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist: each image type's specs go to one worker, which boots that image once."""
+    session = config.stash.get(SuitcaseSession.KEY, None)
+    if session is None or config.getvalue("dist") not in ("load", "loadgroup", "loadscope"):
+        return None
+    from pytest_suitcase.schedule import ImageScheduling
+
+    return ImageScheduling(config, log, session.image_names)
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:

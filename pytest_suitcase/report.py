@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
 
+from pytest_suitcase.schedule import image_of
 from pytest_suitcase.session import SuitcaseSession, spec_folder
 from suitcase.manifest import read_manifest, write_manifest
 
@@ -25,18 +25,7 @@ class Recorder:
         self.spans: dict[str, tuple[float, float]] = {}
 
     def _where(self, report: pytest.TestReport) -> tuple[str, str] | None:
-        match = re.search(r"\[([^\]]*)\]$", report.nodeid)
-        if not match:
-            return None
-        ids = match.group(1)
-        image = next(
-            (
-                n
-                for n in self.session.image_names
-                if ids == n or ids.startswith(n + "-") or ids.endswith("-" + n)
-            ),
-            None,
-        )
+        image = image_of(report.nodeid, self.session.image_names)
         if image is None:
             return None
         path = Path(report.fspath) if report.fspath else Path(report.nodeid.split("::")[0])

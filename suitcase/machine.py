@@ -28,7 +28,6 @@ VAGRANT_KEY_GLOBS = (
     "/usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant",
     "/opt/vagrant/embedded/gems/gems/vagrant-*/keys/vagrant",
 )
-VERIFY_USER = "suitcase-verify"
 
 
 @dataclass(frozen=True)
@@ -59,21 +58,18 @@ def free_port() -> int:
 
 
 def _seed_iso(folder: Path, public_key: str) -> Path:
-    """A cloud-init NoCloud seed: the same cloud-init path EC2 uses, carrying a throw-away key."""
-    (folder / "meta-data").write_text(
-        "instance-id: suitcase-verify\nlocal-hostname: suitcase-verify\n"
-    )
-    user_data = {
-        "users": [
-            {
-                "name": VERIFY_USER,
-                "sudo": "ALL=(ALL) NOPASSWD:ALL",
-                "shell": "/bin/bash",
-                "ssh_authorized_keys": [public_key],
-            }
-        ],
+    """A cloud-init NoCloud seed carrying a throw-away key as the instance's public key.
+
+    The key arrives as meta-data `public-keys`, as EC2's key pair does, so cloud-init installs it
+    for root exactly as it would on an instance (the images set disable_root: false).
+    """
+    meta = {
+        "instance-id": "suitcase-verify",
+        "local-hostname": "suitcase-verify",
+        "public-keys": [public_key],
     }
-    (folder / "user-data").write_text("#cloud-config\n" + json.dumps(user_data) + "\n")
+    (folder / "meta-data").write_text(json.dumps(meta) + "\n")
+    (folder / "user-data").write_text("#cloud-config\n{}\n")
     iso = folder / "seed.iso"
     run(
         [
@@ -153,7 +149,7 @@ def booted(
         elif login == "cloud-init":
             throwaway = ensure_key_pair(work / "key", "suitcase-verify")
             argv += ["-drive", f"file={_seed_iso(work, throwaway.public_line)},media=cdrom"]
-            who = Login(VERIFY_USER, 0, throwaway.private)
+            who = Login("root", 0, throwaway.private)
         else:
             raise ValueError(login)
         for _attempt in range(3):

@@ -195,3 +195,25 @@ def test_failed_build_is_an_error_not_a_pass(pytester: pytest.Pytester, fake_hom
     result = pytester.runpytest_subprocess("specs", "--image=aws-hvm", *ARGS)
     result.assert_outcomes(errors=1, passed=0)
     result.stdout.fnmatch_lines(["*packer build failed*"])
+
+
+def test_each_image_type_runs_on_one_worker(pytester: pytest.Pytester, fake_home: Path) -> None:
+    _specs(pytester)
+    (pytester.path / "specs" / "common" / "test_where.py").write_text(textwrap.dedent("""
+        import os
+        import pytest
+
+        @pytest.mark.parametrize("n", range(6))
+        def test_where(suitcase_image, n, request):
+            log = request.config.rootpath / "where.txt"
+            with log.open("a") as handle:
+                handle.write(f"{suitcase_image} {os.environ['PYTEST_XDIST_WORKER']}\\n")
+    """))
+    result = pytester.runpytest_subprocess("specs", "--image=vagrant,aws-hvm", "-n", "2", *ARGS)
+    result.assert_outcomes(passed=15)
+    seen: dict[str, set[str]] = {}
+    for line in (pytester.path / "where.txt").read_text().splitlines():
+        image, worker = line.split()
+        seen.setdefault(image, set()).add(worker)
+    assert set(seen) == {"vagrant", "aws-hvm"}
+    assert all(len(workers) == 1 for workers in seen.values()), seen

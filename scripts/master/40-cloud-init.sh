@@ -13,7 +13,9 @@ say "writing /etc/cloud/cloud.cfg.d/90-suitcase.cfg"
 cat > /etc/cloud/cloud.cfg.d/90-suitcase.cfg <<'CFG'
 # Suitcase: images log in as root with the instance's key pair; no
 # distribution default user is created.
-datasource_list: [ Ec2, None ]
+# NoCloud first: ds-identify picks it only when a cidata seed is attached (Suitcase's
+# verification boots); on EC2 it falls through to Ec2.
+datasource_list: [ NoCloud, Ec2, None ]
 disable_root: false
 ssh_pwauth: false
 users: []

@@ -199,7 +199,8 @@ def test_failed_build_is_an_error_not_a_pass(pytester: pytest.Pytester, fake_hom
 
 def test_each_image_type_runs_on_one_worker(pytester: pytest.Pytester, fake_home: Path) -> None:
     _specs(pytester)
-    (pytester.path / "specs" / "common" / "test_where.py").write_text(textwrap.dedent("""
+    (pytester.path / "specs" / "common" / "test_where.py").write_text(
+        textwrap.dedent("""
         import os
         import pytest
 
@@ -208,7 +209,8 @@ def test_each_image_type_runs_on_one_worker(pytester: pytest.Pytester, fake_home
             log = request.config.rootpath / "where.txt"
             with log.open("a") as handle:
                 handle.write(f"{suitcase_image} {os.environ['PYTEST_XDIST_WORKER']}\\n")
-    """))
+    """)
+    )
     result = pytester.runpytest_subprocess("specs", "--image=vagrant,aws-hvm", "-n", "2", *ARGS)
     result.assert_outcomes(passed=15)
     seen: dict[str, set[str]] = {}

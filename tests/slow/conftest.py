@@ -51,6 +51,52 @@ def suitcase(
     return result
 
 
+def build_all(
+    workspace: Path,
+    timestamp: str = TIMESTAMP,
+    env: dict[str, str] | None = None,
+    verb: str = "build",
+) -> subprocess.CompletedProcess[str]:
+    """`suitcase build all` (or another verb) of the test OS at `timestamp`."""
+    return suitcase(
+        verb, "all", "--os", OS_NAME, "--timestamp", timestamp, workspace=workspace, env=env
+    )
+
+
+def hardlink_workspace(source: Path, dest: Path) -> Path:
+    """A cheap copy of a workspace: hard links (Suitcase replaces files, never rewrites them)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("images", "keys", "packer_cache"):
+        if (source / name).exists():
+            subprocess.run(["cp", "-al", str(source / name), str(dest / name)], check=True)
+    subprocess.run(["rm", "-rf", str(dest / "images" / ".locks")], check=True)
+    return dest
+
+
+def run_specs(
+    workspace: Path, image: str, *extra: str, timestamp: str = TIMESTAMP
+) -> subprocess.CompletedProcess[str]:
+    """The specs through the plugin, in a subprocess, against `workspace`."""
+    argv = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(PROJECT_ROOT / "specs"),
+        "-p",
+        "no:cacheprovider",
+        "--os",
+        OS_NAME,
+        "--image",
+        image,
+        "--timestamp",
+        timestamp,
+        "--suitcase-workspace",
+        str(workspace),
+        *extra,
+    ]
+    return subprocess.run(argv, capture_output=True, text=True, check=False, cwd=PROJECT_ROOT)
+
+
 @pytest.fixture(scope="session")
 def built_set() -> BuiltSet:
     workspace = Path(os.environ.get("SUITCASE_TEST_WORKSPACE", PROJECT_ROOT / ".test-workspace"))

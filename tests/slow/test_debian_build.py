@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.slow.conftest import OS_NAME, BuiltSet, suitcase
+from tests.slow.conftest import OS_NAME, BuiltSet, build_all
 
 pytestmark = pytest.mark.slow
 INSECURE_KEY_START = "ssh-rsa AAAAB3NzaC1yc2EAAAABIwAAAQEA6NF8iallvQVp22WDkTkyrtvp9eWW6A8YVr"
@@ -207,15 +207,7 @@ def test_aws_paravirt_single_partition(built_set: BuiltSet) -> None:
 
 def test_second_run_builds_nothing(built_set: BuiltSet) -> None:
     logs = {p: p.stat().st_mtime_ns for p in built_set.workspace.glob("images/*/*/build.log")}
-    result = suitcase(
-        "build",
-        "all",
-        "--os",
-        OS_NAME,
-        "--timestamp",
-        built_set.timestamp,
-        workspace=built_set.workspace,
-    )
+    result = build_all(built_set.workspace)
     assert result.stderr.count("up to date") == 4, result.stderr
     assert "building" not in result.stderr
     assert {p: p.stat().st_mtime_ns for p in logs} == logs  # no Packer run touched a log

@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import re
-import shutil
 import struct
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from suitcase.config import PROJECT_ROOT
-from tests.slow.conftest import OS_NAME, BuiltSet
+from tests.slow.conftest import OS_NAME, BuiltSet, hardlink_workspace, run_specs
 
 pytestmark = pytest.mark.slow
 
@@ -123,13 +120,7 @@ def defective_workspace(
     built: BuiltSet, tmp: Path, image: str, inject: Callable[[Path], None] | None
 ) -> Path:
     """A workspace of hard links to the built set, with a real copy of `image`'s disk, defected."""
-    workspace = tmp / "ws"
-    workspace.mkdir()
-    for name in ("images", "keys"):
-        subprocess.run(
-            ["cp", "-al", str(built.workspace / name), str(workspace / name)], check=True
-        )
-    shutil.rmtree(workspace / "images" / ".locks", ignore_errors=True)
+    workspace = hardlink_workspace(built.workspace, tmp / "ws")
     disk = workspace / "images" / image / f"{OS_NAME}-{built.timestamp}" / DISKS[image]
     copy = disk.with_suffix(".copy")
     subprocess.run(["cp", "--sparse=always", str(disk), str(copy)], check=True)
@@ -140,39 +131,25 @@ def defective_workspace(
     return workspace
 
 
-def run_specs(workspace: Path, image: str, selection: str) -> subprocess.CompletedProcess[str]:
-    argv = [
-        sys.executable,
-        "-m",
-        "pytest",
-        str(PROJECT_ROOT / "specs"),
-        "-p",
-        "no:cacheprovider",
-        "--os",
-        OS_NAME,
-        "--image",
+def offline_specs(workspace: Path, image: str, selection: str) -> subprocess.CompletedProcess[str]:
+    return run_specs(
+        workspace,
         image,
-        "--timestamp",
-        "latest",
-        "--suitcase-workspace",
-        str(workspace),
         "--suitcase-mode",
         "offline",
         "-k",
         selection,
         "-rA",
         "-q",
-        "--junitxml",
-        str(workspace / "junit.xml"),
-    ]
-    return subprocess.run(argv, capture_output=True, text=True, check=False, cwd=PROJECT_ROOT)
+        timestamp="latest",
+    )
 
 
 @pytest.mark.parametrize("defect", sorted(DEFECTS))
 def test_spec_catches_defect(defect: str, built_set: BuiltSet, tmp_path: Path) -> None:
     image, inject, spec = DEFECTS[defect]
     workspace = defective_workspace(built_set, tmp_path, image, inject)
-    result = run_specs(workspace, image, spec)
+    result = offline_specs(workspace, image, spec)
     out = result.stdout + result.stderr
     assert result.returncode == 1, out[-3000:]
     assert re.search(rf"^FAILED \S+::{spec}\[{image}\]", out, re.M), out[-3000:]
@@ -184,7 +161,7 @@ def test_the_same_specs_pass_without_a_defect(
 ) -> None:
     workspace = defective_workspace(built_set, tmp_path, image, None)
     specs = " or ".join(sorted({s for i, _f, s in DEFECTS.values() if i == image}))
-    result = run_specs(workspace, image, specs)
+    result = offline_specs(workspace, image, specs)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-3000:]
     assert len(re.findall(r"^PASSED ", out, re.M)) == len(

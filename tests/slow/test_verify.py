@@ -9,33 +9,13 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from suitcase.config import PROJECT_ROOT
-from tests.slow.conftest import OS_NAME, BuiltSet
+from tests.slow.conftest import OS_NAME, BuiltSet, run_specs
 
 pytestmark = pytest.mark.slow
 
 
 def test_every_image_meets_its_spec(built_set: BuiltSet) -> None:
-    argv = [
-        sys.executable,
-        "-m",
-        "pytest",
-        str(PROJECT_ROOT / "specs"),
-        "-p",
-        "no:cacheprovider",
-        "--os",
-        OS_NAME,
-        "--image",
-        "all",
-        "--timestamp",
-        built_set.timestamp,
-        "--suitcase-workspace",
-        str(built_set.workspace),
-        "-n",
-        "2",
-        "-q",
-    ]
-    result = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=PROJECT_ROOT)
+    result = run_specs(built_set.workspace, "all", "-n", "2", "-q")
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-6000:]
     assert "suitcase verification" in out

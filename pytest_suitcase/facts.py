@@ -72,13 +72,19 @@ def initramfs_modules(host: Any) -> dict[str, set[str]]:
     return found
 
 
-def root_filesystem(host: Any) -> str | None:
-    """The filesystem type fstab mounts at /."""
+def fstab_entry(host: Any, mount_point: str) -> list[str] | None:
+    """The fields of the fstab line that mounts `mount_point`."""
     for line in read(host, "/etc/fstab").splitlines():
         words = line.split()
-        if len(words) >= 3 and not words[0].startswith("#") and words[1] == "/":
-            return words[2]
+        if len(words) >= 3 and not words[0].startswith("#") and words[1] == mount_point:
+            return words
     return None
+
+
+def root_filesystem(host: Any) -> str | None:
+    """The filesystem type fstab mounts at /."""
+    entry = fstab_entry(host, "/")
+    return entry[2] if entry else None
 
 
 def authorized_keys(host: Any, user_home: str) -> str | None:

@@ -29,14 +29,14 @@ case $fstype in
 esac
 
 mkdir -p /boot/grub
-say "/boot/grub/grub.conf: kernel $kver, root=$root_spec console=hvc0"
+say "/boot/grub/grub.conf: kernel $kver, root=$root_spec net.ifnames=0 biosdevname=0 console=hvc0"
 cat > /boot/grub/grub.conf <<CONF
 default 0
 timeout 1
 
 title $SUITCASE_OS ($kver)
     root (hd0)
-    kernel /boot/vmlinuz-$kver root=$root_spec ro console=hvc0
+    kernel /boot/vmlinuz-$kver root=$root_spec ro net.ifnames=0 biosdevname=0 console=hvc0
     initrd $initrd
 CONF
 chmod 0644 /boot/grub/grub.conf

@@ -35,7 +35,24 @@ newest_kernel() { installed_kernels | tail -n 1; }
 # argument string. A key removes every argument named KEY or KEY=...; added
 # arguments go at the end, in the given order, each once.
 edit_args() {
-    local current=$1 remove=$2 add=$3 out="" arg key r keep
+    local current=$1 remove=$2 add=$3 out="" arg key r keep same=1
+    # Already as asked (every added argument present, no other value of a removed key): leave
+    # the line untouched, so re-running a stage never reorders it (parity with the master).
+    for arg in $add; do
+        case " $current " in *" $arg "*) ;; *) same=0 ;; esac
+    done
+    for arg in $current; do
+        key=${arg%%=*}
+        for r in $remove; do
+            if [ "$key" = "$r" ]; then
+                case " $add " in *" $arg "*) ;; *) same=0 ;; esac
+            fi
+        done
+    done
+    if [ "$same" = 1 ]; then
+        echo "$current"
+        return 0
+    fi
     for arg in $current; do
         key=${arg%%=*}
         keep=1

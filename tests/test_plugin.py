@@ -219,3 +219,38 @@ def test_each_image_type_runs_on_one_worker(pytester: pytest.Pytester, fake_home
         seen.setdefault(image, set()).add(worker)
     assert set(seen) == {"vagrant", "aws-hvm"}
     assert all(len(workers) == 1 for workers in seen.values()), seen
+
+
+def test_verify_verb_runs_the_specs_and_passes_on_their_verdict(
+    fake_home: Path, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from suitcase.cli import cli
+
+    (fake_home / "specs" / "common").mkdir()
+    spec = fake_home / "specs" / "common" / "test_built.py"
+    spec.write_text("def test_built(suitcase_artifact):\n    assert suitcase_artifact.outputs\n")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "site.yaml").write_text("mirrors: {debian: 'http://mirror.invalid/debian'}\n")
+    args = [
+        "--workspace",
+        str(ws),
+        "verify",
+        "aws-hvm",
+        "--os",
+        "Fake-12-x86_64",
+        "--timestamp",
+        "20260101000000",
+    ]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads(
+        (ws / "images" / "aws-hvm" / "Fake-12-x86_64-20260101000000" / "manifest.json").read_text()
+    )
+    assert manifest["extra"]["verification"]["passed"] is True
+    spec.write_text(
+        "def test_built(suitcase_artifact):\n    assert not suitcase_artifact.outputs\n"
+    )
+    assert CliRunner().invoke(cli, args).exit_code == 1

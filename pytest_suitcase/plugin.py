@@ -23,7 +23,9 @@ from pytest_suitcase.fixtures import (  # noqa: F401  (fixtures are found by nam
     suitcase_parity,
     suitcase_session,
 )
+from pytest_suitcase.schedule import image_of
 from pytest_suitcase.session import SuitcaseSession, family_matches, spec_folder
+from suitcase.imagetypes import IMAGE_TYPES
 
 MARKERS = (
     "suitcase_images(*names): run this spec only for these image types (master, vagrant, ...)",
@@ -74,6 +76,8 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     session = SuitcaseSession.from_config(config)
     config.stash[SuitcaseSession.KEY] = session
+    # every verification boot has fresh host keys: paramiko's warning about them is noise
+    config.addinivalue_line("filterwarnings", "ignore:Unknown .* host key for:UserWarning")
     if not getattr(config.option, "xmlpath", None) and not hasattr(config, "workerinput"):
         config.option.xmlpath = str(session.junit_path())
     config.pluginmanager.register(report.Recorder(session), "suitcase-recorder")
@@ -154,5 +158,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                     reason=f"only for {', '.join(marker.args)}; this is {session.os.name}"
                 )
             )
-        if item.get_closest_marker("suitcase_booted") and session.mode == "offline":
-            item.add_marker(pytest.mark.skip(reason="needs the running system (offline mode)"))
+        if item.get_closest_marker("suitcase_booted"):
+            image = image_of(item.nodeid, session.image_names)
+            offline = image is not None and IMAGE_TYPES[image].verification == "offline"
+            if session.mode == "offline" or offline:
+                # a chroot would answer with the host's running state, never the image's
+                item.add_marker(
+                    pytest.mark.skip(
+                        reason=f"needs the running system; {image} is verified offline here"
+                    )
+                )

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from suitcase.command import run
 from suitcase.errors import BuildError
+from suitcase.manifest import write_atomic
 
 _ZERO = bytes(1024 * 1024)
 VAGRANTFILE_LIBVIRT = """\
@@ -161,7 +162,7 @@ def box_catalog(
             }
         ],
     }
-    path.write_text(json.dumps(catalog, indent=2) + "\n")
+    write_atomic(path, json.dumps(catalog, indent=2) + "\n")
     return path
 
 

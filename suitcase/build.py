@@ -61,7 +61,7 @@ def run_plan(
                 continue
             say(f"[{name}] building: {state.reason}")
             started = time.monotonic()
-            manifest = build_stage(ctx, plan, state.stage, say, on_error)
+            manifest = build_stage(ctx, plan, state.stage, say, on_error, state.reason)
             seconds = time.monotonic() - started
             results.append(StageResult(name, True, seconds, manifest))
             say(summary_line(name, seconds, manifest))
@@ -102,7 +102,9 @@ def summary_line(name: str, seconds: float, manifest: Manifest) -> str:
     )
 
 
-def build_stage(ctx: Context, plan: BuildPlan, stage: Stage, say: Say, on_error: str) -> Manifest:
+def build_stage(
+    ctx: Context, plan: BuildPlan, stage: Stage, say: Say, on_error: str, reason: str = ""
+) -> Manifest:
     name = stage.image.name
     directory = stage.directory
     if directory.is_symlink():
@@ -115,8 +117,14 @@ def build_stage(ctx: Context, plan: BuildPlan, stage: Stage, say: Say, on_error:
     if work.exists():
         shutil.rmtree(work)
     work.mkdir()
+    # Files are replaced, never rewritten in place: a hard-linked copy of the workspace (or a
+    # reader holding the old file) keeps what it had.
     log = directory / "build.log"
-    log.write_text("")
+    for stale in (log, directory / "console.log"):
+        stale.unlink(missing_ok=True)
+    log.write_text(
+        f"suitcase: building {name} of {plan.build_set.id} (key {stage.key}): {reason}\n"
+    )
     started = _now()
     keys = build_key(ctx, plan)
 

@@ -60,8 +60,19 @@ def test_master_script_change_rebuilds_all_four(
     assert plan.count("would run") == 4, plan
     assert plan.count("its parent master will be rebuilt") == 3
     before = _inode(workspace, built_set)
+    original = _files(built_set.workspace / "images")
     err = build_all(workspace, env=env).stderr
     for image in IMAGES:
         assert f"[{image}] built in" in err, err
     assert "up to date" not in err
     assert _inode(workspace, built_set) != before
+    # files are replaced, never rewritten: the hard-linked original set is untouched
+    assert _files(built_set.workspace / "images") == original
+
+
+def _files(root: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in root.rglob("*")
+        if p.is_file() and ".locks" not in p.parts
+    }

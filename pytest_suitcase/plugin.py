@@ -25,6 +25,7 @@ from pytest_suitcase.fixtures import (  # noqa: F401  (fixtures are found by nam
 )
 from pytest_suitcase.schedule import image_of
 from pytest_suitcase.session import SuitcaseSession, family_matches, spec_folder
+from suitcase.command import interrupt_on_sigterm
 from suitcase.imagetypes import IMAGE_TYPES
 
 MARKERS = (
@@ -76,6 +77,7 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     session = SuitcaseSession.from_config(config)
     config.stash[SuitcaseSession.KEY] = session
+    interrupt_on_sigterm()  # a killed run still stops its VMs and releases its mounts
     # every verification boot has fresh host keys: paramiko's warning about them is noise
     config.addinivalue_line("filterwarnings", "ignore:Unknown .* host key for:UserWarning")
     if not getattr(config.option, "xmlpath", None) and not hasattr(config, "workerinput"):

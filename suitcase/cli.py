@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from suitcase import verbs
+from suitcase.command import interrupt_on_sigterm
 from suitcase.context import Context
 from suitcase.errors import SuitcaseError
 
@@ -229,4 +230,5 @@ def _say(text: str) -> None:
 
 def main() -> None:
     """Entry point for the console script."""
+    interrupt_on_sigterm()
     cli(prog_name="suitcase")

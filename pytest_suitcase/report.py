@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -74,6 +73,3 @@ class Recorder:
                 "seconds": round(self.spans[image][1] - self.spans[image][0], 1),
             }
             write_manifest(stage_dir, manifest)
-
-    def as_json(self) -> str:
-        return json.dumps({f"{i}/{f}": dict(c) for (i, f), c in self.counts.items()})

@@ -9,7 +9,6 @@ import json
 import math
 import struct
 import tarfile
-from collections.abc import Callable
 from pathlib import Path
 
 from suitcase.command import run
@@ -164,7 +163,3 @@ def box_catalog(
     }
     write_atomic(path, json.dumps(catalog, indent=2) + "\n")
     return path
-
-
-#: (image type, builder) -> function(packer output disk or folder, out dir, say) -> {kind: path}
-Flatten = Callable[[Path, Path, Callable[[str], None]], dict[str, Path]]

@@ -333,7 +333,7 @@ def _finish(
     name = stage.image.name
     files: list[tuple[Path, str]] = []
     if plan.builder == "virtualbox":
-        files = _finish_virtualbox(plan, name, work / "packer", produced, directory, say)
+        files = _finish_virtualbox(plan, name, work / "packer", directory, say)
     elif name == "master":
         target = directory / "disk.qcow2"
         produced.replace(target)
@@ -385,7 +385,7 @@ def _packer_disk(output_dir: Path, builder: str) -> Path:
 
 
 def _finish_virtualbox(
-    plan: BuildPlan, name: str, export: Path, _produced: Path, directory: Path, say: Say
+    plan: BuildPlan, name: str, export: Path, directory: Path, say: Say
 ) -> list[tuple[Path, str]]:
     """VirtualBox exports an OVF folder: keep it for the master, box or convert it otherwise."""
     if name == "master":

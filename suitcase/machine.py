@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -185,11 +186,29 @@ def _accel(accelerator: str) -> str:
     return "tcg,thread=multi" if accelerator == "tcg" else accelerator
 
 
+# First boot is not over when sshd first answers: cloud-init's later stages may still
+# reconfigure (even restart) services. Specs look at the settled system, so wait for
+# cloud-init (where it runs) and for systemd to leave "starting". Bounded by `timeout`.
+SETTLE = r"""
+if cloud-init status >/dev/null 2>&1; then cloud-init status --wait >/dev/null 2>&1 || true; fi
+if command -v systemctl >/dev/null 2>&1; then
+    while :; do
+        case $(systemctl is-system-running 2>/dev/null) in
+        initializing|starting) sleep 2 ;;
+        *) break ;;
+        esac
+    done
+fi
+"""
+
+
 def _wait_for_ssh(who: Login, proc: subprocess.Popen[bytes], work: Path, timeout: float) -> None:
+    """Return once the machine has settled and a fresh SSH login after that works."""
     import paramiko
 
     deadline = time.monotonic() + timeout
     last = "no answer"
+    settled = False
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             err = (work / "qemu.err").read_text(errors="replace").strip()[-300:]
@@ -208,6 +227,14 @@ def _wait_for_ssh(who: Login, proc: subprocess.Popen[bytes], work: Path, timeout
                 allow_agent=False,
                 look_for_keys=False,
             )
+            if not settled:
+                left = max(1, int(deadline - time.monotonic()))
+                _stdin, stdout, _stderr = client.exec_command(
+                    f"timeout {left} sh -c {shlex.quote(SETTLE)}"
+                )
+                settled = stdout.channel.recv_exit_status() == 0
+                last = "boot had not settled" if not settled else last
+                continue  # log in afresh: what the specs' first connection will do
             _stdin, stdout, _stderr = client.exec_command("true")
             if stdout.channel.recv_exit_status() == 0:
                 return

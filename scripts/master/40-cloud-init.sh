@@ -17,7 +17,10 @@ cat > /etc/cloud/cloud.cfg.d/90-suitcase.cfg <<'CFG'
 # verification boots); on EC2 it falls through to Ec2.
 datasource_list: [ NoCloud, Ec2, None ]
 disable_root: false
-ssh_pwauth: false
+# sshd already refuses passwords (scripts/common/20-sshd.sh). "false" here would make
+# cloud-init rewrite sshd_config and restart sshd during first boot, resetting any
+# login in progress; "unchanged" leaves it alone.
+ssh_pwauth: unchanged
 users: []
 ssh_deletekeys: true
 preserve_hostname: false

@@ -14,3 +14,13 @@ def test_cloud_init_finished_without_errors(host):
 def test_host_keys_generated_at_first_boot(host):
     """Shipped without host keys, the instance makes its own."""
     assert host.run("ls /etc/ssh/ssh_host_*_key").rc == 0
+
+
+@pytest.mark.suitcase_booted
+def test_first_boot_does_not_restart_sshd(host):
+    """A restart while cloud-init runs resets whoever is logging in at that moment."""
+    if not host.exists("journalctl"):
+        pytest.skip("no systemd journal to read")
+    log = host.check_output("journalctl -b --no-pager -o cat -u ssh.service -u sshd.service")
+    starts = [line for line in log.splitlines() if "Server listening on 0.0.0.0" in line]
+    assert len(starts) == 1, log

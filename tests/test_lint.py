@@ -24,7 +24,8 @@ def test_shell_scripts_pass_shellcheck() -> None:
 
 
 def test_ruff() -> None:
-    result = _run(str(BIN / "ruff"), "check", "suitcase", "pytest_suitcase", "tests", "benchmarks")
+    paths = ("suitcase", "pytest_suitcase", "specs", "tests", "benchmarks")
+    result = _run(str(BIN / "ruff"), "check", *paths)
     assert result.returncode == 0, result.stdout[-3000:]
 
 

@@ -233,11 +233,13 @@ def _wait_for_ssh(who: Login, proc: subprocess.Popen[bytes], work: Path, timeout
                     f"timeout {left} sh -c {shlex.quote(SETTLE)}"
                 )
                 settled = stdout.channel.recv_exit_status() == 0
-                last = "boot had not settled" if not settled else last
-                continue  # log in afresh: what the specs' first connection will do
-            _stdin, stdout, _stderr = client.exec_command("true")
-            if stdout.channel.recv_exit_status() == 0:
-                return
+                if settled:
+                    continue  # log in afresh: what the specs' first connection will do
+                last = "boot had not settled"
+            else:
+                _stdin, stdout, _stderr = client.exec_command("true")
+                if stdout.channel.recv_exit_status() == 0:
+                    return
         except (OSError, paramiko.SSHException) as exc:
             last = str(exc) or type(exc).__name__
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -25,6 +26,8 @@ from suitcase.manifest import (
 from suitcase.plan import BuildPlan, Stage
 
 Say = Callable[[str], None]
+SSH_TIMEOUT = "10m"  # a disk boot answers in under a minute, even under TCG
+INSTALL_SSH_TIMEOUT = "90m"  # an installer answers SSH only once the install is done
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,27 @@ def preflight(ctx: Context, plan: BuildPlan, todo: list[Stage]) -> None:
             _parent_disk(plan, stage.parent)
     for tool in tools:
         require(tool)
+    check_free_space(ctx.workspace.root, plan.os.disk_size_mb, [s.image.name for s in todo])
+
+
+# Each stage writes at most about half its disk size (outputs and scratch copies), plus a
+# margin. Without room QEMU pauses the guest (werror=enospc): the build would look like a boot
+# that never answers SSH, so the shortage is refused up front instead.
+FREE_MARGIN_MB = 1024
+
+
+def needed_space_mb(disk_size_mb: int, stages: int) -> int:
+    return FREE_MARGIN_MB + stages * disk_size_mb // 2
+
+
+def check_free_space(root: Path, disk_size_mb: int, stages: list[str]) -> None:
+    needed = needed_space_mb(disk_size_mb, len(stages))
+    free = shutil.disk_usage(root if root.exists() else root.parent).free // 2**20
+    if free < needed:
+        raise BuildError(
+            f"not enough free space in {root}: {free / 1024:.1f} GiB free, building "
+            f"{', '.join(stages)} needs about {needed / 1024:.1f} GiB"
+        )
 
 
 def summary_line(name: str, seconds: float, manifest: Manifest) -> str:
@@ -147,6 +171,10 @@ def build_stage(
         stage_say("packer finished; writing artifacts")
         packer_bytes = sum(p.stat().st_blocks * 512 for p in (work / "packer").rglob("*"))
         outputs = _finish(ctx, plan, stage, work, run, stage_say)
+    except BuildError as error:
+        if on_error != "abort":
+            shutil.rmtree(work, ignore_errors=True)
+        raise BuildError(str(error) + _console_tail(directory / "console.log")) from None
     except BaseException:
         if on_error != "abort":
             shutil.rmtree(work, ignore_errors=True)
@@ -175,6 +203,24 @@ def build_stage(
     write_manifest(directory, manifest)
     shutil.rmtree(work, ignore_errors=True)
     return manifest
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def _console_tail(console: Path, count: int = 15) -> str:
+    """The guest's last console lines, for a build that failed (say, a boot that never got SSH)."""
+    try:
+        text = console.read_text(errors="replace")
+    except OSError:
+        return ""
+    lines = [ANSI.sub("", line).rstrip() for line in text.splitlines()]
+    lines = [line for line in lines if line.strip()]
+    if not lines:
+        return f"\nguest console: {console} (empty: the guest printed nothing)"
+    return f"\nguest console: {console}, last lines:\n" + "\n".join(
+        "  " + line[:200] for line in lines[-count:]
+    )
 
 
 def _now() -> str:
@@ -216,7 +262,7 @@ def _common_variables(
         "disk_size": plan.os.disk_size_mb,
         "ssh_username": "root",
         "ssh_private_key_file": str(keys.private),
-        "ssh_timeout": "30m",
+        "ssh_timeout": SSH_TIMEOUT,
         "scripts_dir": str(ctx.paths.scripts_dir),
         "stage": stage.image.name,
         "os_family": plan.os.family,
@@ -292,6 +338,7 @@ def _installer_variables(
         "iso_url": iso_url,
         "iso_checksum": checksum,
         "http_directory": str(http),
+        "ssh_timeout": INSTALL_SSH_TIMEOUT,
         **boot_variables(boot_command(os_template, ctx.paths)),
     }
 

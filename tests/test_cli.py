@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -255,3 +256,30 @@ def test_bad_input(
 
 def test_catalogue_is_big_enough() -> None:
     assert len(CATALOGUE) >= 15
+
+
+@pytest.fixture
+def small_filesystem(tmp_path: Path) -> Iterator[Path]:
+    """A real 64 MiB file system (tmpfs), far too small for a build."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_build_refuses_without_room_instead_of_hanging(
+    runner: CliRunner, workspace: Path, small_filesystem: Path
+) -> None:
+    # QEMU pauses a guest whose disk cannot grow: Packer would wait for SSH until its timeout.
+    args = ["--workspace", str(small_filesystem), "build", "all", "--os", "Debian-12-x86_64"]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("suitcase: error:")]
+    assert len(errors) == 1, result.output
+    assert "not enough free space" in errors[0] and "needs about 9.0 GiB" in errors[0]
+    assert not (small_filesystem / "images" / "master").exists()
+    assert not (small_filesystem / "keys").exists()

@@ -14,7 +14,7 @@ from suitcase import artifact, packer
 from suitcase.answerfile import boot_command, render
 from suitcase.command import Redactor, require, stream
 from suitcase.context import Context, git_revision, tool_versions
-from suitcase.errors import BuildError, ConfigError
+from suitcase.errors import BootTimeout, BuildError, ConfigError
 from suitcase.keys import KeyPair, ensure_key_pair
 from suitcase.manifest import (
     MANIFEST_NAME,
@@ -28,6 +28,7 @@ from suitcase.plan import BuildPlan, Stage
 Say = Callable[[str], None]
 SSH_TIMEOUT = "10m"  # a disk boot answers in under a minute, even under TCG
 INSTALL_SSH_TIMEOUT = "90m"  # an installer answers SSH only once the install is done
+BOOTS = 2  # a guest that never answered SSH is booted once more before the stage fails
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ def build_stage(
     # Files are replaced, never rewritten in place: a hard-linked copy of the workspace (or a
     # reader holding the old file) keeps what it had.
     log = directory / "build.log"
-    for stale in (log, directory / "console.log"):
+    for stale in (log, *directory.glob("console*.log")):
         stale.unlink(missing_ok=True)
     log.write_text(
         f"suitcase: building {name} of {plan.build_set.id} (key {stage.key}): {reason}\n"
@@ -159,14 +160,17 @@ def build_stage(
         variables = stage_variables(ctx, plan, stage, keys, work)
         if stage.image.is_master and plan.os.method == "bootstrap":
             variables["source_disk"] = str(_bootstrap(ctx, plan, keys, work, log, stage_say))
-        run = packer.build(
+        run = run_packer(
             stage.template,
             variables,
-            workdir=work,
+            work=work,
             log=log,
-            on_message=stage_say,
+            console=directory / "console.log",
+            say=stage_say,
             on_error=on_error,
             cache_dir=ctx.workspace.cache_dir,
+            # an installer that never answered is not booted again: that would be a reinstall
+            boots=1 if stage.image.is_master and plan.os.method == "installer" else BOOTS,
         )
         stage_say("packer finished; writing artifacts")
         packer_bytes = sum(p.stat().st_blocks * 512 for p in (work / "packer").rglob("*"))
@@ -203,6 +207,50 @@ def build_stage(
     write_manifest(directory, manifest)
     shutil.rmtree(work, ignore_errors=True)
     return manifest
+
+
+def run_packer(
+    template: Path,
+    variables: dict[str, object],
+    *,
+    work: Path,
+    log: Path,
+    console: Path,
+    say: Say,
+    on_error: str,
+    cache_dir: Path | None,
+    boots: int = BOOTS,
+) -> packer.PackerRun:
+    """`packer build`, booting again (up to `boots` in all) when the guest never answered SSH.
+
+    Under TCG a guest very rarely hangs in early boot; a second boot of the same disk is cheap
+    next to failing a whole build set. Each failed boot's console is kept beside the log
+    (console.boot1.log, ...). Any other failure, or --on-error abort/ask, is not retried.
+    """
+    for boot in range(1, boots + 1):
+        try:
+            return packer.build(
+                template,
+                variables,
+                workdir=work,
+                log=log,
+                on_message=say,
+                on_error=on_error,
+                cache_dir=cache_dir,
+            )
+        except BootTimeout as error:
+            if boot == boots or on_error != "cleanup":
+                raise
+            kept = console.with_name(f"console.boot{boot}.log")
+            if console.exists():
+                console.replace(kept)
+            first = str(error).splitlines()[0]
+            say(f"boot {boot} of {boots} failed ({first}); guest console kept as {kept.name}")
+            say(f"booting again ({boot + 1} of {boots})")
+            with log.open("a") as handle:
+                handle.write(f"suitcase: boot {boot} of {boots} failed; booting again\n")
+            shutil.rmtree(work / "packer", ignore_errors=True)
+    raise AssertionError("unreachable")
 
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")

@@ -23,6 +23,10 @@ class BuildError(SuitcaseError):
     """A stage failed to build."""
 
 
+class BootTimeout(BuildError):
+    """The guest never answered SSH within the timeout (a hung or paused boot)."""
+
+
 class BusyError(SuitcaseError):
     """Another process holds the build set."""
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from suitcase.command import Redactor, require, run, stream
-from suitcase.errors import BuildError, ConfigError, ToolError
+from suitcase.errors import BootTimeout, BuildError, ConfigError, ToolError
 from suitcase.manifest import write_atomic
 
 ON_ERROR = ("cleanup", "abort", "ask", "run-cleanup-provisioner")
@@ -150,6 +150,8 @@ def build(
             )
         lines.append("last lines:")
         lines.extend("  " + t for t in tail[-10:])
+        if any("Timeout waiting for SSH" in error for error in result.errors):
+            raise BootTimeout("\n".join(lines))
         raise BuildError("\n".join(lines))
     return result
 

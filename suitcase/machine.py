@@ -15,13 +15,14 @@ import socket
 import subprocess
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from suitcase import artifact
 from suitcase.command import require, run
-from suitcase.errors import BuildError, ToolError
+from suitcase.errors import BootTimeout, BuildError, ToolError
 from suitcase.keys import KeyPair, ensure_key_pair
 
 #: Where Debian's vagrant package keeps the well-known insecure key pair (not copied into the repo).
@@ -89,6 +90,14 @@ def _seed_iso(folder: Path, public_key: str) -> Path:
     return iso
 
 
+class BootHung(BootTimeout):
+    """SSH never answered at all: the boot hung (or the guest never brought sshd up)."""
+
+
+class BootRetryWarning(UserWarning):
+    """A boot never answered SSH and the machine was booted again."""
+
+
 @contextlib.contextmanager
 def booted(
     disk: Path,
@@ -99,32 +108,24 @@ def booted(
     cpus: int = 2,
     timeout: float = 900,
     keep_dir: Path | None = None,
+    boots: int = 2,
+    first_boot_limit: float = 300,
 ) -> Iterator[Login]:
     """Boot `disk` (never modified: a qcow2 overlay takes the writes) and wait for SSH.
 
     `login` is "build-key" (root with the build set's key), "vagrant" (the insecure key) or
     "cloud-init" (a NoCloud seed creates a user with a throw-away key).
+
+    A boot whose SSH never answers within `first_boot_limit` (about 20-80 s is normal under TCG)
+    is stopped and the disk booted again from a fresh overlay, up to `boots` boots within
+    `timeout` in all, with a BootRetryWarning. A machine that answers but does not settle, or
+    refuses the login, is not retried: that is the image's fault.
     """
     require("qemu-system-x86_64")
     work = Path(tempfile.mkdtemp(prefix="suitcase-vm-", dir=keep_dir))
     proc: subprocess.Popen[bytes] | None = None
     try:
         info = artifact.disk_info(disk)
-        overlay = work / "overlay.qcow2"
-        run(
-            [
-                "qemu-img",
-                "create",
-                "-q",
-                "-f",
-                "qcow2",
-                "-F",
-                str(info["format"]),
-                "-b",
-                str(disk.resolve()),
-                str(overlay),
-            ]
-        )
         argv = [
             "qemu-system-x86_64",
             "-accel",
@@ -139,8 +140,6 @@ def booted(
             "none",
             "-serial",
             f"file:{work / 'console.log'}",
-            "-drive",
-            f"file={overlay},if=virtio,format=qcow2",
         ]
         if login == "build-key":
             assert build_key is not None
@@ -153,33 +152,75 @@ def booted(
             who = Login("root", 0, throwaway.private)
         else:
             raise ValueError(login)
-        for _attempt in range(3):
-            port = free_port()
-            net = [
-                "-netdev",
-                f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22",
-                "-device",
-                "virtio-net-pci,netdev=n0",
-            ]
-            proc = subprocess.Popen(
-                [*argv, *net], stdout=subprocess.DEVNULL, stderr=(work / "qemu.err").open("wb")
+        deadline = time.monotonic() + timeout
+        for boot in range(1, boots + 1):
+            overlay = work / f"overlay{boot}.qcow2"
+            run(
+                [
+                    "qemu-img",
+                    "create",
+                    "-q",
+                    "-f",
+                    "qcow2",
+                    "-F",
+                    str(info["format"]),
+                    "-b",
+                    str(disk.resolve()),
+                    str(overlay),
+                ]
             )
-            time.sleep(1)
-            if proc.poll() is None:
+            drive = ["-drive", f"file={overlay},if=virtio,format=qcow2"]
+            proc, port = _start([*argv, *drive], work)
+            who = Login(who.user, port, who.key)
+            left = deadline - time.monotonic()
+            budget = left if boot == boots else min(left / 2, first_boot_limit)
+            try:
+                _wait_for_ssh(who, proc, work, budget)
                 break
-        assert proc is not None
-        who = Login(who.user, port, who.key)
-        _wait_for_ssh(who, proc, work, timeout)
+            except BootHung as error:
+                if boot == boots:
+                    raise
+                _stop(proc)
+                warnings.warn(
+                    f"{disk.name}: boot {boot} of {boots} never answered SSH ({error}); "
+                    "booting again from a fresh overlay",
+                    BootRetryWarning,
+                    stacklevel=3,
+                )
         yield who
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            _stop(proc)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _start(argv: list[str], work: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """Start QEMU with SSH forwarded from a free local port (another try if the port was taken)."""
+    for _attempt in range(3):
+        port = free_port()
+        net = [
+            "-netdev",
+            f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22",
+            "-device",
+            "virtio-net-pci,netdev=n0",
+        ]
+        proc = subprocess.Popen(
+            [*argv, *net], stdout=subprocess.DEVNULL, stderr=(work / "qemu.err").open("wb")
+        )
+        time.sleep(1)
+        if proc.poll() is None:
+            break
+    return proc, port
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _accel(accelerator: str) -> str:
@@ -209,6 +250,7 @@ def _wait_for_ssh(who: Login, proc: subprocess.Popen[bytes], work: Path, timeout
     deadline = time.monotonic() + timeout
     last = "no answer"
     settled = False
+    answered = False
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             err = (work / "qemu.err").read_text(errors="replace").strip()[-300:]
@@ -227,6 +269,7 @@ def _wait_for_ssh(who: Login, proc: subprocess.Popen[bytes], work: Path, timeout
                 allow_agent=False,
                 look_for_keys=False,
             )
+            answered = True
             if not settled:
                 left = max(1, int(deadline - time.monotonic()))
                 _stdin, stdout, _stderr = client.exec_command(
@@ -242,11 +285,14 @@ def _wait_for_ssh(who: Login, proc: subprocess.Popen[bytes], work: Path, timeout
                     return
         except (OSError, paramiko.SSHException) as exc:
             last = str(exc) or type(exc).__name__
+            # sshd answered and refused the key: the image's fault, never a hung boot
+            answered = answered or isinstance(exc, paramiko.AuthenticationException)
         finally:
             client.close()
         time.sleep(5)
     console = (work / "console.log").read_text(errors="replace").strip().splitlines()[-5:]
-    raise BuildError(
+    error = BuildError if answered else BootHung
+    raise error(
         f"no SSH to {who.user}@127.0.0.1:{who.port} within {int(timeout)} s ({last}); "
         "console: " + " | ".join(console)
     )

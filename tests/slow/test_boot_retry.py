@@ -1,7 +1,8 @@
 """A guest that never answers SSH: real QEMU booting a blank disk through the real template.
 
 The build boots it once more (the first console kept), then fails with Packer's reason and the
-console; `boots=1` (installer stages) fails at once. About a minute: two 15 s SSH waits.
+console; `boots=1` (installer stages) fails at once. Verification's `booted()` does the same with
+plain QEMU. About two minutes in all.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from suitcase.build import run_packer
 from suitcase.config import PROJECT_ROOT
 from suitcase.errors import BootTimeout
 from suitcase.keys import ensure_key_pair
+from suitcase.machine import BootHung, BootRetryWarning, booted
 
 pytestmark = pytest.mark.slow
 
@@ -81,3 +83,26 @@ def test_a_single_boot_stage_fails_at_once(tmp_path: Path) -> None:
     assert not any("booting again" in line for line in said)
     assert not (tmp_path / "console.boot1.log").exists()
     assert (tmp_path / "build.log").read_text().count("Waiting for SSH to become available") == 1
+
+
+def test_verification_boots_a_hung_machine_again_then_fails(tmp_path: Path) -> None:
+    blank = tmp_path / "blank.raw"
+    subprocess.run(["truncate", "-s", "64M", str(blank)], check=True)
+    keys = ensure_key_pair(tmp_path / "keys", "suitcase-test")
+    with (
+        pytest.warns(BootRetryWarning, match=r"blank.raw: boot 1 of 2 never answered SSH"),
+        pytest.raises(BootHung, match=r"no SSH to root@127.0.0.1:\d+ within \d+ s"),
+        booted(
+            blank,
+            "build-key",
+            keys,
+            memory=256,
+            cpus=1,
+            timeout=40,
+            keep_dir=tmp_path,
+            first_boot_limit=12,
+        ),
+    ):
+        pytest.fail("a blank disk never boots")
+    assert not list(tmp_path.glob("suitcase-vm-*"))  # its overlays and console removed
+    assert subprocess.run(["pgrep", "-f", str(blank)], check=False).returncode == 1  # QEMU gone

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 import shutil
 import time
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from suitcase.command import Redactor, require, stream
 from suitcase.context import Context, git_revision, tool_versions
 from suitcase.errors import BootTimeout, BuildError, ConfigError
 from suitcase.keys import KeyPair, ensure_key_pair
+from suitcase.machine import console_lines
 from suitcase.manifest import (
     MANIFEST_NAME,
     Manifest,
@@ -253,22 +253,14 @@ def run_packer(
     raise AssertionError("unreachable")
 
 
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
-
 def _console_tail(console: Path, count: int = 15) -> str:
     """The guest's last console lines, for a build that failed (say, a boot that never got SSH)."""
-    try:
-        text = console.read_text(errors="replace")
-    except OSError:
+    if not console.exists():
         return ""
-    lines = [ANSI.sub("", line).rstrip() for line in text.splitlines()]
-    lines = [line for line in lines if line.strip()]
+    lines = console_lines(console, count)
     if not lines:
         return f"\nguest console: {console} (empty: the guest printed nothing)"
-    return f"\nguest console: {console}, last lines:\n" + "\n".join(
-        "  " + line[:200] for line in lines[-count:]
-    )
+    return f"\nguest console: {console}, last lines:\n" + "\n".join("  " + line for line in lines)
 
 
 def _now() -> str:

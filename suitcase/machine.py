@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shlex
 import shutil
 import socket
@@ -88,6 +89,19 @@ def _seed_iso(folder: Path, public_key: str) -> Path:
         ]
     )
     return iso
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def console_lines(console: Path, count: int) -> list[str]:
+    """A guest serial console's last `count` non-blank lines, colour codes removed."""
+    try:
+        text = console.read_text(errors="replace")
+    except OSError:
+        return []
+    lines = [ANSI.sub("", line).rstrip()[:200] for line in text.splitlines()]
+    return [line for line in lines if line.strip()][-count:]
 
 
 class BootHung(BootTimeout):
@@ -290,7 +304,7 @@ def _wait_for_ssh(who: Login, proc: subprocess.Popen[bytes], work: Path, timeout
         finally:
             client.close()
         time.sleep(5)
-    console = (work / "console.log").read_text(errors="replace").strip().splitlines()[-5:]
+    console = console_lines(work / "console.log", 5)
     error = BuildError if answered else BootHung
     raise error(
         f"no SSH to {who.user}@127.0.0.1:{who.port} within {int(timeout)} s ({last}); "

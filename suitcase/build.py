@@ -24,6 +24,7 @@ from suitcase.manifest import (
     write_manifest,
 )
 from suitcase.plan import BuildPlan, Stage
+from suitcase.safety import remove_tree, remove_tree_quietly
 
 Say = Callable[[str], None]
 SSH_TIMEOUT = "10m"  # a disk boot answers in under a minute, even under TCG
@@ -139,8 +140,7 @@ def build_stage(
     # The stage is no longer done from here on: its manifest goes first, its outputs last.
     (directory / MANIFEST_NAME).unlink(missing_ok=True)
     work = directory / ".build"
-    if work.exists():
-        shutil.rmtree(work)
+    remove_tree(work)
     work.mkdir()
     # Files are replaced, never rewritten in place: a hard-linked copy of the workspace (or a
     # reader holding the old file) keeps what it had.
@@ -177,11 +177,11 @@ def build_stage(
         outputs = _finish(ctx, plan, stage, work, run, stage_say)
     except BuildError as error:
         if on_error != "abort":
-            shutil.rmtree(work, ignore_errors=True)
+            remove_tree_quietly(work)
         raise BuildError(str(error) + _console_tail(directory / "console.log")) from None
     except BaseException:
         if on_error != "abort":
-            shutil.rmtree(work, ignore_errors=True)
+            remove_tree_quietly(work)
         raise
     manifest = Manifest(
         stage=name,
@@ -205,7 +205,7 @@ def build_stage(
         },
     )
     write_manifest(directory, manifest)
-    shutil.rmtree(work, ignore_errors=True)
+    remove_tree_quietly(work)
     return manifest
 
 
@@ -249,7 +249,7 @@ def run_packer(
             say(f"booting again ({boot + 1} of {boots})")
             with log.open("a") as handle:
                 handle.write(f"suitcase: boot {boot} of {boots} failed; booting again\n")
-            shutil.rmtree(work / "packer", ignore_errors=True)
+            remove_tree_quietly(work / "packer")
     raise AssertionError("unreachable")
 
 

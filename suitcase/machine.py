@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import shlex
-import shutil
 import socket
 import subprocess
 import tempfile
@@ -25,6 +23,7 @@ from suitcase import artifact
 from suitcase.command import require, run
 from suitcase.errors import BootTimeout, BuildError, ToolError
 from suitcase.keys import KeyPair, ensure_key_pair
+from suitcase.safety import remove_tree_quietly
 
 #: Where Debian's vagrant package keeps the well-known insecure key pair (not copied into the repo).
 VAGRANT_KEY_GLOBS = (
@@ -205,7 +204,7 @@ def booted(
     finally:
         if proc is not None:
             _stop(proc)
-        shutil.rmtree(work, ignore_errors=True)
+        remove_tree_quietly(work)
 
 
 def _start(argv: list[str], work: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -360,5 +359,4 @@ def mounted(image: Path, writable: bool = False, keep_dir: Path | None = None) -
         for point in reversed(mounts):
             subprocess.run(["umount", "-l", str(point)], check=False, capture_output=True)
         # Never delete through a mount that is still there: that would reach into the image or /dev.
-        if not any(os.path.ismount(point) for point in mounts):
-            shutil.rmtree(work, ignore_errors=True)
+        remove_tree_quietly(work)

@@ -6,7 +6,6 @@ import contextlib
 import datetime as dt
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ import filelock
 
 from suitcase.errors import BusyError, ConfigError
 from suitcase.imagetypes import IMAGE_TYPES
+from suitcase.safety import remove_tree
 
 _TIMESTAMP = re.compile(r"^\d{12}(\d{2})?$")
 
@@ -146,6 +146,6 @@ class Workspace:
             with self.lock(bset):
                 for path in targets:
                     if path.name == bset.id:
-                        # rmtree never follows symlinks inside the tree: it unlinks them.
-                        shutil.rmtree(path)
+                        # never follows symlinks or crosses a mount point
+                        remove_tree(path)
         return targets

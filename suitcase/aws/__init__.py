@@ -1,0 +1,1 @@
+"""The AWS layer: where calls go (clients, the embedded endpoint), S3, EBS and AMIs."""

@@ -54,3 +54,15 @@ class AwsTarget:
         else:
             session = boto3.session.Session()
         return session.client(service, **kwargs)
+
+
+def aws_target_from_env(region: str) -> AwsTarget | None:
+    """`AWS_ENDPOINT_URL` set: that endpoint, as a configured account (boto3's credential chain).
+
+    The full rule (account configured → AWS; otherwise the embedded endpoint; site `aws:` and
+    SUITCASE_AWS force one) lives in `aws_target`, which builds on this.
+    """
+    import os
+
+    url = os.environ.get("AWS_ENDPOINT_URL")
+    return AwsTarget(kind="account", region=region, endpoint_url=url) if url else None

@@ -42,7 +42,9 @@ class StageResult:
 
 def build_key(ctx: Context, plan: BuildPlan) -> KeyPair:
     return ensure_key_pair(
-        ctx.workspace.keys_dir / plan.build_set.id, f"suitcase-build-{plan.build_set.id}"
+        ctx.workspace.keys_dir / plan.build_set.id,
+        f"suitcase-build-{plan.build_set.id}",
+        plan.os.build_key_type,
     )
 
 

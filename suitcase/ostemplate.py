@@ -27,6 +27,8 @@ _TOP: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "method": (str, True),
     "disk_size_mb": (int, True),
     "root_fs": (str, True),
+    "openssh_version": (str, False),
+    "build_key_type": (str, False),
     "installer": (dict, False),
     "bootstrap": (dict, False),
 }
@@ -87,6 +89,11 @@ class OSTemplate:
         return dict(self.data.get("bootstrap") or {})
 
     @property
+    def build_key_type(self) -> str:
+        """ed25519 unless the template says rsa (an sshd older than OpenSSH 6.5)."""
+        return str(self.data.get("build_key_type", "ed25519"))
+
+    @property
     def answer_file(self) -> str | None:
         return self.installer.get("answer_file")
 
@@ -141,7 +148,27 @@ def parse_os(name: str, path: Path) -> OSTemplate:
     packages = (data.get("bootstrap") or {}).get("packages", [])
     if not all(isinstance(p, str) and re.match(r"^[a-z0-9][a-z0-9.+-]*$", p) for p in packages):
         raise ConfigError(f"{path}: key 'bootstrap.packages' must be a list of package names")
+    _check_key_type(path, data)
     return OSTemplate(name=name, path=path, data=data)
+
+
+def _check_key_type(path: Path, data: dict[str, Any]) -> None:
+    """The build key must be one the image's own sshd accepts (os/data/openssh.yaml)."""
+    from suitcase.keys import KEY_TYPES, accepted_key_types
+
+    key_type = data.get("build_key_type", "ed25519")
+    if key_type not in KEY_TYPES:
+        raise ConfigError(f"{path}: key 'build_key_type' must be one of {', '.join(KEY_TYPES)}")
+    version = data.get("openssh_version")
+    if version is None:
+        return
+    data_dir = path.parent / "data"
+    accepted = accepted_key_types(version, data_dir if data_dir.is_dir() else None)
+    if key_type not in accepted:
+        raise ConfigError(
+            f"{path}: build_key_type {key_type} is not accepted by OpenSSH {version} "
+            f"(it accepts {', '.join(accepted)})"
+        )
 
 
 def _check(

@@ -110,7 +110,7 @@ def test_no_kernel_line_fails_instead_of_passing_vacuously(tmp_path: Path) -> No
 
 def test_an_explicit_config_is_the_only_one_read(tmp_path: Path) -> None:
     host = tree(tmp_path, {"/boot/grub2/grub.cfg": EL7_GRUB2})
-    with pytest.raises(facts.NoKernelLine, match="/boot/grub/grub.conf"):
+    with pytest.raises(facts.NoKernelLine, match=r"/boot/grub/grub\.conf"):
         facts.kernel_lines(host, "/boot/grub/grub.conf")
 
 

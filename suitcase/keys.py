@@ -86,10 +86,13 @@ def version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in match.group(1).split("."))
 
 
-@functools.cache
 def openssh_table(data_dir: Path | None = None) -> dict[str, Any]:
     """The table of os/data/openssh.yaml: since which OpenSSH release each key type works."""
-    path = (data_dir or Paths.default().os_dir / "data") / "openssh.yaml"
+    return _read_table((data_dir or Paths.default().os_dir / "data") / "openssh.yaml")
+
+
+@functools.cache
+def _read_table(path: Path) -> dict[str, Any]:
     try:
         table = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError):

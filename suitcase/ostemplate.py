@@ -37,6 +37,14 @@ _INSTALLER: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "iso_checksum": ((str, type(None)), True),
     "checksum_source": (str, True),
     "answer_file": (str, True),
+    "mirror": (str, False),
+    "iso_content": (str, False),
+    "repositories": (list, False),
+}
+_REPOSITORY: dict[str, tuple[type | tuple[type, ...], bool]] = {
+    "name": (str, True),
+    "path": (str, True),
+    "content": (str, True),
 }
 _BOOTSTRAP: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "suite": (str, True),
@@ -148,6 +156,8 @@ def parse_os(name: str, path: Path) -> OSTemplate:
     packages = (data.get("bootstrap") or {}).get("packages", [])
     if not all(isinstance(p, str) and re.match(r"^[a-z0-9][a-z0-9.+-]*$", p) for p in packages):
         raise ConfigError(f"{path}: key 'bootstrap.packages' must be a list of package names")
+    for index, repo in enumerate((data.get("installer") or {}).get("repositories") or []):
+        _check(path, repo, _REPOSITORY, f"installer.repositories[{index}].")
     _check_key_type(path, data)
     return OSTemplate(name=name, path=path, data=data)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,8 @@ class _Server(paramiko.ServerInterface):
 
     def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
         def answer() -> None:
+            # paramiko replies "exec accepted" once this method returns: answer after that
+            time.sleep(0.3)
             channel.sendall(b"old-sshd-ran:" + command)
             channel.send_exit_status(0)
             channel.close()

@@ -28,7 +28,7 @@ KEY_TYPES = ("ed25519", "rsa")
 RSA_BITS = 3072
 #: paramiko 2.9+ signs with RSA/SHA-2 first; a server without server-sig-algs (OpenSSH < 7.2)
 #: rejects that, so it must be told to use ssh-rsa (paramiko's changelog for 2.9.0).
-LEGACY_RSA = {"disabled_algorithms": {"pubkeys": ["rsa-sha2-512", "rsa-sha2-256"]}}
+LEGACY_RSA_DISABLED = ("rsa-sha2-512", "rsa-sha2-256")
 
 
 @dataclass(frozen=True)
@@ -151,5 +151,5 @@ def connect_options(host: str, port: int, timeout: float = 10) -> dict[str, Any]
     """
     version = server_openssh_version(host, port, timeout)
     if version is not None and not knows_rsa_sha2(version):
-        return {k: {kk: list(vv) for kk, vv in v.items()} for k, v in LEGACY_RSA.items()}
+        return {"disabled_algorithms": {"pubkeys": list(LEGACY_RSA_DISABLED)}}
     return {}

@@ -132,9 +132,10 @@ def check_repositories(site: Site, os_template: OSTemplate, paths: Paths) -> Non
         set().union(*(content_packages(paths, r["content"], "") for r in missing)) - iso
     )
     names = ", ".join(r["name"] for r in missing)
+    why = f" (for {', '.join(needed)}, which its ISO lacks)" if needed else ""
     raise ConfigError(
-        f"{os_template.name} needs the repositories {names} (for {', '.join(needed)}, which its "
-        f"ISO lacks): set mirrors.{mirror_key(os_template)} in site.yaml, or give repos."
+        f"{os_template.name} needs the repositories {names}{why}: set "
+        f"mirrors.{mirror_key(os_template)} in site.yaml, or give repos."
         f"{os_template.answer_file} entries named {names}"
     )
 

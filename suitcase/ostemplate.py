@@ -16,6 +16,7 @@ from typing import Any
 
 from suitcase.config import Paths, load_yaml_mapping
 from suitcase.errors import ConfigError
+from suitcase.keys import KEY_TYPES, accepted_key_types
 
 # key -> (type, required). Nested mappings are described by their own schema below.
 _TOP: dict[str, tuple[type | tuple[type, ...], bool]] = {
@@ -164,8 +165,6 @@ def parse_os(name: str, path: Path) -> OSTemplate:
 
 def _check_key_type(path: Path, data: dict[str, Any]) -> None:
     """The build key must be one the image's own sshd accepts (os/data/openssh.yaml)."""
-    from suitcase.keys import KEY_TYPES, accepted_key_types
-
     key_type = data.get("build_key_type", "ed25519")
     if key_type not in KEY_TYPES:
         raise ConfigError(f"{path}: key 'build_key_type' must be one of {', '.join(KEY_TYPES)}")

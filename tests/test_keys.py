@@ -193,6 +193,7 @@ def test_connect_options_log_in_to_old_sshd(old_sshd: tuple[int, Path]) -> None:
     assert _login(port, key, **connect_options("127.0.0.1", port)) == "old-sshd-ran:true"
 
 
+@pytest.mark.filterwarnings("ignore:Unknown ssh-rsa host key")
 def test_the_specs_host_runs_commands_on_old_sshd(old_sshd: tuple[int, Path]) -> None:
     port, key = old_sshd
     host = ssh_host(Login("root", port, key))

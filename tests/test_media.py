@@ -234,3 +234,9 @@ def test_the_el6_master_script_skips_cloud_init_when_absent() -> None:
         ["bash", str(script)], env={**env, **common, "SUITCASE_MAJOR": "7"}, capture_output=True
     )
     assert el7.returncode != 0  # elsewhere a master without cloud-init is a broken master
+
+
+def test_a_missing_repository_that_adds_nothing_is_still_named() -> None:
+    given = Site(repos={"el6": [{"name": "os", "baseurl": "http://local.invalid/c65/os/"}]})
+    with pytest.raises(ConfigError, match=r"CentOS-6\.5-x86_64 needs the repositories extras: set"):
+        check_repositories(given, load_os("CentOS-6.5-x86_64"), Paths.default())

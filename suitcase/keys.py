@@ -143,7 +143,7 @@ def server_openssh_version(host: str, port: int, timeout: float = 10) -> str | N
     return None
 
 
-def connect_options(host: str, port: int, timeout: float = 10) -> dict[str, Any]:
+def connect_options(host: str, port: int, timeout: float = 5) -> dict[str, Any]:
     """Extra paramiko connect() arguments for this server: ssh-rsa for OpenSSH older than 7.2.
 
     Only RSA keys are affected (the option filters RSA signature algorithms), so it is safe

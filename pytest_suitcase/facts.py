@@ -6,12 +6,23 @@ import re
 import shlex
 from typing import Any
 
+# Where each boot loader keeps kernel command lines, in the order they are looked at. BLS
+# entries (EL8/9: /boot/loader/entries/*.conf, `options` lines) come before grub2's grub.cfg,
+# which on those releases only says `blscfg`; grub legacy is EL6's (and PV-GRUB's) loader.
+BLS_ENTRIES = "/boot/loader/entries"
 BOOT_CONFIGS = (
     ("/boot/extlinux/extlinux.conf", r"^\s*APPEND\s+(.*)$"),
-    ("/boot/grub2/grub.cfg", r"^\s*linux(?:16)?\s+\S+\s+(.*)$"),
-    ("/boot/grub/grub.cfg", r"^\s*linux\s+\S+\s+(.*)$"),
+    (BLS_ENTRIES, r"^options\s+(.*)$"),
+    ("/boot/grub2/grub.cfg", r"^\s*linux(?:16|efi)?\s+\S+\s+(.*)$"),
+    ("/boot/grub/grub.cfg", r"^\s*linux(?:16|efi)?\s+\S+\s+(.*)$"),
     ("/boot/grub/grub.conf", r"^\s*kernel\s+\S+\s+(.*)$"),
+    ("/boot/grub/menu.lst", r"^\s*kernel\s+\S+\s+(.*)$"),
 )
+GRUBENV = ("/boot/grub2/grubenv", "/boot/grub/grubenv")
+
+
+class NoKernelLine(AssertionError):
+    """No boot loader configuration of the image holds a kernel command line."""
 
 
 def read(host: Any, path: str) -> str:
@@ -20,16 +31,35 @@ def read(host: Any, path: str) -> str:
     return str(result.stdout) if result.rc == 0 else ""
 
 
+def _bls_text(host: Any) -> str:
+    """The `options` of every BLS entry but rescue ones, `$kernelopts` (EL8) taken from grubenv."""
+    listing = host.run(f"ls -1 {BLS_ENTRIES}/*.conf 2>/dev/null").stdout.split()
+    env: dict[str, str] = {}
+    for path in GRUBENV:
+        for line in read(host, path).splitlines():
+            name, sep, value = line.partition("=")
+            if sep and not name.startswith("#"):
+                env.setdefault(name.strip(), value.strip())
+    text = "".join(read(host, p) for p in sorted(listing) if "rescue" not in p.rsplit("/", 1)[-1])
+    return re.sub(r"\$\{?(\w+)\}?", lambda m: env.get(m.group(1), m.group(0)), text)
+
+
 def kernel_lines(host: Any, config: str | None = None) -> list[str]:
-    """The kernel command lines in the image's boot loader configuration (first found)."""
+    """The kernel command lines of the image's boot loader (the first configuration holding any).
+
+    Raises NoKernelLine when there is none, so a spec about kernel arguments can never pass
+    on an image whose boot configuration it failed to find.
+    """
+    searched = []
     for path, pattern in BOOT_CONFIGS:
         if config is not None and path != config:
             continue
-        text = read(host, path)
+        searched.append(path)
+        text = _bls_text(host) if path == BLS_ENTRIES else read(host, path)
         lines = [m.group(1).strip() for m in re.finditer(pattern, text, re.M)]
         if lines:
             return lines
-    return []
+    raise NoKernelLine(f"no kernel command line found in {', '.join(searched) or config}")
 
 
 def sshd_option(host: Any, name: str) -> str | None:

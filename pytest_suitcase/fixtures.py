@@ -102,7 +102,7 @@ def suitcase_host(
     suitcase_session: SuitcaseSession, suitcase_image: str, suitcase_artifact: Manifest, image: Any
 ) -> Iterator[Any]:
     """testinfra host of the image under test: booted in QEMU where it can boot, else offline."""
-    import testinfra
+    from pytest_suitcase.ssh import ssh_host
 
     kind = IMAGE_TYPES[suitcase_image]
     if suitcase_session.mode == "offline" or kind.verification == "offline":
@@ -112,9 +112,7 @@ def suitcase_host(
     key = build_key(ctx, suitcase_session.plan(suitcase_image))
     disk = disk_of(suitcase_session, suitcase_artifact)
     with booted(disk, kind.login, key, accelerator=ctx.site.accelerator) as login:
-        yield testinfra.get_host(
-            login.url, ssh_identity_file=str(login.key), sudo=login.user != "root"
-        )
+        yield ssh_host(login)
 
 
 @pytest.fixture(scope="session")

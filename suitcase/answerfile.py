@@ -9,6 +9,7 @@ import yaml
 
 from suitcase.config import Paths
 from suitcase.errors import ConfigError
+from suitcase.media import master_has_cloud_init
 from suitcase.ostemplate import OSTemplate
 
 #: Stands in for the build key when hashing an answer file: the key is per build set, the
@@ -45,6 +46,7 @@ def render(
         "os": os_template.data,
         "build_public_key": public_key,
         "repos": repos or [],
+        "cloud_init": master_has_cloud_init(os_template, paths),
         "build_id": build_id,
     }
     try:

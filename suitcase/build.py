@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from suitcase import artifact, packer
+from suitcase import artifact, media, packer
 from suitcase.answerfile import boot_command, render
 from suitcase.command import Redactor, require, stream
 from suitcase.context import Context, git_revision, tool_versions
@@ -42,7 +42,9 @@ class StageResult:
 
 def build_key(ctx: Context, plan: BuildPlan) -> KeyPair:
     return ensure_key_pair(
-        ctx.workspace.keys_dir / plan.build_set.id, f"suitcase-build-{plan.build_set.id}"
+        ctx.workspace.keys_dir / plan.build_set.id,
+        f"suitcase-build-{plan.build_set.id}",
+        plan.os.build_key_type,
     )
 
 
@@ -77,6 +79,7 @@ def preflight(ctx: Context, plan: BuildPlan, todo: list[Stage]) -> None:
     """Refuse before touching anything: missing tools, templates, media, checksums or mirrors."""
     if not todo:
         return
+    media.preflight(ctx, plan, todo)  # checksum, mirror, repositories, local ISO, cloud-init
     tools = ["packer", "qemu-img"]
     if plan.builder == "qemu":
         tools.append("qemu-system-x86_64")
@@ -364,13 +367,12 @@ def _installer_variables(
     iso_url = _iso_url(ctx, plan)
     http = work / "http"
     http.mkdir()
-    name = os_template.answer_file or ""
     (http / "ks.cfg").write_text(
         render(
             os_template,
             ctx.paths,
             keys.public_line,
-            ctx.site.repos.get(name, []),
+            media.kickstart_repos(ctx.site, os_template),
             plan.build_set.id,
         )
     )
@@ -384,18 +386,8 @@ def _installer_variables(
 
 
 def _iso_url(ctx: Context, plan: BuildPlan) -> str:
-    """The install medium: <workspace>/iso/<file> if present, else <site mirror>/<iso_path>."""
-    iso_path = str(plan.os.installer["iso_path"])
-    local = ctx.workspace.root / "iso" / Path(iso_path).name
-    if local.is_file():
-        return local.as_uri()
-    mirror = ctx.site.mirror(plan.os.distribution)
-    if not mirror:
-        raise ConfigError(
-            f"no install medium for {plan.os.name}: put {Path(iso_path).name} in "
-            f"{local.parent} or set mirrors.{plan.os.distribution.lower()} in site.yaml"
-        )
-    return f"{mirror}/{iso_path}"
+    """The install medium: <workspace>/iso/<file> if present, else <release's mirror>/<iso_path>."""
+    return media.iso_url(ctx.workspace.root, ctx.site, plan.os)
 
 
 def boot_variables(entry: dict[str, str]) -> dict[str, object]:

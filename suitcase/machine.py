@@ -22,7 +22,7 @@ from pathlib import Path
 from suitcase import artifact
 from suitcase.command import require, run
 from suitcase.errors import BootTimeout, BuildError, ToolError
-from suitcase.keys import KeyPair, ensure_key_pair
+from suitcase.keys import KeyPair, connect_options, ensure_key_pair
 from suitcase.safety import remove_tree_quietly
 
 #: Where Debian's vagrant package keeps the well-known insecure key pair (not copied into the repo).
@@ -160,7 +160,8 @@ def booted(
         elif login == "vagrant":
             who = Login("vagrant", 0, vagrant_insecure_key())
         elif login == "cloud-init":
-            throwaway = ensure_key_pair(work / "key", "suitcase-verify")
+            # RSA: the one key type every sshd accepts (EL6's OpenSSH 5.3 knows no Ed25519)
+            throwaway = ensure_key_pair(work / "key", "suitcase-verify", "rsa")
             argv += ["-drive", f"file={_seed_iso(work, throwaway.public_line)},media=cdrom"]
             who = Login("root", 0, throwaway.private)
         else:
@@ -281,6 +282,7 @@ def _wait_for_ssh(who: Login, proc: subprocess.Popen[bytes], work: Path, timeout
                 auth_timeout=10,
                 allow_agent=False,
                 look_for_keys=False,
+                **connect_options("127.0.0.1", who.port),  # ssh-rsa for OpenSSH < 7.2
             )
             answered = True
             if not settled:

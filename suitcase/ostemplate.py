@@ -16,6 +16,7 @@ from typing import Any
 
 from suitcase.config import Paths, load_yaml_mapping
 from suitcase.errors import ConfigError
+from suitcase.keys import KEY_TYPES, accepted_key_types
 
 # key -> (type, required). Nested mappings are described by their own schema below.
 _TOP: dict[str, tuple[type | tuple[type, ...], bool]] = {
@@ -27,6 +28,8 @@ _TOP: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "method": (str, True),
     "disk_size_mb": (int, True),
     "root_fs": (str, True),
+    "openssh_version": (str, False),
+    "build_key_type": (str, False),
     "installer": (dict, False),
     "bootstrap": (dict, False),
 }
@@ -35,6 +38,14 @@ _INSTALLER: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "iso_checksum": ((str, type(None)), True),
     "checksum_source": (str, True),
     "answer_file": (str, True),
+    "mirror": (str, False),
+    "iso_content": (str, False),
+    "repositories": (list, False),
+}
+_REPOSITORY: dict[str, tuple[type | tuple[type, ...], bool]] = {
+    "name": (str, True),
+    "path": (str, True),
+    "content": (str, True),
 }
 _BOOTSTRAP: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "suite": (str, True),
@@ -85,6 +96,11 @@ class OSTemplate:
     @property
     def bootstrap(self) -> dict[str, Any]:
         return dict(self.data.get("bootstrap") or {})
+
+    @property
+    def build_key_type(self) -> str:
+        """ed25519 unless the template says rsa (an sshd older than OpenSSH 6.5)."""
+        return str(self.data.get("build_key_type", "ed25519"))
 
     @property
     def answer_file(self) -> str | None:
@@ -141,7 +157,27 @@ def parse_os(name: str, path: Path) -> OSTemplate:
     packages = (data.get("bootstrap") or {}).get("packages", [])
     if not all(isinstance(p, str) and re.match(r"^[a-z0-9][a-z0-9.+-]*$", p) for p in packages):
         raise ConfigError(f"{path}: key 'bootstrap.packages' must be a list of package names")
+    for index, repo in enumerate((data.get("installer") or {}).get("repositories") or []):
+        _check(path, repo, _REPOSITORY, f"installer.repositories[{index}].")
+    _check_key_type(path, data)
     return OSTemplate(name=name, path=path, data=data)
+
+
+def _check_key_type(path: Path, data: dict[str, Any]) -> None:
+    """The build key must be one the image's own sshd accepts (os/data/openssh.yaml)."""
+    key_type = data.get("build_key_type", "ed25519")
+    if key_type not in KEY_TYPES:
+        raise ConfigError(f"{path}: key 'build_key_type' must be one of {', '.join(KEY_TYPES)}")
+    version = data.get("openssh_version")
+    if version is None:
+        return
+    data_dir = path.parent / "data"
+    accepted = accepted_key_types(version, data_dir if data_dir.is_dir() else None)
+    if key_type not in accepted:
+        raise ConfigError(
+            f"{path}: build_key_type {key_type} is not accepted by OpenSSH {version} "
+            f"(it accepts {', '.join(accepted)})"
+        )
 
 
 def _check(

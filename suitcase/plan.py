@@ -15,6 +15,7 @@ from suitcase.answerfile import KEY_PLACEHOLDER, render
 from suitcase.config import Paths, Site
 from suitcase.imagetypes import ImageType, with_parents
 from suitcase.manifest import Manifest, outputs_intact, read_manifest
+from suitcase.media import kickstart_repos
 from suitcase.ostemplate import OSTemplate
 from suitcase.workspace import BuildSet, Workspace
 
@@ -112,7 +113,7 @@ def make_plan(
                     os_template,
                     paths,
                     KEY_PLACEHOLDER,
-                    site.repos.get(os_template.answer_file or "", []),
+                    kickstart_repos(site, os_template),
                     build_set.id,
                 )
                 inputs["answer-file"] = hashlib.sha256(text.encode()).hexdigest()

@@ -28,7 +28,8 @@ CASES = [
 def test_template_validates(os_name: str, builder: str, image: str, tmp_path: Path) -> None:
     (tmp_path / "site.yaml").write_text(
         f"builder: {builder}\nmirrors: {{centos: 'https://m.invalid/c', "
-        "'rocky linux': 'https://m.invalid/r', debian: 'http://m.invalid/d'}\n"
+        "'rocky linux': 'https://m.invalid/r', 'rocky-vault': 'https://m.invalid/rv', "
+        "debian: 'http://m.invalid/d'}\n"
     )
     ctx = Context.create(tmp_path, tmp_path / "site.yaml")
     plan = ctx.plan(os_name, image, "20260101000000")

@@ -28,15 +28,23 @@ case $fstype in
     *) say "warning: root is $fstype; PV-GRUB (grub legacy) reads only ext2/3/4" ;;
 esac
 
+# Arguments the master sets for the disk and the kernel log (elevator=noop on EL6/7,
+# printk.time=1 on EL6) stay: this menu replaces the master's kernel line, not its meaning.
+keep=""
+read -r -a cmdline < /proc/cmdline
+for arg in "${cmdline[@]}"; do
+    case $arg in elevator=*|printk.time=*) keep="$keep $arg" ;; esac
+done
+
 mkdir -p /boot/grub
-say "/boot/grub/grub.conf: kernel $kver, root=$root_spec net.ifnames=0 biosdevname=0 console=hvc0"
+say "/boot/grub/grub.conf: kernel $kver, root=$root_spec net.ifnames=0 biosdevname=0 console=hvc0$keep"
 cat > /boot/grub/grub.conf <<CONF
 default 0
 timeout 1
 
 title $SUITCASE_OS ($kver)
     root (hd0)
-    kernel /boot/vmlinuz-$kver root=$root_spec ro net.ifnames=0 biosdevname=0 console=hvc0
+    kernel /boot/vmlinuz-$kver root=$root_spec ro net.ifnames=0 biosdevname=0 console=hvc0$keep
     initrd $initrd
 CONF
 chmod 0644 /boot/grub/grub.conf

@@ -216,6 +216,18 @@ initramfs_of() {
     esac
 }
 
+# nm_keyfile_dns_options FILE "OPT OPT ...": set dns-options in the [ipv4] section of a
+# NetworkManager keyfile. Keyfile lists are ';'-separated (with a trailing ';'), never
+# comma-separated (nm-settings-keyfile(5)); an existing dns-options line is replaced.
+nm_keyfile_dns_options() {
+    local file=$1 value
+    # shellcheck disable=SC2086 # one list item per word of $2
+    value="$(printf '%s;' $2)"
+    sed -i '/^dns-options=/d' "$file"
+    grep -q '^\[ipv4\]' "$file" || printf '\n[ipv4]\n' >> "$file"
+    sed -i "/^\[ipv4\]/a dns-options=$value" "$file"
+}
+
 # Enable (on) or disable (off) cloud-init's services.
 cloud_init() {
     local mode=$1 svc

@@ -30,8 +30,8 @@ HOOK
 el)
     if [ "$SUITCASE_MAJOR" -ge 9 ]; then
         f=/etc/NetworkManager/system-connections/eth0.nmconnection
-        if [ -f "$f" ] && ! grep -q '^dns-options=' "$f"; then
-            sed -i "/^\[ipv4\]/a dns-options=${options// /,}" "$f"
+        if [ -f "$f" ]; then
+            nm_keyfile_dns_options "$f" "$options"
         fi
     else
         f=/etc/sysconfig/network-scripts/ifcfg-eth0

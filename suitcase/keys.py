@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from suitcase.redact import remember
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,8 @@ def ensure_key_pair(folder: Path, comment: str) -> KeyPair:
     private = folder / "id_ed25519"
     public = folder / "id_ed25519.pub"
     if private.exists() and public.exists():
+        with contextlib.suppress(OSError):  # never shown, wherever it turns up
+            remember(private.read_text(errors="replace"))
         return KeyPair(private, public)
     folder.mkdir(parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
@@ -42,5 +47,6 @@ def ensure_key_pair(folder: Path, comment: str) -> KeyPair:
     with os.fdopen(fd, "wb") as handle:
         handle.write(pem)
     os.replace(tmp, private)
+    remember(pem.decode())
     public.write_text(f"{openssh.decode()} {comment}\n")
     return KeyPair(private, public)

@@ -101,18 +101,30 @@ class PackerRedactor(Redactor):
 
 
 class MachineLineRedactor(LineRedactor):
-    """Decode each field (commas, newlines), redact it (key blocks spanning lines and fields
-    included), encode it again: the log keeps Packer's format, never a secret."""
+    """Decode each text field (commas, newlines), redact it, encode it again: the log keeps
+    Packer's format, never a secret. A key block is followed per channel (a provisioner's stdout
+    is `ui,message`, its stderr `ui,error`): the two interleave, and one's END must not end the
+    other's block."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__(redactor)  # this one's state: lines that are not machine-readable
+        self.channels: dict[tuple[str, ...], LineRedactor] = {}
 
     def __call__(self, line: str) -> str:
         parts = line.split(",")
         if len(parts) < 3 or not parts[0].isdigit():
             return super().__call__(line)
-        return ",".join([parts[0], *(self._field(part) for part in parts[1:])])
+        head = 4 if parts[2] == "ui" and len(parts) > 4 else 3  # timestamp,target,type[,level]
+        channel = tuple(parts[1:head])
+        state = self.channels.setdefault(channel, LineRedactor(self.redactor))
+        fields = [self.redactor.known(p) for p in parts[1:head]]
+        fields += [_redact_field(part, state) for part in parts[head:]]
+        return ",".join([parts[0], *fields])
 
-    def _field(self, field: str) -> str:
-        text = self.redactor.known(_unescape(field))  # a known secret may span the field's lines
-        return _escape("\n".join(LineRedactor.__call__(self, line) for line in text.split("\n")))
+
+def _redact_field(field: str, state: LineRedactor) -> str:
+    text = state.redactor.known(_unescape(field))  # a known secret may span the field's lines
+    return _escape("\n".join(state(line) for line in text.split("\n")))
 
 
 def _unescape(field: str) -> str:

@@ -70,6 +70,7 @@ def forget(*secrets: str) -> None:
 
 def variants(secret: str) -> set[str]:
     """The forms a secret takes in text: as is, URL-encoded, JSON-escaped, its lines and words."""
+    secret = secret.strip()  # a key file's last newline is no part of the secret
     forms = {
         secret,
         urllib.parse.quote(secret, safe=""),

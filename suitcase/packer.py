@@ -18,7 +18,7 @@ from pathlib import Path
 from suitcase.command import require, run, stream
 from suitcase.errors import BootTimeout, BuildError, ConfigError, ToolError
 from suitcase.manifest import write_atomic
-from suitcase.redact import LineRedactor, Redactor, remember, scrub_file
+from suitcase.redact import LineRedactor, Redactor, open_log, remember, scrub_file
 
 ON_ERROR = ("cleanup", "abort", "ask", "run-cleanup-provisioner")
 _SENSITIVE_NAME = re.compile(r"(?i)secret|password|passwd|token|private_key_content")
@@ -76,7 +76,9 @@ def sensitive_values(variables: dict[str, object], template: Path | None = None)
         except (OSError, ValueError, AttributeError):
             pass  # `packer validate` says what is wrong with the template
     values = [
-        _as_string(v) for k, v in variables.items() if k in declared or _SENSITIVE_NAME.search(k)
+        _as_string(v)
+        for k, v in variables.items()
+        if (k in declared or _SENSITIVE_NAME.search(k)) and not isinstance(v, bool)
     ]
     key_file = variables.get("ssh_private_key_file")
     if key_file:
@@ -175,6 +177,11 @@ def build(
     """Run `packer build` for one stage; raise BuildError naming the log on failure."""
     if on_error not in ON_ERROR:
         raise ConfigError(f"--on-error must be one of {', '.join(ON_ERROR)}")
+    redact = redactor_for(variables, template)
+    console = _console_file(variables)
+    if console is not None:
+        # QEMU opens an existing -serial file without changing its mode: private from the start
+        open_log(console).close()
     var_file = write_var_file(workdir / "variables.json", variables)
     argv = [
         "packer",
@@ -204,19 +211,16 @@ def build(
         elif kind == "artifact" and len(data) >= 3 and data[1] == "file":
             result.artifacts.append(data[3] if len(data) > 3 else data[2])
 
-    redact = redactor_for(variables, template)
-    console = _console_file(variables)
-    if console is not None:
-        # QEMU opens an existing -serial file without changing its mode: private from the start
-        os.close(os.open(console, os.O_WRONLY | os.O_CREAT, 0o600))
     try:
         code, tail = stream(
             argv, log=log, on_line=handle, redact=redact, cwd=workdir, env=packer_env(cache_dir)
         )
     finally:
         var_file.unlink(missing_ok=True)  # its secrets were for Packer alone
-        if console is not None and console.is_file():
-            scrub_file(console, redact)  # the guest printed it raw; only a redacted copy stays
+        if console is not None:
+            # the guest printed it raw: only a redacted copy stays (or none, if that failed)
+            with contextlib.suppress(OSError):
+                scrub_file(console, redact)
     if code != 0:
         reason = result.errors[-1] if result.errors else "see the log"
         lines = [f"packer build failed (exit {code}): {reason.splitlines()[0] if reason else ''}"]

@@ -38,7 +38,7 @@ MIN_PIECE = 8
 MAX_KEY_LINES = 400
 
 _NAME = (
-    r"[A-Za-z0-9_.-]*(?:password|passwd|passphrase|secret|token|credential|"
+    r"[A-Za-z0-9_.-]*(?:password|passphrase|secret|token|credential|"
     r"private_key(?!_file|_path))[A-Za-z0-9_.-]*"
 )
 _VALUE = r"""(?P<value>"(?:\\.|[^"\\])*"?|'[^']*'?|[^\s"'&]+)"""
@@ -209,9 +209,16 @@ def write_private(path: Path, text: str) -> None:
 
 
 def scrub_file(path: Path, redactor: Redactor | None = None) -> None:
-    """Rewrite a file another program wrote raw (QEMU's console) redacted, atomically, 0600."""
+    """Rewrite a file another program wrote raw (QEMU's console) redacted, atomically, 0600.
+
+    Should that fail (no room), the raw file is removed rather than left behind, and the error
+    raised. A writer still running keeps writing into the old, unlinked file.
+    """
+    if not path.is_file():
+        return
     try:
         raw = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return
-    write_private(path, (redactor or DEFAULT)(raw))
+        write_private(path, (redactor or DEFAULT)(raw))
+    except OSError:
+        path.unlink(missing_ok=True)
+        raise

@@ -51,7 +51,7 @@ _AWS_SECRET = re.compile(
 _CRYPT_HASH = re.compile(r"\$(?:1|2[abxy]?|5|6|7|y|gy|md5|sha1)\$[^\s:\"']{8,}")
 _BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----")
 _END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----")
-_BASE64_LINE = re.compile(r"^\s*[A-Za-z0-9+/=]{16,}\s*$")
+_BASE64_LINE = re.compile(r"^\s*(?:[A-Za-z0-9+/=]|<redacted>){16,}\s*$")
 
 # Secrets this process has learnt (a build set's values, its build key): every Redactor knows them,
 # so an error or a console tail shown far from the build that knew them is masked too.
@@ -123,11 +123,10 @@ class Redactor:
 
     def __call__(self, text: str) -> str:
         """Redact a whole text (a file, an error, a console): known secrets, then line by line."""
-        text = self.known(text)
         lines = text.split("\n")
-        _mask_orphan_key_bodies(lines)
+        _mask_orphan_key_bodies(lines)  # first: a known piece replaced inside would hide them
         line_filter = self.lines()
-        return "\n".join(line_filter(line) for line in lines)
+        return "\n".join(line_filter(line) for line in self.known("\n".join(lines)).split("\n"))
 
 
 class LineRedactor:

@@ -37,20 +37,21 @@ MIN_PIECE = 8
 #: key is about 200 lines): a cut-off key must not hide the rest of a log for ever.
 MAX_KEY_LINES = 400
 
+# Bounded repeats throughout: a guest's line of 100,000 progress dots must stay linear to scan.
 _NAME = (
-    r"[A-Za-z0-9_.-]*(?:password|passphrase|secret|token|credential|"
-    r"private_key(?!_file|_path))[A-Za-z0-9_.-]*"
+    r"[A-Za-z0-9_.-]{0,40}(?:password|passphrase|secret|token|credential|"
+    r"private_key(?!_file|_path))[A-Za-z0-9_.-]{0,40}"
 )
 _VALUE = r"""(?P<value>"(?:\\.|[^"\\])*"?|'[^']*'?|[^\s"'&]+)"""
 _ASSIGNMENT = re.compile(
     rf"""(?i)(?P<key>(?<![\w-])["']?{_NAME}["']?\s*[:=]\s*|--{_NAME}\s+){_VALUE}"""
 )
 _AWS_SECRET = re.compile(
-    r"(?i)(?P<key>secret[\w-]*?key\W{1,8})(?P<value>(?:[A-Za-z0-9/+]|%2[BF]){40})(?![\w/+%=])"
+    r"(?i)(?P<key>secret[\w-]{0,20}?key\W{1,8})(?P<value>(?:[A-Za-z0-9/+]|%2[BF]){40})(?![\w/+%=])"
 )
 _CRYPT_HASH = re.compile(r"\$(?:1|2[abxy]?|5|6|7|y|gy|md5|sha1)\$[^\s:\"']{8,}")
-_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----")
-_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY( BLOCK)?-----")
+_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY( BLOCK)?-----")
+_END = re.compile(r"-----END [A-Z0-9 ]{0,40}PRIVATE KEY( BLOCK)?-----")
 _BASE64_LINE = re.compile(r"^\s*(?:[A-Za-z0-9+/=]|<redacted>){16,}\s*$")
 
 # Secrets this process has learnt (a build set's values, its build key): every Redactor knows them,

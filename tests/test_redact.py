@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -248,3 +249,11 @@ def test_a_console_that_cannot_be_scrubbed_is_removed(
     with pytest.raises(OSError, match="No space"):
         redact.scrub_file(console)
     assert not console.exists()  # no raw copy stays behind
+
+
+@pytest.mark.parametrize("unit", ["a.", "secretx", "-----BEGIN AAAA", "password"])
+def test_long_lines_are_scanned_in_linear_time(unit: str) -> None:
+    """A guest's progress dots (200 kB on one line) once took minutes: quadratic backtracking."""
+    started = time.monotonic()
+    Redactor(["known-secret"])(unit * 100_000)
+    assert time.monotonic() - started < 10  # about 0.3 s here; unbounded repeats took > 100 s

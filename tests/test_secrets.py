@@ -9,6 +9,7 @@ Only APIs that predate suitcase.redact are used, so each test also runs against 
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import re
@@ -87,14 +88,20 @@ def mode(path: Path) -> str:
     return oct(path.stat().st_mode & 0o777)
 
 
-@pytest.fixture
-def planted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Planted:
-    keys = ensure_key_pair(tmp_path / "keys", "suitcase-build-test")
-    stray = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+@functools.cache
+def _stray_key() -> bytes:
+    """An RSA key in the traditional PEM format (made once: RSA key generation is slow)."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.TraditionalOpenSSL,
         serialization.NoEncryption(),
     )
+
+
+@pytest.fixture
+def planted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Planted:
+    keys = ensure_key_pair(tmp_path / "keys", "suitcase-build-test")
+    stray = _stray_key()
     aws = _random(BASE64, 17) + "/" + _random(BASE64, 11) + "+" + _random(BASE64, 11)
     token = _random(BASE64, 60) + "/" + _random(BASE64, 59) + "=="
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", aws)

@@ -33,6 +33,7 @@ PACKAGES = {
     "extlinux": "extlinux",
 }
 
+
 def interrupt_on_sigterm() -> None:
     """Turn SIGTERM into KeyboardInterrupt, so VMs, mounts and locks are released as on Ctrl-C."""
 

@@ -368,7 +368,9 @@ def test_the_root_password_spec_never_shows_the_hash(
     assert "root's password is set" in shown
 
 
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one process", "xdist"])
 def test_reports_of_a_suitcase_run_are_redacted(
+    workers: list[str],
     planted: Planted,
     pytester: pytest.Pytester,
     fake_home: Path,  # noqa: F811  (the fixture imported above)
@@ -394,6 +396,7 @@ def test_reports_of_a_suitcase_run_are_redacted(
         "--log-level=DEBUG",
         "-o",
         "junit_logging=all",
+        *workers,
     )
     shown = result.stdout.str() + result.stderr.str()
     junit = (pytester.path / "reports" / "junit-Fake-12-x86_64-20260101000000.xml").read_text()

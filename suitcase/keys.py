@@ -31,8 +31,8 @@ def ensure_key_pair(folder: Path, comment: str) -> KeyPair:
         with contextlib.suppress(OSError):  # never shown, wherever it turns up
             remember(private.read_text(errors="replace"))
         return KeyPair(private, public)
-    folder.mkdir(parents=True, exist_ok=True)
-    os.chmod(folder, 0o700)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # private from its creation
+    os.chmod(folder, 0o700)  # and when an older run left it open
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(
         serialization.Encoding.PEM,

@@ -318,8 +318,9 @@ def test_a_whole_failed_build_leaks_nothing(
             mode(stage / "console.log"),
             mode(keys / "id_ed25519"),
         ],
+        "key folder mode": mode(keys),
     }
-    assert problems == {"output": [], "modes": ["0o600"] * 3}
+    assert problems == {"output": [], "modes": ["0o600"] * 3, "key folder mode": "0o700"}
     assert result.exit_code == 1
     assert "suitcase: error: packer build failed" in result.output
     assert "Started ssh.service" in (stage / "console.log").read_text()  # scrubbed, kept

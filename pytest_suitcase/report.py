@@ -2,17 +2,65 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime as dt
+import logging
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pytest_suitcase.schedule import image_of
 from pytest_suitcase.session import SuitcaseSession, spec_folder
 from suitcase.manifest import read_manifest, write_manifest
+from suitcase.redact import redact_text
 
 OUTCOMES = ("passed", "failed", "skipped", "error")
+
+
+class RedactingFilter(logging.Filter):
+    """testinfra logs every command's output at DEBUG (an `/etc/shadow` read included)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = redact_text(message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
+        return True
+
+
+def redact_report(report: pytest.TestReport) -> None:
+    """Pass a test's failure text and captured output through the one redaction path, before
+    the terminal, xdist or the JUnit XML sees them (a spec may quote a secret it found)."""
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple):  # a skip: (path, line, reason)
+        report.longrepr = (longrepr[0], longrepr[1], redact_text(longrepr[2]))
+    elif longrepr is not None:
+        text = str(longrepr)
+        if redact_text(text) != text:
+            # redact pytest's structured report in place (it keeps the one-line summary);
+            # whatever that misses, the plain redacted text replaces
+            _redact_fields(longrepr)
+            if redact_text(str(longrepr)) != str(longrepr):
+                report.longrepr = redact_text(text)
+    report.sections = [(title, redact_text(content)) for title, content in report.sections]
+
+
+def _redact_fields(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, list):
+        return [_redact_fields(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_redact_fields(v) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for name in [*(f.name for f in dataclasses.fields(value)), "chain"]:
+            if hasattr(value, name):
+                with contextlib.suppress(AttributeError, dataclasses.FrozenInstanceError):
+                    setattr(value, name, _redact_fields(getattr(value, name)))
+    return value
 
 
 class Recorder:
@@ -22,6 +70,15 @@ class Recorder:
         self.session = session
         self.counts: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
         self.spans: dict[str, tuple[float, float]] = {}
+        testinfra_log = logging.getLogger("testinfra")
+        if not any(isinstance(f, RedactingFilter) for f in testinfra_log.filters):
+            testinfra_log.addFilter(RedactingFilter())
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        report = yield
+        redact_report(report)
+        return report
 
     def _where(self, report: pytest.TestReport) -> tuple[str, str] | None:
         image = image_of(report.nodeid, self.session.image_names)

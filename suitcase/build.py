@@ -24,6 +24,7 @@ from suitcase.manifest import (
     write_manifest,
 )
 from suitcase.plan import BuildPlan, Stage
+from suitcase.redact import open_log
 from suitcase.safety import remove_tree, remove_tree_quietly
 
 Say = Callable[[str], None]
@@ -150,9 +151,10 @@ def build_stage(
     log = directory / "build.log"
     for stale in (log, *directory.glob("console*.log")):
         stale.unlink(missing_ok=True)
-    log.write_text(
-        f"suitcase: building {name} of {plan.build_set.id} (key {stage.key}): {reason}\n"
-    )
+    with open_log(log) as handle:  # 0600 from its creation, like every log
+        handle.write(
+            f"suitcase: building {name} of {plan.build_set.id} (key {stage.key}): {reason}\n"
+        )
     started = _now()
     keys = build_key(ctx, plan)
 
@@ -257,7 +259,8 @@ def run_packer(
 
 
 def _console_tail(console: Path, count: int = 15) -> str:
-    """The guest's last console lines, for a build that failed (say, a boot that never got SSH)."""
+    """The guest's last console lines, redacted, for a build that failed (say, a boot that never
+    got SSH). console_lines redacts the whole console before cutting its tail."""
     if not console.exists():
         return ""
     lines = console_lines(console, count)

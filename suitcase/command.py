@@ -6,19 +6,19 @@
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
 import signal
 import subprocess
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from suitcase.errors import ToolError
+from suitcase.redact import Redactor as Redactor  # re-exported: callers build one per run
+from suitcase.redact import open_log, redact_text
 
 #: Debian package that provides each tool, for the "how to fix" half of a missing-tool error.
 PACKAGES = {
@@ -33,14 +33,6 @@ PACKAGES = {
     "extlinux": "extlinux",
 }
 
-_SECRET_PATTERNS = (
-    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(-----END [A-Z ]*PRIVATE KEY-----|$)", re.S),
-    re.compile(
-        r"(?i)((?:aws_)?secret(?:_access)?_key|(?:session_)?token|password|passwd)(['\"]?\s*[:=]\s*['\"]?)"
-        r"([^\s'\",]+)"
-    ),
-)
-
 
 def interrupt_on_sigterm() -> None:
     """Turn SIGTERM into KeyboardInterrupt, so VMs, mounts and locks are released as on Ctrl-C."""
@@ -50,23 +42,6 @@ def interrupt_on_sigterm() -> None:
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, handler)
-
-
-class Redactor:
-    """Masks known secrets and secret-looking assignments before text is shown or kept."""
-
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
-        for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-            value = os.environ.get(name)
-            if value and len(value) >= 4:
-                self.secrets.append(value)
-
-    def __call__(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "<redacted>")
-        text = _SECRET_PATTERNS[0].sub("<redacted private key>", text)
-        return _SECRET_PATTERNS[1].sub(lambda m: f"{m[1]}{m[2]}<redacted>", text)
 
 
 @dataclass(frozen=True)
@@ -115,7 +90,8 @@ def run(
         raise ToolError(f"{argv[0]} did not finish within {timeout} s") from None
     result = Result(argv, proc.returncode, proc.stdout, proc.stderr)
     if check and proc.returncode != 0:
-        detail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-5:]
+        # redacted whole before it is cut: a key's last lines are masked by its BEGIN line
+        detail = redact_text(proc.stderr.strip() or proc.stdout.strip()).splitlines()[-5:]
         raise ToolError(
             f"{' '.join(argv[:3])} failed (exit {proc.returncode}): " + " | ".join(detail)
         )
@@ -140,7 +116,7 @@ def stream(
     redact = redact or Redactor()
     log.parent.mkdir(parents=True, exist_ok=True)
     last: deque[str] = deque(maxlen=tail)
-    with log.open("a") as handle:
+    with open_log(log) as handle:
         proc = subprocess.Popen(
             argv,
             cwd=cwd,
@@ -172,8 +148,9 @@ def _pump(
     redact: Redactor,
     on_line: Callable[[str], None] | None,
 ) -> None:
+    line_filter = redact.lines()  # one per stream: a key block spans lines
     for raw in source:
-        line = redact(raw.rstrip("\n"))
+        line = line_filter(raw.rstrip("\n"))
         log.write(line + "\n")
         log.flush()
         last.append(line)

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from suitcase.redact import redact_text
+
 
 class SuitcaseError(Exception):
     """Base class: an expected failure with a message fit for an operator."""
 
     exit_code = 1
+
+    def __str__(self) -> str:
+        # Every message Suitcase shows (CLI line, pytest usage error, traceback) passes the one
+        # redaction path, whoever built it and whatever tool output it quotes.
+        return redact_text(super().__str__())
 
 
 class ConfigError(SuitcaseError):

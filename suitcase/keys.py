@@ -8,6 +8,7 @@ os/data/openssh.yaml, from OpenSSH's release notes.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -23,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from suitcase.config import Paths
 from suitcase.errors import ConfigError
+from suitcase.redact import remember
 
 KEY_TYPES = ("ed25519", "rsa")
 RSA_BITS = 3072
@@ -52,9 +54,11 @@ def ensure_key_pair(folder: Path, comment: str, key_type: str = "ed25519") -> Ke
     private = folder / f"id_{key_type}"
     public = folder / f"id_{key_type}.pub"
     if private.exists() and public.exists():
+        with contextlib.suppress(OSError):  # never shown, wherever it turns up
+            remember(private.read_text(errors="replace"))
         return KeyPair(private, public)
-    folder.mkdir(parents=True, exist_ok=True)
-    os.chmod(folder, 0o700)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # private from its creation
+    os.chmod(folder, 0o700)  # and when an older run left it open
     key: Ed25519PrivateKey | rsa.RSAPrivateKey
     if key_type == "rsa":
         key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
@@ -71,6 +75,7 @@ def ensure_key_pair(folder: Path, comment: str, key_type: str = "ed25519") -> Ke
     with os.fdopen(fd, "wb") as handle:
         handle.write(pem)
     os.replace(tmp, private)
+    remember(pem.decode())
     public.write_text(f"{openssh.decode()} {comment}\n")
     return KeyPair(private, public)
 

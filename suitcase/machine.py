@@ -23,6 +23,7 @@ from suitcase import artifact
 from suitcase.command import require, run
 from suitcase.errors import BootTimeout, BuildError, ToolError
 from suitcase.keys import KeyPair, connect_options, ensure_key_pair
+from suitcase.redact import redact_text
 from suitcase.safety import remove_tree_quietly
 
 #: Where Debian's vagrant package keeps the well-known insecure key pair (not copied into the repo).
@@ -94,12 +95,17 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def console_lines(console: Path, count: int) -> list[str]:
-    """A guest serial console's last `count` non-blank lines, colour codes removed."""
+    """A guest serial console's last `count` non-blank lines, colour codes removed, redacted.
+
+    The whole console is redacted before it is cut, so a private key whose BEGIN line is above
+    the tail is still masked (the guest wrote it raw: it may print anything).
+    """
     try:
         text = console.read_text(errors="replace")
     except OSError:
         return []
-    lines = [ANSI.sub("", line).rstrip()[:200] for line in text.splitlines()]
+    text = redact_text(ANSI.sub("", text).replace("\r\n", "\n"))
+    lines = [line.rstrip()[:200] for line in text.splitlines()]
     return [line for line in lines if line.strip()][-count:]
 
 

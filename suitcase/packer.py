@@ -1,11 +1,13 @@
 """The Packer runner: var-file in, live progress out, a redacted log per stage, artifacts parsed.
 
 Packer 1.6.6 prints sensitive variables unmasked in -machine-readable mode, so its stream is only
-ever shown or logged through a Redactor.
+ever shown or logged through a Redactor, and only after Packer's escapes (`%!(PACKER_COMMA)`,
+`\\n`) are undone: a secret with a comma is one secret again before it is looked for.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -13,9 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from suitcase.command import Redactor, require, run, stream
+from suitcase.command import require, run, stream
 from suitcase.errors import BootTimeout, BuildError, ConfigError, ToolError
 from suitcase.manifest import write_atomic
+from suitcase.redact import LineRedactor, Redactor, open_log, remember, scrub_file
 
 ON_ERROR = ("cleanup", "abort", "ask", "run-cleanup-provisioner")
 _SENSITIVE_NAME = re.compile(r"(?i)secret|password|passwd|token|private_key_content")
@@ -62,12 +65,80 @@ def _as_string(value: object) -> str:
     return str(value)
 
 
-def redactor_for(variables: dict[str, object]) -> Redactor:
-    return Redactor(str(v) for k, v in variables.items() if _SENSITIVE_NAME.search(k))
+def sensitive_values(variables: dict[str, object], template: Path | None = None) -> list[str]:
+    """The values to hide: `*password*`/`*secret*`/`*token*` variables, the template's
+    `sensitive-variables`, and the text of the private key the build logs in with."""
+    declared: set[str] = set()
+    if template is not None:
+        try:
+            listed = json.loads(template.read_text()).get("sensitive-variables", [])
+            declared = {str(name) for name in listed} if isinstance(listed, list) else set()
+        except (OSError, ValueError, AttributeError):
+            pass  # `packer validate` says what is wrong with the template
+    values = [
+        _as_string(v)
+        for k, v in variables.items()
+        if (k in declared or _SENSITIVE_NAME.search(k)) and not isinstance(v, bool)
+    ]
+    key_file = variables.get("ssh_private_key_file")
+    if key_file:
+        # no key file, no key text to hide (Packer will say it is missing)
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            values.append(Path(str(key_file)).read_text())
+    return values
+
+
+def redactor_for(variables: dict[str, object], template: Path | None = None) -> PackerRedactor:
+    """A Redactor for one build; the process remembers the values for errors shown later."""
+    secrets = sensitive_values(variables, template)
+    remember(*secrets)
+    return PackerRedactor(secrets)
+
+
+class PackerRedactor(Redactor):
+    """Redacts Packer's -machine-readable stream field by field, decoded."""
+
+    def lines(self) -> LineRedactor:
+        return MachineLineRedactor(self)
+
+
+class MachineLineRedactor(LineRedactor):
+    """Decode each text field (commas, newlines), redact it, encode it again: the log keeps
+    Packer's format, never a secret. A key block is followed per channel (a provisioner's stdout
+    is `ui,message`, its stderr `ui,error`): the two interleave, and one's END must not end the
+    other's block."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__(redactor)  # this one's state: lines that are not machine-readable
+        self.channels: dict[tuple[str, ...], LineRedactor] = {}
+
+    def __call__(self, line: str) -> str:
+        parts = line.split(",")
+        if len(parts) < 3 or not parts[0].isdigit():
+            return super().__call__(line)
+        head = 4 if parts[2] == "ui" and len(parts) > 4 else 3  # timestamp,target,type[,level]
+        channel = tuple(parts[1:head])
+        state = self.channels.setdefault(channel, LineRedactor(self.redactor))
+        fields = [self.redactor.known(p) for p in parts[1:head]]
+        fields += [_redact_field(part, state) for part in parts[head:]]
+        return ",".join([parts[0], *fields])
+
+
+def _redact_field(field: str, state: LineRedactor) -> str:
+    text = state.redactor.known(_unescape(field))  # a known secret may span the field's lines
+    return _escape("\n".join(state(line) for line in text.split("\n")))
+
+
+def _unescape(field: str) -> str:
+    return field.replace("\\n", "\n").replace("\\r", "\r").replace("%!(PACKER_COMMA)", ",")
+
+
+def _escape(text: str) -> str:
+    return text.replace(",", "%!(PACKER_COMMA)").replace("\r", "\\r").replace("\n", "\\n")
 
 
 def validate(template: Path, var_file: Path, cwd: Path | None = None) -> None:
-    """`packer validate`; raises ConfigError with Packer's own words on failure."""
+    """`packer validate`; raises ConfigError with Packer's own words (redacted) on failure."""
     result = run(
         ["packer", "validate", f"-var-file={var_file}", str(template)],
         cwd=cwd,
@@ -75,7 +146,12 @@ def validate(template: Path, var_file: Path, cwd: Path | None = None) -> None:
         check=False,
     )
     if result.returncode != 0:
-        text = (result.stdout + result.stderr).strip().replace("\n", " ")
+        try:
+            variables = json.loads(var_file.read_text())
+        except (OSError, ValueError):
+            variables = {}
+        redact = redactor_for(variables if isinstance(variables, dict) else {}, template)
+        text = redact((result.stdout + result.stderr).strip()).replace("\n", " ")
         raise ConfigError(f"{template.name} does not validate: {text[:400]}")
 
 
@@ -84,7 +160,7 @@ def parse_machine_line(line: str) -> tuple[str, str, list[str]] | None:
     parts = line.split(",")
     if len(parts) < 3 or not parts[0].isdigit():
         return None
-    data = [p.replace("%!(PACKER_COMMA)", ",").replace("\\n", "\n") for p in parts[2:]]
+    data = [_unescape(p) for p in parts[2:]]
     return parts[1], data[0], data[1:]
 
 
@@ -101,6 +177,11 @@ def build(
     """Run `packer build` for one stage; raise BuildError naming the log on failure."""
     if on_error not in ON_ERROR:
         raise ConfigError(f"--on-error must be one of {', '.join(ON_ERROR)}")
+    redact = redactor_for(variables, template)
+    console = _console_file(variables)
+    if console is not None:
+        # QEMU opens an existing -serial file without changing its mode: private from the start
+        open_log(console).close()
     var_file = write_var_file(workdir / "variables.json", variables)
     argv = [
         "packer",
@@ -130,14 +211,16 @@ def build(
         elif kind == "artifact" and len(data) >= 3 and data[1] == "file":
             result.artifacts.append(data[3] if len(data) > 3 else data[2])
 
-    code, tail = stream(
-        argv,
-        log=log,
-        on_line=handle,
-        redact=redactor_for(variables),
-        cwd=workdir,
-        env=packer_env(cache_dir),
-    )
+    try:
+        code, tail = stream(
+            argv, log=log, on_line=handle, redact=redact, cwd=workdir, env=packer_env(cache_dir)
+        )
+    finally:
+        var_file.unlink(missing_ok=True)  # its secrets were for Packer alone
+        if console is not None:
+            # the guest printed it raw: only a redacted copy stays (or none, if that failed)
+            with contextlib.suppress(OSError):
+                scrub_file(console, redact)
     if code != 0:
         reason = result.errors[-1] if result.errors else "see the log"
         lines = [f"packer build failed (exit {code}): {reason.splitlines()[0] if reason else ''}"]
@@ -154,6 +237,17 @@ def build(
             raise BootTimeout("\n".join(lines))
         raise BuildError("\n".join(lines))
     return result
+
+
+def _console_file(variables: dict[str, object]) -> Path | None:
+    """The guest console file QEMU writes for this build, if a file of ours (not /dev/null)."""
+    name = variables.get("serial_log")
+    if not name:
+        return None
+    path = Path(str(name))
+    if path.exists() and not path.is_file():
+        return None
+    return path if path.parent.is_dir() else None
 
 
 def _note_ports(text: str, result: PackerRun) -> None:

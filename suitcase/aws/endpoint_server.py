@@ -145,12 +145,16 @@ def main(argv: list[str] | None = None) -> int:
         leftover.unlink(missing_ok=True)
     tempfile.tempdir = str(spill)
 
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
-    from werkzeug.serving import make_server
+    try:
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+    except ImportError as exc:
+        log(f"moto[server] is not installed ({exc}): pip install 'moto[server]'")
+        return 1
 
     from suitcase.aws import endpoint_models, endpoint_state
 
@@ -161,9 +165,16 @@ def main(argv: list[str] | None = None) -> int:
     log(f"moto model fixes: {', '.join(fixes) or 'none'}")
 
     app = Endpoint(directory, DomainDispatcherApplication(create_backend_app), restored)
-    server = make_server(
-        "127.0.0.1", args.port, app, threaded=True, request_handler=MotoRequestHandler
-    )
+    try:
+        server = make_server(
+            "127.0.0.1", args.port, app, threaded=True, request_handler=MotoRequestHandler
+        )
+    except OSError as exc:
+        log(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}")
+        return 1
+    except SystemExit:  # werkzeug exits on a port in use, after printing its own advice
+        log(f"cannot listen on 127.0.0.1:{args.port}: Address already in use")
+        return 1
     port = server.server_address[1]
     stop = threading.Event()
 

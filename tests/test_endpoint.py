@@ -1,0 +1,322 @@
+"""The embedded AWS endpoint over HTTP, as real processes: lifecycle, kept state, lost state.
+
+No in-process mocks: every test talks to `python -m suitcase.aws.endpoint_server` through
+boto3, the AWS CLI or the `suitcase endpoint` commands.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from boto3.s3.transfer import TransferConfig
+from click.testing import CliRunner
+
+from suitcase.aws.clients import AwsTarget, aws_target
+from suitcase.aws.endpoint import EmbeddedEndpoint, save_state
+from suitcase.aws.errors import LostState
+from suitcase.aws.presence import check_image, check_object, check_snapshot
+from suitcase.cli import cli
+from suitcase.context import Context
+from tests.endpoint_support import (
+    clean_aws_env,
+    endpoint_pids,
+    kill_leftovers,
+    put_snapshot,
+    read_block,
+)
+
+BIN = Path(sys.executable).parent
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A workspace with no AWS account configured; fails if an endpoint is left running."""
+    clean_aws_env(monkeypatch, tmp_path / "home")
+    for name in ("SUITCASE_WORKSPACE", "SUITCASE_SITE"):
+        monkeypatch.delenv(name, raising=False)
+    root = tmp_path / "ws"
+    root.mkdir()
+    monkeypatch.chdir(root)
+    yield root
+    EmbeddedEndpoint(root).stop(timeout=60)
+    left = kill_leftovers(tmp_path)
+    assert not left, f"endpoints left running: {left}"
+
+
+def target_for(ws: Path) -> tuple[AwsTarget, list[str]]:
+    said: list[str] = []
+    return aws_target(Context.create(ws), said.append), said
+
+
+def suitcase(ws: Path, *args: str) -> Any:
+    return CliRunner().invoke(cli, ["--workspace", str(ws), *args])
+
+
+def test_first_verb_starts_it_later_verbs_reuse_it(ws: Path) -> None:
+    target, said = target_for(ws)
+    assert target.kind == "embedded"
+    url = target.endpoint_url or ""
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url)
+    assert any(line.startswith("started the embedded AWS endpoint") for line in said)
+    assert (
+        f"using the embedded AWS endpoint at {url} (aws: auto, no AWS account configured)" in said
+    )
+    endpoint = EmbeddedEndpoint(ws)
+    pid = int(endpoint.pid_file.read_text())
+    again, said_again = target_for(ws)
+    assert again.endpoint_url == url and int(endpoint.pid_file.read_text()) == pid
+    assert not any("started" in line for line in said_again), said_again
+    # its files: the log is 0600, the process owned by this workspace
+    assert stat.S_IMODE(endpoint.log_file.stat().st_mode) == 0o600
+    assert endpoint_pids(ws) == [pid]
+
+
+def test_listens_on_loopback_only(ws: Path) -> None:
+    target, _ = target_for(ws)
+    pid = EmbeddedEndpoint(ws).pid_file.read_text().strip()
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    mine = [line for line in out.splitlines() if f"pid={pid}," in line]
+    assert mine, f"pid {pid} listens nowhere:\n{out}"
+    for line in mine:
+        local = line.split()[3]
+        assert local.startswith("127.0.0.1:"), line
+    assert any(
+        line.split()[3] == f"127.0.0.1:{target.endpoint_url.rsplit(':', 1)[1]}" for line in mine
+    )  # type: ignore[union-attr]
+
+
+def test_state_survives_stop_and_start(ws: Path, tmp_path: Path) -> None:
+    """Objects (one by multipart), an unfinished multipart upload, EBS blocks and an AMI."""
+    target, _ = target_for(ws)
+    s3, ec2, ebs = target.client("s3"), target.client("ec2"), target.client("ebs")
+    s3.create_bucket(Bucket="suitcase-images")
+    s3.put_object(Bucket="suitcase-images", Key="small", Body=b"small body")
+    big = tmp_path / "big.raw"
+    big.write_bytes(os.urandom(12 * MiB))
+    config = TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
+    s3.upload_file(str(big), "suitcase-images", "big.raw", Config=config)
+    assert s3.head_object(Bucket="suitcase-images", Key="big.raw")["ETag"].endswith('-3"')
+    upload = s3.create_multipart_upload(Bucket="suitcase-images", Key="resumed")
+    part1 = os.urandom(5 * MiB)
+    etag1 = s3.upload_part(
+        Bucket="suitcase-images",
+        Key="resumed",
+        UploadId=upload["UploadId"],
+        PartNumber=1,
+        Body=part1,
+    )["ETag"]
+    blocks = {0: os.urandom(524288), 7: b"\x01" * 524288}
+    snapshot_id = put_snapshot(ebs, blocks)
+    image_id = ec2.register_image(
+        Name="suitcase-test",
+        RootDeviceName="/dev/xvda",
+        BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": snapshot_id}}],
+    )["ImageId"]
+    snapshots = len(ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"])
+    status = suitcase(ws, "endpoint", "status")
+    assert status.exit_code == 0, status.output
+    held = f"1 buckets, 2 objects, 1 unfinished uploads, {snapshots} snapshots, 1 AMIs"
+    assert held in status.output
+
+    stopped = suitcase(ws, "endpoint", "stop")
+    assert stopped.exit_code == 0 and "stopped the embedded AWS endpoint" in stopped.output
+    assert not endpoint_pids(ws)
+    assert "not running" in suitcase(ws, "endpoint", "status").output
+    assert stat.S_IMODE((ws / "endpoint" / "state.pickle").stat().st_mode) == 0o600
+    started = suitcase(ws, "endpoint", "start")
+    assert started.exit_code == 0 and "state restored" in started.output, started.output
+
+    target, _ = target_for(ws)
+    s3, ec2, ebs = target.client("s3"), target.client("ec2"), target.client("ebs")
+    assert s3.get_object(Bucket="suitcase-images", Key="small")["Body"].read() == b"small body"
+    assert s3.get_object(Bucket="suitcase-images", Key="big.raw")["Body"].read() == big.read_bytes()
+    # the unfinished upload goes on where it stopped: same id, part 1 kept
+    parts = s3.list_parts(Bucket="suitcase-images", Key="resumed", UploadId=upload["UploadId"])
+    assert [p["ETag"] for p in parts["Parts"]] == [etag1]
+    etag2 = s3.upload_part(
+        Bucket="suitcase-images",
+        Key="resumed",
+        UploadId=upload["UploadId"],
+        PartNumber=2,
+        Body=b"end",
+    )["ETag"]
+    s3.complete_multipart_upload(
+        Bucket="suitcase-images",
+        Key="resumed",
+        UploadId=upload["UploadId"],
+        MultipartUpload={
+            "Parts": [{"PartNumber": 1, "ETag": etag1}, {"PartNumber": 2, "ETag": etag2}]
+        },
+    )
+    assert s3.get_object(Bucket="suitcase-images", Key="resumed")["Body"].read() == part1 + b"end"
+    for index, data in blocks.items():
+        assert read_block(ebs, snapshot_id, index) == data
+    assert check_image(target, image_id, rerun="suitcase register")["Name"] == "suitcase-test"
+    assert check_snapshot(target, snapshot_id, rerun="suitcase register")["State"] == "completed"
+    assert held.replace("2 objects, 1 unfinished", "3 objects, 0 unfinished") in (
+        suitcase(ws, "endpoint", "status").output
+    )
+
+
+def test_kill_9_keeps_what_was_saved_and_reports_what_was_not(ws: Path) -> None:
+    target, _ = target_for(ws)
+    s3 = target.client("s3")
+    s3.create_bucket(Bucket="suitcase-images")
+    s3.put_object(Bucket="suitcase-images", Key="saved", Body=b"kept")
+    save_state(target)
+    s3.put_object(Bucket="suitcase-images", Key="unsaved", Body=b"lost")
+    pid = int(EmbeddedEndpoint(ws).pid_file.read_text())
+    os.kill(pid, signal.SIGKILL)
+    _wait_gone(pid)
+
+    # the next verb finds the pid file stale and starts a new endpoint from the saved state
+    target, said = target_for(ws)
+    assert any(line.startswith("started the embedded AWS endpoint") for line in said), said
+    s3 = target.client("s3")
+    assert s3.get_object(Bucket="suitcase-images", Key="saved")["Body"].read() == b"kept"
+    rerun = "suitcase upload aws-hvm --os Debian-12-x86_64 --timestamp 20261127000000"
+    with pytest.raises(LostState) as lost:
+        check_object(target, "suitcase-images", "unsaved", rerun=rerun)
+    assert str(lost.value) == (
+        "s3://suitcase-images/unsaved is gone from the embedded endpoint (its state was lost); "
+        f"run `{rerun}` again"
+    )
+    assert check_object(target, "suitcase-images", "saved", rerun=rerun)["ContentLength"] == 4
+
+
+def test_corrupt_state_is_kept_aside_and_reported(ws: Path) -> None:
+    target, _ = target_for(ws)
+    target.client("s3").create_bucket(Bucket="suitcase-images")
+    EmbeddedEndpoint(ws).stop()
+    state = ws / "endpoint" / "state.pickle"
+    state.write_bytes(b"not a pickle")
+    result = suitcase(ws, "endpoint", "start")
+    assert result.exit_code == 0 and "state LOST" in result.output, result.output
+    assert list((ws / "endpoint").glob("state.pickle.unreadable-*")), "the bad file was deleted"
+    target, _ = target_for(ws)
+    assert "state LOST" in suitcase(ws, "endpoint", "status").output
+    for check, ident in (
+        (check_snapshot, "snap-0123456789abcdef0"),
+        (check_image, "ami-0123456789abcdef0"),
+    ):
+        with pytest.raises(LostState, match=r"is gone from the embedded endpoint.*run `suitcase"):
+            check(target, ident, rerun="suitcase register aws-hvm")
+    with pytest.raises(LostState, match="s3://suitcase-images/k is gone"):
+        check_object(target, "suitcase-images", "k", rerun="suitcase upload")
+
+
+def test_stale_pid_files_are_replaced_never_killed(ws: Path) -> None:
+    endpoint = EmbeddedEndpoint(ws)
+    endpoint.dir.mkdir()
+    other = subprocess.Popen(["sleep", "60"])  # a live pid that is not an endpoint
+    try:
+        endpoint.pid_file.write_text(f"{other.pid}\n")
+        endpoint.port_file.write_text("1\n")
+        target, said = target_for(ws)
+        assert other.poll() is None, "a stranger's process was killed"
+        assert any(f"stale endpoint pid file (pid {other.pid}" in line for line in said), said
+        assert int(endpoint.pid_file.read_text()) != other.pid
+    finally:
+        other.kill()
+        other.wait()
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    EmbeddedEndpoint(ws).stop()
+    endpoint.pid_file.write_text(f"{gone.pid}\n")
+    target, said = target_for(ws)
+    assert target.kind == "embedded" and any("stale" in line for line in said)
+
+
+def test_concurrent_verbs_start_one_endpoint(ws: Path) -> None:
+    argv = [str(BIN / "suitcase"), "--workspace", str(ws), "endpoint", "start"]
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    assert sum("started the embedded AWS endpoint" in out for out in outputs) == 1, outputs
+    urls = {re.search(r"http://127\.0\.0\.1:\d+", out).group(0) for out in outputs}  # type: ignore[union-attr]
+    assert len(urls) == 1 and len(endpoint_pids(ws)) == 1
+
+
+def test_aws_cli_sees_what_boto3_made(ws: Path) -> None:
+    target, _ = target_for(ws)
+    s3 = target.client("s3")
+    s3.create_bucket(Bucket="made-by-boto3")
+    s3.put_object(Bucket="made-by-boto3", Key="a/b.txt", Body=b"12345")
+    env = dict(
+        os.environ, AWS_ACCESS_KEY_ID="x", AWS_SECRET_ACCESS_KEY="y", AWS_DEFAULT_REGION="us-east-1"
+    )
+    url = target.endpoint_url or ""
+    aws = [str(BIN / "aws"), "--endpoint-url", url, "--output", "json", "s3api"]
+    buckets = subprocess.run([*aws, "list-buckets"], env=env, capture_output=True, text=True)
+    assert buckets.returncode == 0, buckets.stderr
+    assert '"Name": "made-by-boto3"' in buckets.stdout
+    objects = subprocess.run(
+        [*aws, "list-objects-v2", "--bucket", "made-by-boto3"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert '"Key": "a/b.txt"' in objects.stdout and '"Size": 5' in objects.stdout
+
+
+def test_endpoint_that_cannot_start_says_why(
+    ws: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = suitcase(ws, "endpoint", "start", "--port", str(port))
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"suitcase: error: the embedded AWS endpoint could not start (exit 1): "
+        + result.output.split("(exit 1): ", 1)[1].strip()
+    ]
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.output
+    assert not (ws / "endpoint" / "pid").exists()
+
+    shim = tmp_path / "shim" / "moto"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text("raise ImportError('moto was removed for this test')\n")
+    monkeypatch.setenv("PYTHONPATH", str(shim.parent))
+    result = suitcase(ws, "endpoint", "start")
+    assert result.exit_code == 1 and "moto[server] is not installed" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_status_of_a_workspace_without_endpoint(ws: Path) -> None:
+    result = suitcase(ws, "endpoint", "status")
+    assert result.exit_code == 0
+    assert result.output.splitlines() == [
+        "the embedded AWS endpoint is not running",
+        "no saved state",
+    ]
+    assert "not running" in suitcase(ws, "endpoint", "stop").output
+
+
+def _wait_gone(pid: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        if (
+            not Path(f"/proc/{pid}").exists()
+            or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+        ):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"pid {pid} still alive")

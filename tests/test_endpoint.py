@@ -6,6 +6,7 @@ boto3, the AWS CLI or the `suitcase endpoint` commands.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -97,6 +98,7 @@ def test_listens_on_loopback_only(ws: Path) -> None:
     )  # type: ignore[union-attr]
 
 
+@pytest.mark.slow  # real endpoint processes: seconds each; CI runs it
 def test_state_survives_stop_and_start(ws: Path, tmp_path: Path) -> None:
     """Objects (one by multipart), an unfinished multipart upload, EBS blocks and an AMI."""
     target, _ = target_for(ws)
@@ -196,6 +198,7 @@ def test_kill_9_keeps_what_was_saved_and_reports_what_was_not(ws: Path) -> None:
     assert check_object(target, "suitcase-images", "saved", rerun=rerun)["ContentLength"] == 4
 
 
+@pytest.mark.slow  # real endpoint processes: seconds each; CI runs it
 def test_corrupt_state_is_kept_aside_and_reported(ws: Path) -> None:
     target, _ = target_for(ws)
     target.client("s3").create_bucket(Bucket="suitcase-images")
@@ -217,6 +220,7 @@ def test_corrupt_state_is_kept_aside_and_reported(ws: Path) -> None:
         check_object(target, "suitcase-images", "k", rerun="suitcase upload")
 
 
+@pytest.mark.slow  # real endpoint processes: seconds each; CI runs it
 def test_stale_pid_files_are_replaced_never_killed(ws: Path) -> None:
     endpoint = EmbeddedEndpoint(ws)
     endpoint.dir.mkdir()
@@ -239,6 +243,7 @@ def test_stale_pid_files_are_replaced_never_killed(ws: Path) -> None:
     assert target.kind == "embedded" and any("stale" in line for line in said)
 
 
+@pytest.mark.slow  # real endpoint processes: seconds each; CI runs it
 def test_concurrent_verbs_start_one_endpoint(ws: Path) -> None:
     argv = [str(BIN / "suitcase"), "--workspace", str(ws), "endpoint", "start"]
     procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) for _ in range(3)]
@@ -249,6 +254,7 @@ def test_concurrent_verbs_start_one_endpoint(ws: Path) -> None:
     assert len(urls) == 1 and len(endpoint_pids(ws)) == 1
 
 
+@pytest.mark.slow  # real endpoint processes: seconds each; CI runs it
 def test_aws_cli_sees_what_boto3_made(ws: Path) -> None:
     target, _ = target_for(ws)
     s3 = target.client("s3")
@@ -281,7 +287,7 @@ def test_endpoint_that_cannot_start_says_why(
         result = suitcase(ws, "endpoint", "start", "--port", str(port))
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [
-        f"suitcase: error: the embedded AWS endpoint could not start (exit 1): "
+        "suitcase: error: the embedded AWS endpoint could not start (exit 1): "
         + result.output.split("(exit 1): ", 1)[1].strip()
     ]
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.output
@@ -309,10 +315,8 @@ def test_status_of_a_workspace_without_endpoint(ws: Path) -> None:
 def _wait_gone(pid: int) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
         if (
             not Path(f"/proc/{pid}").exists()
             or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]

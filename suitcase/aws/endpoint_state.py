@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import sys
 import tempfile
 import threading
 import time
@@ -144,6 +145,8 @@ def snapshot() -> dict[str, dict[str, dict[str, Any]]]:
 
     state: dict[str, dict[str, dict[str, Any]]] = {}
     for service in SERVICES:
+        if f"moto.{service}.models" not in sys.modules:
+            continue  # never used since start (moto imports a service on its first request)
         backends = get_backend(service)  # type: ignore[call-overload]
         state[service] = {
             account: dict(dict.items(regions)) for account, regions in dict.items(backends)

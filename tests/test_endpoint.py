@@ -171,6 +171,21 @@ def test_state_survives_stop_and_start(ws: Path, tmp_path: Path) -> None:
         suitcase(ws, "endpoint", "status").output
     )
 
+    # a restored object can be overwritten and deleted; a deleted body leaves blobs/ at the save
+    blobs = ws / "endpoint" / "blobs"
+    sizes = sorted(p.stat().st_size for p in blobs.iterdir())
+    assert 12 * MiB in sizes
+    s3.put_object(Bucket="suitcase-images", Key="small", Body=b"second body")
+    s3.delete_object(Bucket="suitcase-images", Key="big.raw")
+    save_state(target)
+    assert 12 * MiB not in [p.stat().st_size for p in blobs.iterdir()]
+    assert suitcase(ws, "endpoint", "stop").exit_code == 0
+    target, _ = target_for(ws)
+    s3 = target.client("s3")
+    assert s3.get_object(Bucket="suitcase-images", Key="small")["Body"].read() == b"second body"
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="suitcase-images")["Contents"]]
+    assert keys == ["resumed", "small"]
+
 
 def test_kill_9_keeps_what_was_saved_and_reports_what_was_not(ws: Path) -> None:
     target, _ = target_for(ws)
@@ -310,6 +325,24 @@ def test_status_of_a_workspace_without_endpoint(ws: Path) -> None:
         "no saved state",
     ]
     assert "not running" in suitcase(ws, "endpoint", "stop").output
+
+
+@pytest.mark.slow  # waits 15 s for the stopped endpoint to answer before replacing it
+def test_a_hung_endpoint_is_replaced_and_its_state_kept(ws: Path) -> None:
+    target, _ = target_for(ws)
+    target.client("s3").create_bucket(Bucket="suitcase-images")
+    save_state(target)
+    pid = int(EmbeddedEndpoint(ws).pid_file.read_text())
+    os.kill(pid, signal.SIGSTOP)  # alive, ours, but answers nothing
+    try:
+        target, said = target_for(ws)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+    assert f"the embedded endpoint (pid {pid}) does not answer: stopping it" in said
+    assert int(EmbeddedEndpoint(ws).pid_file.read_text()) != pid
+    _wait_gone(pid)
+    assert target.client("s3").list_buckets()["Buckets"][0]["Name"] == "suitcase-images"
 
 
 def _wait_gone(pid: int) -> None:

@@ -120,7 +120,8 @@ class EmbeddedEndpoint:
             return found, False
         try:
             with self._lock():
-                found = self.running()  # another verb may have started it while we waited
+                # another verb may have started it while we waited, or it answers late
+                found = self.running() or self._clear_stale(say)
                 if found:
                     return found, False
                 return self._start(say, port), True
@@ -130,16 +131,25 @@ class EmbeddedEndpoint:
                 f"embedded endpoint) for over {LOCK_TIMEOUT:.0f} s"
             ) from None
 
-    def _clear_stale(self, say: Say) -> None:
+    def _clear_stale(self, say: Say) -> Running | None:
+        """Make way for a new endpoint; an endpoint of ours that answers late is kept instead."""
         pid = self._pid()
         if pid is not None and self.is_ours(pid):
-            # ours but not answering (hung, or killed mid-start): it cannot be trusted to save
-            say(f"the embedded endpoint (pid {pid}) does not answer: stopping it")
-            _terminate(pid, 10.0)
+            # ours: maybe only slow (a busy machine, a long save); give it time before judging
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and self.is_ours(pid):
+                found = self.running()
+                if found:
+                    return found
+                time.sleep(0.5)
+            if self.is_ours(pid):
+                say(f"the embedded endpoint (pid {pid}) does not answer: stopping it")
+                _terminate(pid, 60.0)
         elif pid is not None:
             say(f"removing a stale endpoint pid file (pid {pid} is not this workspace's endpoint)")
         for path in (self.pid_file, self.port_file):
             path.unlink(missing_ok=True)
+        return None
 
     def _start(self, say: Say, port: int) -> Running:
         if importlib.util.find_spec("moto") is None:
@@ -147,7 +157,6 @@ class EmbeddedEndpoint:
                 "the embedded AWS endpoint cannot start: moto is not installed "
                 "(pip install 'moto[server]', or configure an AWS account)"
             )
-        self._clear_stale(say)
         fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.fchmod(fd, 0o600)
         env = dict(os.environ, MOTO_EC2_LOAD_DEFAULT_AMIS="false", PYTHONUNBUFFERED="1")
@@ -247,6 +256,7 @@ def _terminate(pid: int, timeout: float) -> bool:
     """SIGTERM (the endpoint saves, then exits), SIGKILL after `timeout`; True if it went freely."""
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGCONT)  # a stopped process handles SIGTERM only once continued
     deadline = time.monotonic() + timeout
     graceful = True
     while _alive(pid) and time.monotonic() < deadline + 10:

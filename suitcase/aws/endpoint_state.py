@@ -168,7 +168,12 @@ def save(directory: Path) -> tuple[int, float]:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as out:
             pickle.dump(
-                {"format": FORMAT, "saved": time.time(), "backends": snapshot()},
+                {
+                    "format": FORMAT,
+                    "saved": time.time(),
+                    "moto": _moto_version(),
+                    "backends": snapshot(),
+                },
                 out,
                 protocol=pickle.HIGHEST_PROTOCOL,
             )
@@ -215,7 +220,15 @@ def load(directory: Path) -> str:
         for account, regions in accounts.items():
             for region, backend in regions.items():
                 backends[account][region] = backend
-    return f"state restored from {path.name} (saved {time.ctime(data['saved'])})"
+    written_by = data.get("moto", "?")
+    note = "" if written_by == _moto_version() else f", written by moto {written_by}"
+    return f"state restored from {path.name} (saved {time.ctime(data['saved'])}{note})"
+
+
+def _moto_version() -> str:
+    from importlib.metadata import version
+
+    return version("moto")
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -14,6 +14,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -325,6 +326,36 @@ def test_status_of_a_workspace_without_endpoint(ws: Path) -> None:
         "no saved state",
     ]
     assert "not running" in suitcase(ws, "endpoint", "stop").output
+
+
+@pytest.mark.slow  # real endpoint processes: seconds each; CI runs it
+def test_saves_while_requests_run_are_consistent(ws: Path) -> None:
+    """A save waits for requests in flight and holds new ones: every pickle is whole."""
+    target, _ = target_for(ws)
+    target.client("s3").create_bucket(Bucket="suitcase-images")
+
+    def writer(n: int) -> None:
+        s3 = target.client("s3")
+        for i in range(40):
+            s3.put_object(Bucket="suitcase-images", Key=f"w{n}/{i}", Body=os.urandom(64 * 1024))
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    saves = 0
+    while any(t.is_alive() for t in threads):
+        save_state(target)
+        saves += 1
+    for thread in threads:
+        thread.join()
+    save_state(target)
+    pid = int(EmbeddedEndpoint(ws).pid_file.read_text())
+    os.kill(pid, signal.SIGKILL)
+    _wait_gone(pid)
+    target, _ = target_for(ws)
+    pages = target.client("s3").get_paginator("list_objects_v2").paginate(Bucket="suitcase-images")
+    assert sum(page["KeyCount"] for page in pages) == 160 and saves > 1
+    assert "save FAILED" not in (ws / "endpoint" / "endpoint.log").read_text()
 
 
 @pytest.mark.slow  # waits 15 s for the stopped endpoint to answer before replacing it

@@ -206,3 +206,14 @@ def test_check_bucket_on_the_embedded_endpoint(ws: Path) -> None:
     assert check_bucket(target, "suitcase-images") is False
     target.client("s3").create_bucket(Bucket="suitcase-images")
     assert check_bucket(target, "suitcase-images") is True
+
+
+def test_unknown_profile_is_bad_input(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_PROFILE", "no-such-profile")
+    with pytest.raises(ConfigError, match=r"^AWS profile: .*no-such-profile") as bad:
+        target_for(ws)
+    assert "\n" not in str(bad.value) and not (ws / "endpoint").exists()
+    # forced to the embedded endpoint, the operator's profile does not matter
+    monkeypatch.setenv("SUITCASE_AWS", "embedded")
+    target, _ = target_for(ws)
+    assert target.client("s3").list_buckets()["Buckets"] == []

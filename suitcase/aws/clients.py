@@ -60,7 +60,11 @@ class AwsTarget:
         if self.endpoint_url:
             kwargs["endpoint_url"] = self.endpoint_url
         if self.kind == "embedded":
-            session = boto3.session.Session(**EMBEDDED_CREDENTIALS)
+            # nothing of the operator's AWS set-up applies here: not even AWS_PROFILE
+            import botocore.session
+
+            isolated = botocore.session.Session(session_vars={"profile": (None, None, None, None)})
+            session = boto3.session.Session(**EMBEDDED_CREDENTIALS, botocore_session=isolated)
         else:
             session = boto3.session.Session()
         return session.client(service, **kwargs)
@@ -125,15 +129,11 @@ def aws_target(ctx: Context, say: Callable[[str], None]) -> AwsTarget:
 
 
 def known_regions() -> set[str]:
-    """Every region botocore's partition data lists, in every partition."""
-    import botocore.session
+    """Every region botocore's partition data lists, in every partition (no session, no profile)."""
+    import botocore.loaders
 
-    session = botocore.session.get_session()
-    regions: set[str] = set()
-    for partition in session.get_available_partitions():
-        for service in ("ec2", "s3"):
-            regions.update(session.get_available_regions(service, partition_name=partition))
-    return regions
+    endpoints = botocore.loaders.create_loader().load_data("endpoints")
+    return {region for partition in endpoints["partitions"] for region in partition["regions"]}
 
 
 def check_region(region: str) -> str:

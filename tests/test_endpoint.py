@@ -175,7 +175,8 @@ def test_state_survives_stop_and_start(ws: Path, tmp_path: Path) -> None:
     # a restored object can be overwritten and deleted; a deleted body leaves blobs/ at the save
     blobs = ws / "endpoint" / "blobs"
     sizes = sorted(p.stat().st_size for p in blobs.iterdir())
-    assert 12 * MiB in sizes
+    assert 12 * MiB in sizes and sizes.count(524288) >= len(blocks)  # bodies and EBS blocks
+    assert (ws / "endpoint" / "state.pickle").stat().st_size < MiB  # beside it, not inside
     s3.put_object(Bucket="suitcase-images", Key="small", Body=b"second body")
     s3.delete_object(Bucket="suitcase-images", Key="big.raw")
     save_state(target)

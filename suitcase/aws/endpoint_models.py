@@ -15,12 +15,55 @@ Persistence (pickling bodies beside the state) is not a fidelity fix: it lives i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib.abc
+import importlib.machinery
+import sys
+from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import Any
 
-#: (name, the AWS rule it follows, the function that patches moto). Applied in order, once.
+#: (name, the AWS rule it follows, the function that patches moto). Applied in order, once, at
+#: start; a fix of a service's models wraps its patch in `after_import("moto.ec2.models", ...)`.
 FIXES: list[tuple[str, str, Callable[[], None]]] = []
 
 _installed: list[str] = []
+
+
+_after: dict[str, list[Callable[[ModuleType], None]]] = {}
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Runs hooks right after a moto module is first imported: moto imports a service only on
+    its first request, and importing them all at start would cost seconds and 100 MB."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in _after:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return None
+        loader: Any = spec.loader
+        exec_module = loader.exec_module
+
+        def exec_then_hook(module: ModuleType) -> None:
+            exec_module(module)
+            for hook in _after.pop(fullname, []):
+                hook(module)
+
+        loader.exec_module = exec_then_hook
+        return spec
+
+
+def after_import(module: str, hook: Callable[[ModuleType], None]) -> None:
+    """Call `hook(module)` once `module` is imported (now, if it already is)."""
+    if module in sys.modules:
+        hook(sys.modules[module])
+        return
+    _after.setdefault(module, []).append(hook)
+    if not any(isinstance(f, _AfterImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterImport())
 
 
 def fix(name: str, rule: str) -> Callable[[Callable[[], None]], Callable[[], None]]:

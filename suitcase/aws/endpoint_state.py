@@ -68,9 +68,16 @@ class BlobReader:
 
 
 def install() -> None:
-    """Teach moto's FakeKey to pickle its body as a blob file (only while a save runs)."""
-    from moto.s3 import models
+    """Teach moto's S3 objects and EBS blocks to pickle their data as blob files (as soon as
+    moto imports those services)."""
+    from suitcase.aws.endpoint_models import after_import
 
+    after_import("moto.s3.models", _install_s3_bodies)
+    after_import("moto.ebs.models", _install_ebs_blocks)
+
+
+def _install_s3_bodies(models: Any) -> None:
+    """FakeKey keeps its body in a file-like buffer; saved, it names a blob (only in a save)."""
     FakeKey: Any = models.FakeKey  # patched in place: moto's responses make FakeKeys
     if getattr(FakeKey, "_suitcase_blobs", False):
         return
@@ -119,6 +126,64 @@ def install() -> None:
     FakeKey.__setstate__ = setstate
     FakeKey.value = property(value_property.fget, set_value)
     FakeKey._suitcase_blobs = True
+
+
+def _install_ebs_blocks(models: Any) -> None:
+    """An EBS Block's data (bytes) becomes a blob at a save and is read from it when restored,
+    so a save does not rewrite every snapshot and a restored snapshot is not held in memory."""
+    Block: Any = models.Block
+    if getattr(Block, "_suitcase_blobs", False):
+        return
+
+    def get_data(self: Any) -> bytes:
+        data = self.__dict__.get("_suitcase_data")
+        if isinstance(data, Path):
+            return data.read_bytes()
+        return bytes(data or b"")
+
+    def set_data(self: Any, data: bytes) -> None:
+        self.__dict__["_suitcase_data"] = data
+        self.__dict__["_suitcase_blob"] = None
+
+    def getstate(self: Any) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        blobs: Path | None = getattr(_saving, "blobs", None)
+        if blobs is None:  # a copy outside a save carries its data
+            state["_suitcase_data"] = get_data(self)
+            return state
+        name = state.get("_suitcase_blob")
+        if name is None or not (blobs / name).exists():
+            name = _write_bytes(blobs, get_data(self))
+            self.__dict__["_suitcase_blob"] = name
+        _saving.names.add(name)
+        state["_suitcase_data"], state["_suitcase_blob"] = None, name
+        return state
+
+    def setstate(self: Any, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        loading: Path | None = getattr(_saving, "loading", None)
+        if state.get("_suitcase_data") is None and state.get("_suitcase_blob") and loading:
+            self.__dict__["_suitcase_data"] = loading / state["_suitcase_blob"]
+
+    Block.block_data = property(get_data, set_data)
+    Block.__getstate__ = getstate
+    Block.__setstate__ = setstate
+    Block._suitcase_blobs = True
+
+
+def _write_bytes(blobs: Path, data: bytes) -> str:
+    name = uuid.uuid4().hex
+    tmp = blobs / f".tmp-{name}"
+    try:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.rename(blobs / name)
+    return name
 
 
 def _write_blob(key: Any, blobs: Path) -> str:

@@ -136,8 +136,10 @@ def test_embedded_can_be_forced(
     target, said = target_for(ws)
     assert target.kind == "embedded" and target.endpoint_url != stand_in
     assert said[-1] == f"using the embedded AWS endpoint at {target.endpoint_url} (aws: embedded)"
-    # the account's credentials never go to the embedded endpoint
+    # the account's credentials never go to the embedded endpoint, nor into its process
     assert target.client("s3")._request_signer._credentials.access_key == "suitcase"
+    pid = EmbeddedEndpoint(ws).pid_file.read_text().strip()
+    assert b"not-a-secret" not in Path(f"/proc/{pid}/environ").read_bytes()
 
 
 def test_account_forced_without_credentials_is_one_line(

@@ -159,7 +159,10 @@ class EmbeddedEndpoint:
             )
         fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.fchmod(fd, 0o600)
-        env = dict(os.environ, MOTO_EC2_LOAD_DEFAULT_AMIS="false", PYTHONUNBUFFERED="1")
+        # the operator's AWS settings are not the endpoint's business (and a bad AWS_PROFILE
+        # breaks the botocore sessions moto makes)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(MOTO_EC2_LOAD_DEFAULT_AMIS="false", PYTHONUNBUFFERED="1")
         started = time.monotonic()
         with os.fdopen(fd, "ab") as log:
             proc = subprocess.Popen(

@@ -20,7 +20,6 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -302,13 +301,3 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-@contextlib.contextmanager
-def loading_blobs(directory: Path) -> Iterator[None]:
-    """For tests: unpickle with restored bodies read from `directory/blobs`."""
-    _saving.loading = directory / BLOBS_DIR
-    try:
-        yield
-    finally:
-        del _saving.loading

@@ -204,6 +204,11 @@ class EmbeddedEndpoint:
             graceful = _terminate(pid, timeout)
             for path in (self.pid_file, self.port_file):
                 path.unlink(missing_ok=True)
+        if "save FAILED" in self.last_log_line():
+            raise EndpointError(
+                f"the embedded AWS endpoint (pid {pid}) stopped but could not save its state: "
+                f"{self.last_log_line()}; the previous save is kept in {self.state_file}"
+            )
         if not graceful:
             return (
                 f"the embedded AWS endpoint (pid {pid}) did not stop within {timeout:.0f} s and "

@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app.save("stop")
     except Exception as exc:
-        log(f"save FAILED at stop: {type(exc).__name__}: {exc}")
+        log(f"save FAILED at stop: {type(exc).__name__}: {exc}")  # the last line: stop reads it
         return 1
     (directory / "port").unlink(missing_ok=True)
     log("stopped")

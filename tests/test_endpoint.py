@@ -319,6 +319,35 @@ def test_endpoint_that_cannot_start_says_why(
     assert len(result.output.strip().splitlines()) == 1
 
 
+def test_ranged_gets_return_exactly_their_range(ws: Path, tmp_path: Path) -> None:
+    """The endpoint's ranged-GET fix (it reads only the range) answers as S3 does."""
+    target, _ = target_for(ws)
+    s3 = target.client("s3")
+    s3.create_bucket(Bucket="suitcase-images")
+    body = os.urandom(11 * MiB + 123)
+    s3.put_object(Bucket="suitcase-images", Key="k", Body=body)
+
+    def ranged(spec: str) -> tuple[bytes, str]:
+        got = s3.get_object(Bucket="suitcase-images", Key="k", Range=spec)
+        return got["Body"].read(), got.get("ContentRange", "")
+
+    for restarted in (False, True):  # from moto's buffer, then from the restored blob
+        assert ranged("bytes=100-199") == (body[100:200], f"bytes 100-199/{len(body)}")
+        assert ranged("bytes=-10")[0] == body[-10:]
+        assert ranged(f"bytes={5 * MiB}-")[0] == body[5 * MiB :]
+        assert ranged(f"bytes=0-{len(body) + 50}")[0] == body
+        with pytest.raises(s3.exceptions.ClientError, match="InvalidRange"):
+            ranged(f"bytes={len(body)}-")
+        out = tmp_path / f"k-{restarted}"
+        config = TransferConfig(multipart_threshold=MiB, multipart_chunksize=MiB)
+        s3.download_file("suitcase-images", "k", str(out), Config=config)
+        assert out.read_bytes() == body
+        if not restarted:
+            EmbeddedEndpoint(ws).stop()
+            target, _ = target_for(ws)
+            s3 = target.client("s3")
+
+
 def test_status_of_a_workspace_without_endpoint(ws: Path) -> None:
     result = suitcase(ws, "endpoint", "status")
     assert result.exit_code == 0

@@ -348,6 +348,70 @@ def test_ranged_gets_return_exactly_their_range(ws: Path, tmp_path: Path) -> Non
             s3 = target.client("s3")
 
 
+def _parts(s3: Any, key: str, parts: list[bytes], **create: str) -> dict[str, Any]:
+    upload = s3.create_multipart_upload(Bucket="suitcase-images", Key=key, **create)
+    done = [
+        {
+            "PartNumber": n,
+            "ETag": s3.upload_part(
+                Bucket="suitcase-images", Key=key, UploadId=upload["UploadId"], PartNumber=n, Body=p
+            )["ETag"],
+        }
+        for n, p in enumerate(parts, 1)
+    ]
+    s3.complete_multipart_upload(
+        Bucket="suitcase-images",
+        Key=key,
+        UploadId=upload["UploadId"],
+        MultipartUpload={"Parts": done},
+    )
+    head: dict[str, Any] = s3.head_object(Bucket="suitcase-images", Key=key, ChecksumMode="ENABLED")
+    assert s3.get_object(Bucket="suitcase-images", Key=key)["Body"].read() == b"".join(parts)
+    return head
+
+
+def test_completed_multipart_uploads_match_moto_checksums(ws: Path) -> None:
+    """The streaming-complete fix answers what moto's own code computes, checksum for checksum."""
+    from moto.s3.utils import compute_checksum
+
+    target, _ = target_for(ws)
+    s3 = target.client("s3")
+    s3.create_bucket(Bucket="suitcase-images")
+    parts = [os.urandom(5 * MiB), os.urandom(5 * MiB), b"tail"]
+    whole = b"".join(parts)
+    head = _parts(s3, "full", parts, ChecksumAlgorithm="CRC32", ChecksumType="FULL_OBJECT")
+    assert head["ChecksumCRC32"] == compute_checksum(whole, "CRC32").decode()
+    assert head["ChecksumType"] == "FULL_OBJECT" and head["ContentLength"] == len(whole)
+    head = _parts(s3, "composite", parts, ChecksumAlgorithm="CRC32")
+    per_part = b"".join(compute_checksum(p, "CRC32", encode_base64=False) for p in parts)
+    # (moto's HeadObject leaves out the "-3" part count AWS appends)
+    assert head["ChecksumCRC32"].split("-")[0] == compute_checksum(per_part, "CRC32").decode()
+    head = _parts(s3, "default", parts)  # no checksum asked for: none kept
+    assert head["ETag"].endswith('-3"') and not any(k.startswith("Checksum") for k in head)
+    with pytest.raises(s3.exceptions.ClientError, match="EntityTooSmall"):
+        _parts(s3, "small", [b"a", b"b"])
+
+
+@pytest.mark.slow  # a 256 MiB upload
+def test_completing_a_large_upload_does_not_hold_it_in_memory(ws: Path, tmp_path: Path) -> None:
+    target, _ = target_for(ws)
+    s3 = target.client("s3")
+    s3.create_bucket(Bucket="suitcase-images")
+    big = tmp_path / "big.raw"
+    with big.open("wb") as out:
+        for _ in range(16):
+            out.write(os.urandom(16 * MiB))
+    config = TransferConfig(multipart_chunksize=32 * MiB, max_concurrency=1)
+    s3.upload_file(str(big), "suitcase-images", "big.raw", Config=config)
+    pid = EmbeddedEndpoint(ws).pid_file.read_text().strip()
+    status = Path(f"/proc/{pid}/status").read_text()
+    peak_mib = int(re.search(r"VmHWM:\s+(\d+)", status).group(1)) // 1024  # type: ignore[union-attr]
+    # measured: 346 MiB with the fix, 651 MiB with moto's own complete
+    assert peak_mib < 500, f"the endpoint peaked at {peak_mib} MiB"
+    got = s3.head_object(Bucket="suitcase-images", Key="big.raw")
+    assert got["ContentLength"] == 256 * MiB
+
+
 def test_status_of_a_workspace_without_endpoint(ws: Path) -> None:
     result = suitcase(ws, "endpoint", "status")
     assert result.exit_code == 0

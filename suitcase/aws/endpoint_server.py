@@ -184,13 +184,19 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # Only the main thread may take SIGTERM: a signal the kernel hands to a request thread
+    # (it does, e.g. to a process stopped and continued) would wait for the main thread's next
+    # bytecode. Threads inherit the mask: block, start the server thread, unblock here.
+    stopping = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stopping)
     serving = threading.Thread(target=server.serve_forever, name="serve", daemon=True)
     serving.start()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, stopping)
     tmp = directory / ".port.tmp"
     tmp.write_text(f"{port}\n")
     tmp.replace(directory / "port")
     log(f"listening on http://127.0.0.1:{port} (pid {os.getpid()})")
-    while not stop.wait(3600):
+    while not stop.wait(1.0):  # short waits: a pending handler runs within a second
         pass
     server.shutdown()
     try:

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from suitcase import verbs
+from suitcase.aws import endpoint as aws_endpoint
 from suitcase.command import interrupt_on_sigterm
 from suitcase.context import Context
 from suitcase.errors import SuitcaseError
@@ -162,6 +163,37 @@ for _name, _doc in (
     ("delete", "Delete IMAGE's artifacts from S3."),
 ):
     _later(_name, _doc)
+
+
+@cli.group("endpoint")
+def endpoint_group() -> None:
+    """Manage the embedded AWS endpoint (moto's server on 127.0.0.1, owned by the workspace).
+
+    Verbs that need AWS start it themselves when no AWS account is configured; its state
+    (buckets, objects, snapshots, AMIs) is saved in <workspace>/endpoint/ and outlives a stop.
+    """
+
+
+@endpoint_group.command("start")
+@click.option("--port", default=0, help="port on 127.0.0.1 (default: a free one)")
+@pass_ctx
+def endpoint_start(ctx: Context, port: int) -> None:
+    """Start the embedded endpoint (reloading its saved state) unless it runs."""
+    click.echo(aws_endpoint.start(ctx.workspace.root, _say, port))
+
+
+@endpoint_group.command("stop")
+@pass_ctx
+def endpoint_stop(ctx: Context) -> None:
+    """Save the embedded endpoint's state and stop it."""
+    click.echo(aws_endpoint.EmbeddedEndpoint(ctx.workspace.root).stop())
+
+
+@endpoint_group.command("status")
+@pass_ctx
+def endpoint_status(ctx: Context) -> None:
+    """Show its URL, pid, uptime and what it holds (buckets, objects, snapshots, AMIs)."""
+    click.echo("\n".join(aws_endpoint.status_lines(ctx.workspace.root, ctx.site.region)))
 
 
 @cli.command()

@@ -74,6 +74,7 @@ class Site:
     cpus: int = 2
     memory: int = 2048
     derive: str = "overlay"
+    aws: str = "auto"  # auto | embedded | account: where AWS calls go (suitcase.aws.clients)
     mirrors: dict[str, str] = field(default_factory=dict)
     repos: dict[str, list[dict[str, str]]] = field(default_factory=dict)
 
@@ -124,6 +125,8 @@ class Site:
             )
         if self.derive not in self.DERIVE:
             raise ConfigError(f"{source}: derive '{self.derive}' is not one of overlay, copy")
+        if self.aws not in ("auto", "embedded", "account"):
+            raise ConfigError(f"{source}: aws '{self.aws}' is not one of auto, embedded, account")
         if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", self.bucket):
             raise ConfigError(f"{source}: bucket '{self.bucket}' is not a valid S3 bucket name")
         for name, url in self.mirrors.items():

@@ -7,8 +7,18 @@
 
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from suitcase.aws.errors import AwsError, CredentialsRejected, UnknownRegion, explain
+from suitcase.errors import ConfigError
+
+if TYPE_CHECKING:
+    from suitcase.context import Context
 
 #: Every call gets these: a stalled connection can never hang a verb, and retries are bounded
 #: (SDK retries stacked under our own made one request try dozens of times: coldsnap #437).
@@ -50,7 +60,11 @@ class AwsTarget:
         if self.endpoint_url:
             kwargs["endpoint_url"] = self.endpoint_url
         if self.kind == "embedded":
-            session = boto3.session.Session(**EMBEDDED_CREDENTIALS)
+            # nothing of the operator's AWS set-up applies here: not even AWS_PROFILE
+            import botocore.session
+
+            isolated = botocore.session.Session(session_vars={"profile": (None, None, None, None)})
+            session = boto3.session.Session(**EMBEDDED_CREDENTIALS, botocore_session=isolated)
         else:
             session = boto3.session.Session()
         return session.client(service, **kwargs)
@@ -62,7 +76,130 @@ def aws_target_from_env(region: str) -> AwsTarget | None:
     The full rule (account configured → AWS; otherwise the embedded endpoint; site `aws:` and
     SUITCASE_AWS force one) lives in `aws_target`, which builds on this.
     """
-    import os
-
     url = os.environ.get("AWS_ENDPOINT_URL")
     return AwsTarget(kind="account", region=region, endpoint_url=url) if url else None
+
+
+MODES = ("auto", "embedded", "account")
+
+#: An instance role is looked up over the network (the instance metadata service): only where
+#: the machine says it is an EC2 instance, and then with a short timeout, so nothing waits here.
+METADATA_TIMEOUT = 1
+EC2_MARKERS = (
+    (Path("/sys/devices/virtual/dmi/id/sys_vendor"), "Amazon EC2"),
+    (Path("/sys/devices/virtual/dmi/id/board_asset_tag"), "i-"),
+    (Path("/sys/hypervisor/uuid"), "ec2"),
+)
+
+
+def aws_target(ctx: Context, say: Callable[[str], None]) -> AwsTarget:
+    """Where this verb's AWS calls go, said on `say` (stderr), starting the endpoint if needed.
+
+    `aws: account` (site.yaml, or SUITCASE_AWS): AWS_ENDPOINT_URL if set, else AWS with boto3's
+    credential chain. `aws: embedded`: the workspace's embedded endpoint. `aws: auto` (the
+    default): account if AWS_ENDPOINT_URL is set or credentials are configured, else embedded.
+    """
+    mode = ctx.site.aws
+    if mode not in MODES:
+        raise ConfigError(f"aws '{mode}' is not one of {', '.join(MODES)}")
+    region = check_region(ctx.site.region)
+    if mode != "embedded":
+        target = aws_target_from_env(region)
+        source = "AWS_ENDPOINT_URL" if target else credential_source(full=mode == "account")
+        if source is not None:
+            target = target or AwsTarget(kind="account", region=region)
+            check_credentials(target)
+            say(f"using {target.describe()} (aws: {mode}; credentials from {source})")
+            return target
+        if mode == "account":
+            raise CredentialsRejected(
+                "aws: account is set, but no AWS credentials were found (environment, "
+                "~/.aws/credentials, ~/.aws/config, instance role); configure them, or set "
+                "`aws: embedded`"
+            )
+    from suitcase.aws.endpoint import EmbeddedEndpoint
+
+    endpoint = EmbeddedEndpoint(ctx.workspace.root)
+    running, started = endpoint.ensure(say)
+    if started:
+        say(f"started the embedded AWS endpoint (pid {running.pid}; {running.restored})")
+    why = "aws: embedded" if mode == "embedded" else "aws: auto, no AWS account configured"
+    say(f"using the embedded AWS endpoint at {running.url} ({why})")
+    return AwsTarget(kind="embedded", region=region, endpoint_url=running.url)
+
+
+def known_regions() -> set[str]:
+    """Every region botocore's partition data lists, in every partition (no session, no profile)."""
+    import botocore.loaders
+
+    endpoints = botocore.loaders.create_loader().load_data("endpoints")
+    return {region for partition in endpoints["partitions"] for region in partition["regions"]}
+
+
+def check_region(region: str) -> str:
+    """The region, if botocore knows it; else one line with the nearest names."""
+    known = known_regions()
+    if region in known:
+        return region
+    import botocore
+
+    near = difflib.get_close_matches(region, sorted(known), n=3)
+    hint = f" (did you mean {', '.join(near)}?)" if near else ""
+    raise UnknownRegion(
+        f"region '{region}' is not an AWS region botocore {botocore.__version__} knows{hint}; "
+        "fix `region` in site.yaml (or SUITCASE_REGION)"
+    )
+
+
+def on_ec2() -> bool:
+    """Does this machine say it is an EC2 instance (DMI/hypervisor data, no network)?"""
+    if os.environ.get("AWS_EC2_METADATA_DISABLED", "").lower() == "true":
+        return False
+    for path, marker in EC2_MARKERS:
+        try:
+            if path.read_text().strip().lower().startswith(marker.lower()):
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def credential_source(full: bool = False) -> str | None:
+    """Which link of boto3's credential chain has credentials (botocore's method name), or None.
+
+    Nothing here calls AWS. The instance-role link needs the metadata service: it runs only on a
+    machine that says it is EC2, or with `full` (aws: account), and with a 1 s timeout.
+    """
+    import botocore.exceptions
+    import botocore.session
+
+    session = botocore.session.Session()
+    session.set_config_variable("metadata_service_timeout", METADATA_TIMEOUT)
+    session.set_config_variable("metadata_service_num_attempts", 1)
+    try:
+        resolver = session.get_component("credential_provider")
+        if not (full or on_ec2()):
+            resolver.remove("iam-role")
+        credentials = resolver.load_credentials()
+    except botocore.exceptions.ProfileNotFound as exc:
+        raise ConfigError(f"AWS profile: {exc}") from None
+    except botocore.exceptions.BotoCoreError as exc:
+        raise CredentialsRejected(f"AWS credentials cannot be read: {exc}") from None
+    return str(credentials.method) if credentials is not None else None
+
+
+def check_credentials(target: AwsTarget) -> None:
+    """One cheap call (STS GetCallerIdentity) so rejected credentials fail here, in one line."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from suitcase.aws.errors import CREDENTIAL_CODES, error_code
+
+    try:
+        target.client("sts", retries={"max_attempts": 2, "mode": "standard"}).get_caller_identity()
+    except ClientError as exc:
+        # an AWS_ENDPOINT_URL that serves no STS is fine; refused credentials are not
+        if target.endpoint_url is None or error_code(exc) in CREDENTIAL_CODES:
+            raise explain(exc, "checking the AWS credentials", target) from None
+    except BotoCoreError as exc:
+        error: AwsError = explain(exc, "checking the AWS credentials", target)
+        raise error from None

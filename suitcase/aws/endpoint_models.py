@@ -1,0 +1,271 @@
+"""Fixes to moto's models, applied inside the embedded endpoint process at start.
+
+Where moto answers unlike AWS for something Suitcase relies on, fix it *here*, so Suitcase's
+client code is the same for AWS and for the endpoint (DESIGN: "The embedded default"). Each fix
+is a function that patches one moto model, registered in FIXES with the AWS rule it follows, and
+has a test over HTTP against a real endpoint process that states that rule.
+
+Known gaps for the AMI work (issue 10) to fix here: RegisterImage keeps only Name and
+Description; EBS reports a BlockSize of 512 (AWS: 524,288); ListSnapshotBlocks is unsorted and
+unpaged; a snapshot used by an AMI can be deleted.
+
+Persistence (pickling bodies beside the state) is not a fidelity fix: it lives in
+`suitcase.aws.endpoint_state`.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import re
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import Any
+
+#: (name, the AWS rule it follows, the function that patches moto). Applied in order, once, at
+#: start; a fix of a service's models wraps its patch in `after_import("moto.ec2.models", ...)`.
+FIXES: list[tuple[str, str, Callable[[], None]]] = []
+
+_installed: list[str] = []
+
+
+_after: dict[str, list[Callable[[ModuleType], None]]] = {}
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Runs hooks right after a moto module is first imported: moto imports a service only on
+    its first request, and importing them all at start would cost seconds and 100 MB."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in _after:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return None
+        loader: Any = spec.loader
+        exec_module = loader.exec_module
+
+        def exec_then_hook(module: ModuleType) -> None:
+            exec_module(module)
+            for hook in _after.pop(fullname, []):
+                hook(module)
+
+        loader.exec_module = exec_then_hook
+        return spec
+
+
+def after_import(module: str, hook: Callable[[ModuleType], None]) -> None:
+    """Call `hook(module)` once `module` is imported (now, if it already is)."""
+    if module in sys.modules:
+        hook(sys.modules[module])
+        return
+    _after.setdefault(module, []).append(hook)
+    if not any(isinstance(f, _AfterImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _AfterImport())
+
+
+def fix(name: str, rule: str) -> Callable[[Callable[[], None]], Callable[[], None]]:
+    """Register a model fix: `@fix("ebs-block-size", "EBS direct APIs use 524,288-byte blocks")`."""
+
+    def register(patch: Callable[[], None]) -> Callable[[], None]:
+        FIXES.append((name, rule, patch))
+        return patch
+
+    return register
+
+
+def install() -> list[str]:
+    """Apply every registered fix (idempotent); returns the names applied, for the log."""
+    for name, _rule, patch in FIXES:
+        if name not in _installed:
+            patch()
+            _installed.append(name)
+    return list(_installed)
+
+
+# --- S3: a ranged GET reads only its range -----------------------------------------------------
+
+_ranged = threading.local()
+_SIMPLE_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+class RangeView:
+    """An object body as moto's range handling sees it (`len`, one slice), read on demand."""
+
+    def __init__(self, key: Any) -> None:
+        self.key = key
+
+    def __len__(self) -> int:
+        return int(self.key.size)
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def __getitem__(self, span: slice) -> bytes:
+        start, stop, _ = span.indices(len(self))
+        with self.key.lock:
+            buffer = self.key._value_buffer
+            buffer.seek(start)
+            data: bytes = buffer.read(max(0, stop - start))
+        return data
+
+    def __bytes__(self) -> bytes:
+        return self[0 : len(self)]
+
+
+@fix(
+    "s3-ranged-get",
+    "GetObject with a Range reads that range only (moto read the whole object for each range: "
+    "a transfer manager's ranged download of a 1 GiB object took 216 s)",
+)
+def _ranged_get() -> None:
+    def patch(models: ModuleType) -> None:
+        from moto.s3 import responses
+
+        key_class: Any = models.FakeKey
+        value_property = key_class.__dict__["value"]
+
+        def get_value(self: Any) -> Any:
+            if getattr(_ranged, "on", False):
+                return RangeView(self)
+            return value_property.fget(self)
+
+        key_class.value = property(get_value, value_property.fset)
+        response_class: Any = responses.S3Response
+        key_response = response_class.key_response
+
+        def ranged_key_response(self: Any, request: Any, full_url: str, headers: Any) -> Any:
+            simple = request.method == "GET" and _SIMPLE_RANGE.match(
+                request.headers.get("range", "")
+            )
+            if not simple:
+                return key_response(self, request, full_url, headers)
+            _ranged.on = True
+            try:
+                status, response_headers, body = key_response(self, request, full_url, headers)
+            finally:
+                _ranged.on = False
+            if isinstance(body, RangeView):  # the range was not applied: the whole body
+                body = bytes(body)
+            return status, response_headers, body
+
+        response_class.key_response = ranged_key_response
+
+    after_import("moto.s3.models", patch)
+
+
+# --- S3: completing a multipart upload streams its parts ---------------------------------------
+
+CHUNK = 8 * 1024 * 1024
+
+
+class FileBody:
+    """A completed object's body already in a (spooled) file: the new object adopts it."""
+
+    def __init__(self, file: Any, size: int) -> None:
+        self.file, self.size = file, size
+
+
+def _crc(algorithm: str, chunk: bytes, value: int) -> int:
+    """One step of the full-object CRC, with the same fallbacks as moto's compute_checksum."""
+    import binascii
+
+    from moto.core.compat import HAS_CRT
+
+    if algorithm == "CRC64NVME" and HAS_CRT:
+        from awscrt import checksums  # type: ignore[import-not-found,unused-ignore]
+
+        return int(checksums.crc64nvme(chunk, value))
+    if algorithm == "CRC32C":
+        try:
+            import crc32c  # type: ignore[import-not-found]
+
+            return int(crc32c.crc32c(chunk, value))
+        except ImportError:
+            pass
+    return binascii.crc32(chunk, value)
+
+
+def _crc_width(algorithm: str) -> int:
+    from moto.core.compat import HAS_CRT
+
+    return 8 if algorithm == "CRC64NVME" and HAS_CRT else 4
+
+
+@fix(
+    "s3-streaming-complete",
+    "CompleteMultipartUpload joins the parts without holding the object in memory (moto built "
+    "it in memory up to four times over: a 1 GiB upload peaked at 2.5 GB RSS)",
+)
+def _streaming_complete() -> None:
+    def patch(models: ModuleType) -> None:
+        import base64
+        import codecs
+        import tempfile
+
+        from moto.s3 import exceptions
+        from moto.s3.models import MultipartChecksumBuilder
+        from moto.settings import S3_UPLOAD_PART_MIN_SIZE
+
+        multipart_class: Any = models.FakeMultipart
+        original_complete = multipart_class.complete
+        key_class: Any = models.FakeKey
+        value_property = key_class.__dict__["value"]
+
+        def set_value(self: Any, new_value: Any) -> None:
+            if isinstance(new_value, FileBody):  # adopt the joined parts' file: no copy
+                self._value_buffer = new_value.file
+                self.contentsize = new_value.size
+                self._suitcase_blob = None
+                return
+            value_property.fset(self, new_value)
+
+        key_class.value = property(value_property.fget, set_value)
+
+        def complete(self: Any, body: Any) -> tuple[Any, str, tuple[str, str, int] | None]:
+            builder = MultipartChecksumBuilder(
+                self.metadata.get("x-amz-checksum-algorithm"),
+                self.metadata.get("x-amz-checksum-type"),
+            )
+            full = builder.checksum_type == "FULL_OBJECT"
+            if full and builder.checksum_algorithm not in ("CRC32", "CRC32C", "CRC64NVME"):
+                result: tuple[Any, str, tuple[str, str, int] | None] = original_complete(self, body)
+                return result  # not a combination AWS accepts: moto's own answer
+            joined = tempfile.SpooledTemporaryFile(models.get_s3_default_key_buffer_size())  # noqa: SIM115
+            md5s, crc, size, count, last = bytearray(), 0, 0, 0, None
+            for number, etag in body:
+                part = self.parts.get(number)
+                if part is None or part.etag.replace('"', "") != etag.replace('"', ""):
+                    raise exceptions.InvalidPart()
+                if last is not None and last.contentsize < S3_UPLOAD_PART_MIN_SIZE:
+                    raise exceptions.EntityTooSmall()
+                md5s.extend(codecs.decode(part.etag.replace('"', ""), "hex"))
+                if not full:  # a composite checksum is over each part: one part in memory
+                    builder.addPart(part.value)
+                with part.lock:
+                    part._value_buffer.seek(0)
+                    while chunk := part._value_buffer.read(CHUNK):
+                        joined.write(chunk)
+                        size += len(chunk)
+                        if full:
+                            crc = _crc(builder.checksum_algorithm, chunk, crc)
+                last, count = part, count + 1
+            if count == 0:
+                raise exceptions.MalformedXML()
+            checksum: tuple[str, str, int] | None
+            if full:
+                digest = crc.to_bytes(_crc_width(builder.checksum_algorithm), "big")
+                checksum = ("FULL_OBJECT", base64.b64encode(digest).decode(), 1)
+            else:
+                checksum = builder.build()
+            etag = models.md5_hash()
+            etag.update(bytes(md5s))
+            return FileBody(joined, size), f"{etag.hexdigest()}-{count}", checksum
+
+        multipart_class.complete = complete
+
+    after_import("moto.s3.models", patch)

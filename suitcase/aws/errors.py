@@ -1,0 +1,110 @@
+"""AWS failures as one line an operator can act on: rejected credentials, an unknown region,
+somebody else's bucket, an endpoint that cannot start, state the endpoint lost.
+
+Wrap every AWS call a verb makes in `aws_errors("uploading X", target)`:
+
+    with aws_errors(f"reading s3://{bucket}/{key}", target):
+        s3.head_object(Bucket=bucket, Key=key)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from suitcase.errors import ConfigError, SuitcaseError
+
+if TYPE_CHECKING:
+    from suitcase.aws.clients import AwsTarget
+
+
+class AwsError(SuitcaseError):
+    """An AWS call failed in a way the operator must fix (or retry)."""
+
+
+class CredentialsRejected(AwsError):
+    """Credentials were found but AWS refuses them (unknown key, bad secret, expired token)."""
+
+
+class UnknownRegion(ConfigError):
+    """The site's region is not one botocore knows (a typo, or a botocore older than it)."""
+
+
+class BucketNotOwned(AwsError):
+    """The bucket exists but belongs to another account (HeadBucket answers 403)."""
+
+
+class EndpointError(AwsError):
+    """The embedded endpoint could not start, answer or save its state."""
+
+
+class LostState(AwsError):
+    """A manifest or cookie names an object, snapshot or AMI that is no longer there."""
+
+
+#: Error codes AWS services use for "these credentials are not valid", across services.
+CREDENTIAL_CODES = frozenset(
+    {
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidAccessKeyId",
+        "InvalidToken",
+        "AuthFailure",
+        "UnrecognizedClientException",
+        "IncompleteSignature",
+    }
+)
+
+
+def error_code(exc: Any) -> str:
+    """The AWS error code of a botocore ClientError ('' for anything else)."""
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def explain(exc: Exception, doing: str, target: AwsTarget | None = None) -> AwsError:
+    """A botocore failure as one AwsError line: what failed, where, and what to do."""
+    from botocore.exceptions import (
+        ClientError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        ReadTimeoutError,
+    )
+
+    where = target.describe() if target else "AWS"
+    code = error_code(exc)
+    if isinstance(exc, ClientError) and code in CREDENTIAL_CODES:
+        return CredentialsRejected(
+            f"{doing}: {where} rejected the credentials ({code}); check AWS_ACCESS_KEY_ID/"
+            "AWS_PROFILE, or set `aws: embedded` in site.yaml to use the embedded endpoint"
+        )
+    if isinstance(exc, ClientError):
+        message = exc.response.get("Error", {}).get("Message", "") or str(exc)
+        return AwsError(f"{doing}: {where} answered {code or 'an error'}: {message}")
+    if isinstance(exc, NoCredentialsError):
+        return CredentialsRejected(
+            f"{doing}: no AWS credentials found for {where}; configure an account or set "
+            "`aws: embedded` in site.yaml"
+        )
+    if isinstance(exc, EndpointConnectionError | ReadTimeoutError):
+        hint = (
+            "; run `suitcase endpoint status`"
+            if target is not None and target.kind == "embedded"
+            else ""
+        )
+        return AwsError(f"{doing}: cannot reach {where} ({exc}){hint}")
+    return AwsError(f"{doing}: {type(exc).__name__}: {exc}")
+
+
+@contextmanager
+def aws_errors(doing: str, target: AwsTarget | None = None) -> Iterator[None]:
+    """Turn botocore's exceptions raised inside the block into one-line AwsErrors."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except (ClientError, BotoCoreError) as exc:
+        raise explain(exc, doing, target) from None

@@ -85,7 +85,7 @@ def test_endpoint_url_means_that_endpoint(
 ) -> None:
     url = stand_in
     monkeypatch.setenv("AWS_ENDPOINT_URL", url)
-    with pytest.raises(CredentialsRejected, match=r"^checking the AWS credentials: no AWS cred"):
+    with pytest.raises(CredentialsRejected, match=r"^verifying the AWS account: no AWS cred"):
         target_for(ws)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-a-secret")

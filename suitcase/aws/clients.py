@@ -199,7 +199,7 @@ def check_credentials(target: AwsTarget) -> None:
     except ClientError as exc:
         # an AWS_ENDPOINT_URL that serves no STS is fine; refused credentials are not
         if target.endpoint_url is None or error_code(exc) in CREDENTIAL_CODES:
-            raise explain(exc, "checking the AWS credentials", target) from None
+            raise explain(exc, "verifying the AWS account", target) from None
     except BotoCoreError as exc:
-        error: AwsError = explain(exc, "checking the AWS credentials", target)
+        error: AwsError = explain(exc, "verifying the AWS account", target)
         raise error from None

@@ -13,6 +13,7 @@ from suitcase.errors import SuitcaseError
 from suitcase.imagetypes import IMAGE_TYPES, resolve_images
 from suitcase.ostemplate import OSTemplate
 from suitcase.plan import BuildPlan
+from suitcase.verbs import preflight_plan
 from suitcase.workspace import BuildSet
 
 
@@ -67,9 +68,8 @@ class SuitcaseSession:
             workerinput = getattr(config, "workerinput", None)
             if workerinput is not None and "suitcase_timestamp" in workerinput:
                 timestamp = workerinput["suitcase_timestamp"]
-            elif opt.suitcase_timestamp is None:
-                sets = ctx.workspace.build_sets(os_template.name)
-                timestamp = sets[-1].timestamp if sets else None
+            elif opt.suitcase_timestamp is None:  # the newest completed set, else a new one
+                timestamp = ctx.workspace.latest(os_template.name)
             else:
                 timestamp = opt.suitcase_timestamp
             build_set = ctx.build_set(os_template, timestamp)
@@ -82,7 +82,22 @@ class SuitcaseSession:
     def plan(self, image: str) -> BuildPlan:
         return self.ctx.plan(self.os.name, image, self.build_set.timestamp)
 
+    def preflight(self) -> None:
+        """Once per run, before any spec: a build that cannot start is one usage error."""
+        try:
+            preflight_plan(self.ctx, self.plan(",".join(self.image_names)))
+            # results go into the stage manifests and reports/: refuse now, not at the end
+            self.ctx.workspace.check_writable()
+        except SuitcaseError as exc:
+            raise pytest.UsageError(f"suitcase: {exc}") from None
+
     def junit_path(self) -> Path:
+        """reports/junit-<build set>.xml, once the workspace is known to take it."""
         folder = self.ctx.workspace.root / "reports"
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            self.ctx.workspace.check_writable()
+        except (OSError, SuitcaseError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else str(exc)
+            raise pytest.UsageError(f"suitcase: cannot write reports to {folder}: {why}") from None
         return folder / f"junit-{self.build_set.id}.xml"

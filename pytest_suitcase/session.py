@@ -74,30 +74,31 @@ class SuitcaseSession:
                 timestamp = opt.suitcase_timestamp
             build_set = ctx.build_set(os_template, timestamp)
         except SuitcaseError as exc:
-            raise pytest.UsageError(
-                f"suitcase: {exc}; see 'suitcase list' for what exists"
-            ) from None
+            hint = "; see 'suitcase list' for what exists" if "unknown" in str(exc) else ""
+            raise pytest.UsageError(f"suitcase: {exc}{hint}") from None
         return cls(ctx, os_template, names, build_set, opt.suitcase_mode)
 
     def plan(self, image: str) -> BuildPlan:
         return self.ctx.plan(self.os.name, image, self.build_set.timestamp)
 
     def preflight(self) -> None:
-        """Once per run, before any spec: a build that cannot start is one usage error."""
+        """Once per run, before any spec: a build that cannot start is one usage error, and so
+        is a workspace that cannot take the results (stage manifests, reports/)."""
         try:
-            preflight_plan(self.ctx, self.plan(",".join(self.image_names)))
-            # results go into the stage manifests and reports/: refuse now, not at the end
             self.ctx.workspace.check_writable()
+            if self.reports_dir.exists():  # else junitxml makes it, in the writable workspace
+                self.ctx.workspace.check_writable(self.reports_dir)
+            preflight_plan(self.ctx, self.plan(",".join(self.image_names)))
         except SuitcaseError as exc:
-            raise pytest.UsageError(f"suitcase: {exc}") from None
+            message = str(exc)
+            if str(self.reports_dir) in message:
+                message = f"cannot write reports to {self.reports_dir}: {message}"
+            raise pytest.UsageError(f"suitcase: {message}") from None
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.ctx.workspace.root / "reports"
 
     def junit_path(self) -> Path:
-        """reports/junit-<build set>.xml, once the workspace is known to take it."""
-        folder = self.ctx.workspace.root / "reports"
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            self.ctx.workspace.check_writable()
-        except (OSError, SuitcaseError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) else str(exc)
-            raise pytest.UsageError(f"suitcase: cannot write reports to {folder}: {why}") from None
-        return folder / f"junit-{self.build_set.id}.xml"
+        """reports/junit-<build set>.xml (the folder was checked by `preflight`)."""
+        return self.reports_dir / f"junit-{self.build_set.id}.xml"

@@ -74,7 +74,7 @@ _PHRASES = (
     ("Value error, ", ""),
     ("Assertion failed, ", ""),
     ("Input should be a valid integer", "must be a whole number"),
-    ("Input should be a valid string", "must be text (quote it)"),
+    ("Input should be a valid string", "must be a string"),
     ("Input should be a valid dictionary", "must be a mapping"),
     ("Input should be a valid list", "must be a list"),
     ("Input should be", "must be"),

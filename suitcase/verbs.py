@@ -44,8 +44,8 @@ def preflight_plan(ctx: Context, plan: BuildPlan) -> None:
     if not todo:
         return
     try:
-        preflight(ctx, plan, todo)
         ctx.workspace.check_writable()
+        preflight(ctx, plan, todo)
     except SuitcaseError as exc:
         raise CannotStart(str(exc).splitlines()[0]) from None
 

@@ -127,15 +127,17 @@ class Workspace:
             raise ConfigError(f"{path} is outside the workspace {self.root}")
         return resolved
 
-    def check_writable(self) -> None:
-        """Refuse (one line) before a verb writes anything into a workspace it cannot write."""
+    def check_writable(self, folder: Path | None = None) -> None:
+        """Refuse (one line) before a verb writes anything where it cannot (default: the root)."""
+        folder = folder or self.root
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            fd, probe = tempfile.mkstemp(dir=self.root, prefix=".suitcase-probe.")
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(dir=folder, prefix=".suitcase-probe.")
             os.close(fd)
             os.unlink(probe)
         except OSError as exc:
-            raise ConfigError(f"workspace {self.root} is not writable ({_why(exc)})") from None
+            what = "workspace" if folder == self.root else "folder"
+            raise ConfigError(f"{what} {folder} is not writable ({_why(exc)})") from None
 
     def resolve_timestamp(self, os_name: str, value: str | None) -> str:
         """A new timestamp, a checked given one, or the newest build set of `os_name` ('latest')."""

@@ -73,7 +73,7 @@ GOOD = Path(__file__).resolve().parent.parent / "os" / "CentOS-7.3-x86_64.yaml"
         ),
         (
             lambda t: t.replace('version: "7.3"', "version: 7.3"),
-            "key 'version' must be text (quote it) (got 7.3)",
+            "key 'version' must be a string (got 7.3)",
         ),
         (
             lambda t: t.replace("family: el", "family: bsd"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -146,11 +147,24 @@ def _image_arg(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.argument("image", required=False, default="all", metavar="[IMAGE]")(f)
 
 
+def _not_blank(variable: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """click takes an empty variable for an unset one; Suitcase refuses it instead:
+    `SUITCASE_TIMESTAMP=$TS suitcase clean` with an empty $TS must not mean every build set."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is None and os.environ.get(variable) == "":
+            raise ConfigError(f"{variable} is set but empty: give it a value or unset it")
+        return value
+
+    return check
+
+
 def _os_opt(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--os",
         "os_name",
         envvar="SUITCASE_OS",
+        callback=_not_blank("SUITCASE_OS"),
         help="OS template (os/<NAME>.yaml); default from site",
     )(f)
 
@@ -159,6 +173,7 @@ def _ts_opt(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--timestamp",
         envvar="SUITCASE_TIMESTAMP",
+        callback=_not_blank("SUITCASE_TIMESTAMP"),
         help="build set to resume: YYYYMMDDhhmmss, YYYYMMDDhhmm or 'latest' (default: a new one)",
     )(f)
 

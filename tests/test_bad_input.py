@@ -280,6 +280,11 @@ CATALOGUE: dict[str, tuple[Setup, int, str]] = {
     "clean-symlink-among-real": (_clean_symlink_among_real, 2, "nothing was removed"),
     "clean-mount-below": (_clean_mount_below, 2, "is mounted there (nothing was removed)"),
     "clean-keys-symlink": (_clean_keys_symlink, 2, "it is a symlink"),
+    "clean-empty-timestamp-variable": (
+        _args("clean", "master", "--os", DEBIAN),
+        2,
+        "SUITCASE_TIMESTAMP is set but empty",
+    ),
     "plan-empty-image": (_args("plan", "", "--os", DEBIAN), 2, "the image type is empty"),
     "build-empty-image": (_args("build", "", "--os", DEBIAN), 2, "the image type is empty"),
     # item 5
@@ -400,6 +405,7 @@ CATALOGUE: dict[str, tuple[Setup, int, str]] = {
     ),
     "template-is-a-folder": (_template_folder, 2, "unknown OS 'Folder-1-x86_64'"),
     "empty-os": (_args("plan", "--os", ""), 2, "the OS name is empty"),
+    "empty-os-variable": (_args("plan"), 2, "SUITCASE_OS is set but empty"),
     # item 7: image lists, timestamps, latest, named sets, workers
     "image-list-with-all-and-bogus": (
         _args("plan", "master,all,bogus", "--os", DEBIAN),
@@ -435,7 +441,11 @@ CATALOGUE: dict[str, tuple[Setup, int, str]] = {
 }
 
 NEEDS_ROOT = {"clean-mount-below", "read-only-workspace-build"}
-ENV = {"cpus-from-variable": {"SUITCASE_CPUS": "many"}}
+ENV = {
+    "cpus-from-variable": {"SUITCASE_CPUS": "many"},
+    "clean-empty-timestamp-variable": {"SUITCASE_TIMESTAMP": ""},
+    "empty-os-variable": {"SUITCASE_OS": ""},
+}
 
 
 @pytest.fixture

@@ -146,14 +146,14 @@ class Site(StrictModel):
 
     @classmethod
     def load(cls, path: Path | None, overrides: dict[str, Any] | None = None) -> Site:
-        """Defaults, then `path` (if given), then SUITCASE_* variables, then options.
+        """Defaults, then `path` (if present), then SUITCASE_* variables, then options.
 
         Checked once, all layers together; a bad value is blamed on the layer it came from:
         the file and key, the variable, or the option (`--<name>`).
         """
         values: dict[str, Any] = {}
         sources: dict[str, tuple[str, bool]] = {}
-        if path is not None:
+        if path is not None and os.path.lexists(path):  # a missing file: the defaults
             for key, value in _read_site_file(path).items():
                 values[key] = value
                 sources[key] = (str(path), True)

@@ -24,6 +24,8 @@ class Context:
     paths: Paths
     site: Site
     workspace: Workspace
+    #: the site settings file the settings came from, if any (verify hands it to pytest)
+    site_file: Path | None = None
 
     @classmethod
     def create(
@@ -42,7 +44,7 @@ class Context:
         else:
             candidates = [ws.root / "site.yaml", Paths.default().root / "site.yaml"]
             site_path = next((p for p in candidates if p.is_file()), None)
-        return cls(Paths.default(), Site.load(site_path, overrides), ws)
+        return cls(Paths.default(), Site.load(site_path, overrides), ws, site_path)
 
     def os_template(self, name: str | None) -> OSTemplate:
         return load_os(self.site.default_os if name is None else name, self.paths)

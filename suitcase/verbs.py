@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -248,9 +249,17 @@ def verify(
         "--timestamp",
         bset.timestamp,
     ]
+    if ctx.site_file is not None:
+        argv += ["--suitcase-site", str(ctx.site_file)]
     if workers:
         argv += ["-n", str(workers)]
-    return subprocess.run([*argv, *extra], check=False).returncode
+    # the options that override the site (--builder, --accelerator) reach pytest as variables
+    env = {
+        **os.environ,
+        "SUITCASE_BUILDER": ctx.site.builder,
+        "SUITCASE_ACCELERATOR": ctx.site.accelerator,
+    }
+    return subprocess.run([*argv, *extra], check=False, env=env).returncode
 
 
 def parity(

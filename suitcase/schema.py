@@ -18,6 +18,7 @@ came from (a file and key, an environment variable or a command-line option).
 from __future__ import annotations
 
 import re
+import reprlib
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -53,9 +54,14 @@ def matching(pattern: str, what: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+# reprlib, not repr: a YAML alias bomb is a small object whose full repr never ends
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 3, 4, 4, 60, 60
+
+
 def short(value: Any, limit: int = 60) -> str:
     """A value as one short line (repr escapes newlines), for error messages."""
-    text = repr(value)
+    text = _REPR.repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

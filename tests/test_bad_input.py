@@ -83,6 +83,14 @@ def _template(mutate: Callable[[str], str], base: str = "Debian-12-x86_64") -> S
     return setup
 
 
+def _alias_bomb(key: str) -> str:
+    """A YAML value of 9**9 strings in a few hundred bytes (shared references until walked)."""
+    levels = ["&a [" + ", ".join(["lol"] * 9) + "]"]
+    for this, prev in zip("bcdefghi", "abcdefgh", strict=True):
+        levels.append(f"&{this} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    return f"{key}: [{', '.join(levels)}]\n"
+
+
 def _args(*args: str) -> Setup:
     return lambda c: list(args)
 
@@ -299,6 +307,12 @@ CATALOGUE: dict[str, tuple[Setup, int, str]] = {
     "binary-site-option": (_binary_site_option, 2, "is not UTF-8 text"),
     "device-site-option": (_device_site, 2, "must be a regular file"),
     "deep-yaml-site": (_site(_deep()), 2, "nested too deeply"),
+    "yaml-alias-bomb-site": (_site(_alias_bomb("cpus")), 2, "key 'cpus' must be a whole number"),
+    "yaml-alias-bomb-os-template": (
+        _template(lambda t: t.replace("suite: bookworm", _alias_bomb("suite").strip())),
+        2,
+        "key 'bootstrap.suite' must be a string",
+    ),
     "binary-os-template": (_binary_template, 2, "is not UTF-8 text"),
     "deep-yaml-os-template": (_deep_template, 2, "nested too deeply"),
     "symlink-loop-workspace": (_symlink_loop_workspace, 2, "cannot be used"),

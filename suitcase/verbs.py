@@ -14,7 +14,7 @@ from suitcase.build import Say, StageResult, preflight, run_plan
 from suitcase.context import Context
 from suitcase.errors import ConfigError, NotYetAvailable, SuitcaseError
 from suitcase.imagetypes import IMAGE_TYPES, resolve_images
-from suitcase.manifest import read_manifest, write_atomic
+from suitcase.manifest import inspect_manifest, write_atomic
 from suitcase.ostemplate import list_os, load_os
 from suitcase.plan import BuildPlan
 from suitcase.workspace import BuildSet, new_timestamp
@@ -152,9 +152,9 @@ def _set_states(ctx: Context, bset: BuildSet) -> list[str]:
         directory = ctx.workspace.stage_dir(image, bset)
         if not directory.exists():
             continue
-        manifest = read_manifest(directory)
+        manifest, problem = inspect_manifest(directory)
         if manifest is None:
-            out.append(f"{image:<13} incomplete (no manifest)")
+            out.append(f"{image:<13} incomplete ({problem or 'no manifest'})")
             continue
         uploaded = " uploaded" if (directory / UPLOAD_COOKIE).exists() else ""
         out.append(f"{image:<13} done, key {manifest.key[:12]}, {manifest.finished}{uploaded}")

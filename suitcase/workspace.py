@@ -214,7 +214,10 @@ class Workspace:
         targets = self.clean_targets(images, build_set, os_name)
         with contextlib.ExitStack() as held:
             for bset in targets:
-                held.enter_context(self.lock(bset))  # BusyError here: nothing removed yet
+                try:
+                    held.enter_context(self.lock(bset))
+                except BusyError as exc:
+                    raise BusyError(f"{exc} (nothing was removed)") from None
             removed: list[Path] = []
             for paths in targets.values():
                 for path in paths:

@@ -284,7 +284,7 @@ CATALOGUE: dict[str, tuple[Setup, int, str]] = {
         2,
         "timestamp '' is not",
     ),
-    "clean-one-set-in-use": (_clean_one_set_in_use, 1, "in use by another"),
+    "clean-one-set-in-use": (_clean_one_set_in_use, 1, "(nothing was removed)"),
     "clean-symlink-among-real": (_clean_symlink_among_real, 2, "nothing was removed"),
     "clean-mount-below": (_clean_mount_below, 2, "is mounted there (nothing was removed)"),
     "clean-keys-symlink": (_clean_keys_symlink, 2, "it is a symlink"),

@@ -96,8 +96,6 @@ class Workspace:
             resolved = path.resolve()
             if resolved.exists() and not resolved.is_dir():
                 raise ConfigError(f"workspace {path} is not a folder")
-            if not resolved.exists() and os.path.lexists(resolved):
-                raise ConfigError(f"workspace {path} is a dangling symlink")
         except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
             raise ConfigError(f"workspace {path} cannot be used ({_why(exc)})") from None
         return cls(resolved)

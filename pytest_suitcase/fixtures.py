@@ -11,6 +11,7 @@ import pytest
 
 from pytest_suitcase.session import SuitcaseSession
 from suitcase.build import build_key, run_plan
+from suitcase.errors import SuitcaseError
 from suitcase.imagetypes import IMAGE_TYPES
 from suitcase.machine import booted, mounted
 from suitcase.manifest import Manifest
@@ -53,8 +54,11 @@ def _say(request: pytest.FixtureRequest) -> Any:
 
 def build_or_reuse(request: pytest.FixtureRequest, session: SuitcaseSession, name: str) -> Manifest:
     """Build `name` and its master unless done with a matching key; one builder per build set."""
-    plan = session.plan(name)
-    results = run_plan(session.ctx, plan, _say(request), wait=-1)
+    try:
+        plan = session.plan(name)
+        results = run_plan(session.ctx, plan, _say(request), wait=-1)
+    except SuitcaseError as exc:  # a failed build is its message, not a traceback per spec
+        pytest.fail(f"suitcase: {exc}", pytrace=False)
     return next(r.manifest for r in results if r.stage == name)
 
 

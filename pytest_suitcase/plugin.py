@@ -76,6 +76,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if not SuitcaseSession.wanted(config):
         return
     session = SuitcaseSession.from_config(config)
+    if not hasattr(config, "workerinput"):  # the controller checks once; workers trust it
+        session.preflight()
     config.stash[SuitcaseSession.KEY] = session
     interrupt_on_sigterm()  # a killed run still stops its VMs and releases its mounts
     # every verification boot has fresh host keys: paramiko's warning about them is noise

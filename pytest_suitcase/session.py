@@ -13,6 +13,7 @@ from suitcase.errors import SuitcaseError
 from suitcase.imagetypes import IMAGE_TYPES, resolve_images
 from suitcase.ostemplate import OSTemplate
 from suitcase.plan import BuildPlan
+from suitcase.verbs import preflight_plan
 from suitcase.workspace import BuildSet
 
 
@@ -67,22 +68,37 @@ class SuitcaseSession:
             workerinput = getattr(config, "workerinput", None)
             if workerinput is not None and "suitcase_timestamp" in workerinput:
                 timestamp = workerinput["suitcase_timestamp"]
-            elif opt.suitcase_timestamp is None:
-                sets = ctx.workspace.build_sets(os_template.name)
-                timestamp = sets[-1].timestamp if sets else None
+            elif opt.suitcase_timestamp is None:  # the newest completed set, else a new one
+                timestamp = ctx.workspace.latest(os_template.name)
             else:
                 timestamp = opt.suitcase_timestamp
             build_set = ctx.build_set(os_template, timestamp)
         except SuitcaseError as exc:
-            raise pytest.UsageError(
-                f"suitcase: {exc}; see 'suitcase list' for what exists"
-            ) from None
+            hint = "; see 'suitcase list' for what exists" if "unknown" in str(exc) else ""
+            raise pytest.UsageError(f"suitcase: {exc}{hint}") from None
         return cls(ctx, os_template, names, build_set, opt.suitcase_mode)
 
     def plan(self, image: str) -> BuildPlan:
         return self.ctx.plan(self.os.name, image, self.build_set.timestamp)
 
+    def preflight(self) -> None:
+        """Once per run, before any spec: a build that cannot start is one usage error, and so
+        is a workspace that cannot take the results (stage manifests, reports/)."""
+        try:
+            self.ctx.workspace.check_writable()
+            if self.reports_dir.exists():  # else junitxml makes it, in the writable workspace
+                self.ctx.workspace.check_writable(self.reports_dir)
+            preflight_plan(self.ctx, self.plan(",".join(self.image_names)))
+        except SuitcaseError as exc:
+            message = str(exc)
+            if str(self.reports_dir) in message:
+                message = f"cannot write reports to {self.reports_dir}: {message}"
+            raise pytest.UsageError(f"suitcase: {message}") from None
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.ctx.workspace.root / "reports"
+
     def junit_path(self) -> Path:
-        folder = self.ctx.workspace.root / "reports"
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder / f"junit-{self.build_set.id}.xml"
+        """reports/junit-<build set>.xml (the folder was checked by `preflight`)."""
+        return self.reports_dir / f"junit-{self.build_set.id}.xml"

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import jinja2
 import yaml
 
-from suitcase.config import Paths
+from suitcase.config import Paths, Repo
 from suitcase.errors import ConfigError
 from suitcase.media import master_has_cloud_init
 from suitcase.ostemplate import OSTemplate
@@ -21,7 +22,7 @@ def render(
     os_template: OSTemplate,
     paths: Paths,
     public_key: str,
-    repos: list[dict[str, str]] | None = None,
+    repos: Sequence[Repo | dict[str, str]] | None = None,
     build_id: str = "",
 ) -> str:
     """The answer file for `os_template`, e.g. ks/el7.ks.j2 rendered for one build set."""

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -11,9 +14,7 @@ from suitcase import verbs
 from suitcase.aws import endpoint as aws_endpoint
 from suitcase.command import interrupt_on_sigterm
 from suitcase.context import Context
-from suitcase.errors import SuitcaseError
-
-pass_ctx = click.make_pass_decorator(Context)
+from suitcase.errors import ConfigError, SuitcaseError
 
 
 class OperatorError(click.ClickException):
@@ -27,12 +28,117 @@ class OperatorError(click.ClickException):
         click.echo(f"suitcase: error: {self.message}", err=True)
 
 
+def _usage_line(exc: click.UsageError) -> OperatorError:
+    """click's three-line usage error as Suitcase's one line (exit 2), with where to look."""
+    command = exc.ctx.command_path if exc.ctx is not None else "suitcase"
+    message = " ".join(exc.format_message().split())
+    return OperatorError(ConfigError(f"{message} (see '{command} --help')"))
+
+
+class SuitcaseCommand(click.Command):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            raise _usage_line(exc) from None
+
+
 class SuitcaseGroup(click.Group):
+    command_class = SuitcaseCommand
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            raise _usage_line(exc) from None
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # an unknown verb
+            raise _usage_line(exc) from None
         except SuitcaseError as exc:
             raise OperatorError(exc) from None
+        except OSError as exc:  # the machine said no (read-only, full, gone): one line too
+            where = f": {exc.filename}" if exc.filename else ""
+            raise OperatorError(SuitcaseError(f"{exc.strerror or exc}{where}")) from None
+
+
+@dataclass
+class GlobalOptions:
+    """The options every verb takes, before the verb (`suitcase --workspace W build`) or after it
+    (`suitcase build --workspace W`); after the verb wins. The Context is made from them once."""
+
+    workspace: str | None = None
+    site_file: str | None = None
+    builder: str | None = None
+    accelerator: str | None = None
+
+    def context(self) -> Context:
+        return Context.create(
+            self.workspace,
+            self.site_file,
+            {"builder": self.builder, "accelerator": self.accelerator},
+        )
+
+
+WORKSPACE_HELP = "folder holding images/, packer_cache/ and keys/ (default: the current folder)"
+SITE_HELP = "site settings YAML file"
+BUILDER_HELP = "override the site's builder"
+ACCELERATOR_HELP = "QEMU accelerator (tcg, kvm, ...); overrides the site's"
+
+
+def _global_options(envvars: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--workspace, --site, --builder, --accelerator (read from SUITCASE_* only on the group)."""
+
+    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(
+            (
+                click.option(
+                    "--workspace",
+                    envvar="SUITCASE_WORKSPACE" if envvars else None,
+                    help=WORKSPACE_HELP,
+                ),
+                click.option(
+                    "--site",
+                    "site_file",
+                    envvar="SUITCASE_SITE" if envvars else None,
+                    help=SITE_HELP,
+                ),
+                click.option(
+                    "--builder", type=click.Choice(["qemu", "virtualbox"]), help=BUILDER_HELP
+                ),
+                click.option("--accelerator", help=ACCELERATOR_HELP),
+            )
+        ):
+            f = option(f)
+        return f
+
+    return decorate
+
+
+def pass_ctx(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Give the verb its Context, made from the group's options and the verb's own."""
+
+    def verb(
+        given: GlobalOptions,
+        *args: Any,
+        workspace: str | None,
+        site_file: str | None,
+        builder: str | None,
+        accelerator: str | None,
+        **kwargs: Any,
+    ) -> Any:
+        merged = GlobalOptions(
+            workspace if workspace is not None else given.workspace,
+            site_file if site_file is not None else given.site_file,
+            builder if builder is not None else given.builder,
+            accelerator if accelerator is not None else given.accelerator,
+        )
+        return f(merged.context(), *args, **kwargs)
+
+    functools.update_wrapper(verb, f)  # the verb's name and docstring (its --help)
+    return _global_options(envvars=False)(click.pass_obj(verb))
 
 
 IMAGE_HELP = "master, vagrant, aws-hvm (awshvm), aws-paravirt (awspv), a comma list, or all"
@@ -42,11 +148,24 @@ def _image_arg(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.argument("image", required=False, default="all", metavar="[IMAGE]")(f)
 
 
+def _not_blank(variable: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """click takes an empty variable for an unset one; Suitcase refuses it instead:
+    `SUITCASE_TIMESTAMP=$TS suitcase clean` with an empty $TS must not mean every build set."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is None and os.environ.get(variable) == "":
+            raise ConfigError(f"{variable} is set but empty: give it a value or unset it")
+        return value
+
+    return check
+
+
 def _os_opt(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--os",
         "os_name",
         envvar="SUITCASE_OS",
+        callback=_not_blank("SUITCASE_OS"),
         help="OS template (os/<NAME>.yaml); default from site",
     )(f)
 
@@ -55,6 +174,7 @@ def _ts_opt(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "--timestamp",
         envvar="SUITCASE_TIMESTAMP",
+        callback=_not_blank("SUITCASE_TIMESTAMP"),
         help="build set to resume: YYYYMMDDhhmmss, YYYYMMDDhhmm or 'latest' (default: a new one)",
     )(f)
 
@@ -64,17 +184,7 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @click.group(cls=SuitcaseGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--workspace",
-    envvar="SUITCASE_WORKSPACE",
-    default=None,
-    help="folder holding images/, packer_cache/ and keys/ (default: the current folder)",
-)
-@click.option("--site", "site_file", envvar="SUITCASE_SITE", help="site settings YAML file")
-@click.option(
-    "--builder", type=click.Choice(["qemu", "virtualbox"]), help="override the site's builder"
-)
-@click.option("--accelerator", help="QEMU accelerator (tcg, kvm, ...); overrides the site's")
+@_global_options(envvars=True)
 @click.version_option(package_name="suitcase")
 @click.pass_context
 def cli(
@@ -87,11 +197,10 @@ def cli(
     """Build a master OS image, derive Vagrant and AWS images from it, verify, ship.
 
     IMAGE is one of: master, vagrant, aws-hvm (awshvm), aws-paravirt (awspv), a comma list,
-    or all (the default).
+    or all (the default). --workspace, --site, --builder and --accelerator may also follow the
+    verb.
     """
-    click_ctx.obj = Context.create(
-        workspace, site_file, {"builder": builder, "accelerator": accelerator}
-    )
+    click_ctx.obj = GlobalOptions(workspace, site_file, builder, accelerator)
 
 
 @cli.command()
@@ -102,7 +211,12 @@ def cli(
     type=click.Choice(["cleanup", "abort", "ask", "run-cleanup-provisioner"]),
     help="Packer's -on-error: 'abort' keeps a failed VM running for debugging",
 )
-@click.option("--wait", default=0.0, help="seconds to wait if another build holds the build set")
+@click.option(
+    "--wait",
+    default=0.0,
+    type=click.FloatRange(min=0),
+    help="seconds to wait if another build holds the build set",
+)
 @pass_ctx
 def build(
     ctx: Context, image: str, os_name: str | None, timestamp: str | None, on_error: str, wait: float
@@ -198,7 +312,13 @@ def endpoint_status(ctx: Context) -> None:
 
 @cli.command()
 @_common
-@click.option("-n", "workers", default=0, help="pytest-xdist workers (image types in parallel)")
+@click.option(
+    "-n",
+    "workers",
+    default=0,
+    type=click.IntRange(min=0, max=64),
+    help="pytest-xdist workers (image types in parallel)",
+)
 @click.option(
     "--mode",
     type=click.Choice(["auto", "offline"]),

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_origin
 
 import yaml
+from pydantic import AfterValidator, Field, ValidationError
+from pydantic.fields import FieldInfo
 
 from suitcase.errors import ConfigError
+from suitcase.schema import Annotated, StrictModel, explain, matching, short
 
 #: The project root holding os/, image-templates/, ks/, scripts/ and specs/.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -55,83 +58,126 @@ class Paths:
         return self.root / "specs"
 
 
-@dataclass(frozen=True)
-class Site:
-    """Operator settings: the original's site.rb, as YAML.
+#: An OS template's name: os/<name>.yaml (never a path).
+OS_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+#: An answer file's name: ks/<name>.ks.j2, and the key of its extra repositories in the site.
+ANSWER_FILE = r"el[0-9]{1,2}"
+#: Whole numbers of build VMs: a sane ceiling where the host's RAM cannot be read.
+MAX_CPUS = 64
+MIN_MEMORY_MB = 256
+MAX_MEMORY_MB = 1024 * 1024
+MAX_YAML_BYTES = 1024 * 1024
+
+
+def host_memory_mb() -> int:
+    """This machine's RAM in MiB (a build VM given more fails inside Packer minutes later)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2**20
+    except (ValueError, OSError):
+        return MAX_MEMORY_MB
+
+
+def _fits_host(value: int) -> int:
+    ram = min(host_memory_mb(), MAX_MEMORY_MB)
+    if value > ram:
+        raise ValueError(f"must be at most this machine's {ram} MiB of RAM")
+    return value
+
+
+URL = matching(
+    r"(https?|file)://[^\s\"'\\<>`]+", "an http(s):// or file:// URL (no spaces or quotes)"
+)
+
+
+class Repo(StrictModel):
+    """An extra installer repository: both fields reach the kickstart's `repo` line."""
+
+    name: Annotated[
+        str,
+        matching(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", "letters, digits, '.', '_' or '-' (up to 64)"),
+    ]
+    baseurl: Annotated[
+        str,
+        matching(
+            r"(https?|ftp|nfs|file)://[^\s\"'\\<>`]+",
+            "an http(s)://, ftp://, nfs:// or file:// URL (no spaces or quotes)",
+        ),
+    ]
+
+
+class Site(StrictModel):
+    """Operator settings: the original's site.rb, as YAML (one checked field per line).
 
     `mirrors` maps a distribution (lower case) to a mirror base URL; the Debian mirror defaults to
     the one this machine's apt uses. `repos` maps an answer-file name (el7, ...) to extra
     repositories for the installer.
     """
 
-    bucket: str = "suitcase-images"
-    prefix: str = "suitcase"
-    region: str = "us-east-1"
-    account: str = ""
-    builder: str = "qemu"
-    accelerator: str = "tcg"
-    default_os: str = "Debian-12-x86_64"
-    cpus: int = 2
-    memory: int = 2048
-    derive: str = "overlay"
-    aws: str = "auto"  # auto | embedded | account: where AWS calls go (suitcase.aws.clients)
-    mirrors: dict[str, str] = field(default_factory=dict)
-    repos: dict[str, list[dict[str, str]]] = field(default_factory=dict)
-
-    BUILDERS = ("qemu", "virtualbox")
-    ACCELERATORS = ("tcg", "kvm", "hvf", "whpx", "none")
-    DERIVE = ("overlay", "copy")
+    bucket: Annotated[
+        str,
+        matching(r"(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", "a valid S3 bucket name"),
+    ] = "suitcase-images"
+    prefix: Annotated[
+        str,
+        matching(
+            r"(?!/)(?!.*//)(?!(.*/)?\.\.?(/|$))[A-Za-z0-9._/-]{0,200}",
+            "an S3 key prefix: letters, digits, '.', '_', '-', '/' (no leading '/', no '..')",
+        ),
+    ] = "suitcase"
+    region: Annotated[
+        str, matching(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}", "an AWS region such as us-east-1")
+    ] = "us-east-1"
+    account: Annotated[str, matching(r"([0-9]{12})?", "a 12-digit AWS account id, or empty")] = ""
+    builder: Literal["qemu", "virtualbox"] = "qemu"
+    accelerator: Literal["tcg", "kvm", "hvf", "whpx", "none"] = "tcg"
+    default_os: Annotated[
+        str, matching(OS_NAME, "an OS template name such as Debian-12-x86_64")
+    ] = "Debian-12-x86_64"
+    cpus: Annotated[int, Field(ge=1, le=MAX_CPUS)] = 2
+    memory: Annotated[int, Field(ge=MIN_MEMORY_MB), AfterValidator(_fits_host)] = 2048
+    derive: Literal["overlay", "copy"] = "overlay"
+    aws: Literal["auto", "embedded", "account"] = (
+        "auto"  # where AWS calls go (suitcase.aws.clients)
+    )
+    mirrors: dict[
+        Annotated[str, matching(r"[a-z0-9][a-z0-9 ._-]{0,39}", "a distribution in lower case")],
+        Annotated[str, URL],
+    ] = Field(default_factory=dict)
+    repos: dict[
+        Annotated[str, matching(ANSWER_FILE, "an answer file name such as el7")], list[Repo]
+    ] = Field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path | None, overrides: dict[str, Any] | None = None) -> Site:
-        """Defaults, then `path` (if present), then SUITCASE_* variables, then overrides."""
+        """Defaults, then `path` (if present), then SUITCASE_* variables, then options.
+
+        Checked once, all layers together; a bad value is blamed on the layer it came from:
+        the file and key, the variable, or the option (`--<name>`).
+        """
         values: dict[str, Any] = {}
-        if path is not None and path.exists():
-            values.update(_read_site_file(path))
-        known = {f.name for f in fields(cls)}
-        for name in known:
+        sources: dict[str, tuple[str, bool]] = {}
+        if path is not None and os.path.lexists(path):  # a missing file: the defaults
+            for key, value in _read_site_file(path).items():
+                values[key] = value
+                sources[key] = (str(path), True)
+        for name, info in cls.model_fields.items():
             env = os.environ.get(f"SUITCASE_{name.upper()}")
-            if env is not None and name not in ("mirrors", "repos"):
-                values[name] = env
+            if env is not None and _scalar(info):  # mappings come from the file only
+                values[name] = _from_text(info, env)
+                sources[name] = (f"SUITCASE_{name.upper()}", False)
         for name, value in (overrides or {}).items():
             if value is not None:
-                values[name] = value
-        site = cls()
-        source = str(path) if path else "site settings"
-        for name, value in values.items():
-            default = getattr(site, name)
-            if isinstance(default, int) and not isinstance(default, bool):
-                try:
-                    value = int(value)
-                except (TypeError, ValueError):
-                    raise ConfigError(f"{source}: '{name}' must be a whole number") from None
-            elif isinstance(default, str) and not isinstance(value, str):
-                raise ConfigError(f"{source}: '{name}' must be a string")
-            elif isinstance(default, dict) and not isinstance(value, dict):
-                raise ConfigError(f"{source}: '{name}' must be a mapping")
-            site = replace(site, **{name: value})
-        site.check(source)
-        return site
-
-    def check(self, source: str) -> None:
-        if self.builder not in self.BUILDERS:
+                known = cls.model_fields.get(name)
+                text = isinstance(value, str)
+                values[name] = _from_text(known, value) if known and text else value
+                sources[name] = (f"--{name.replace('_', '-')}", False)
+        default = (str(path) if path else "site settings", True)
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
             raise ConfigError(
-                f"{source}: builder '{self.builder}' is not one of {', '.join(self.BUILDERS)}"
-            )
-        if self.accelerator not in self.ACCELERATORS:
-            raise ConfigError(
-                f"{source}: accelerator '{self.accelerator}' is not one of "
-                f"{', '.join(self.ACCELERATORS)}"
-            )
-        if self.derive not in self.DERIVE:
-            raise ConfigError(f"{source}: derive '{self.derive}' is not one of overlay, copy")
-        if self.aws not in ("auto", "embedded", "account"):
-            raise ConfigError(f"{source}: aws '{self.aws}' is not one of auto, embedded, account")
-        if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", self.bucket):
-            raise ConfigError(f"{source}: bucket '{self.bucket}' is not a valid S3 bucket name")
-        for name, url in self.mirrors.items():
-            if not isinstance(url, str) or not re.match(r"^(https?|file)://", url):
-                raise ConfigError(f"{source}: mirrors.{name} must be an http(s):// or file:// URL")
+                explain(exc, lambda loc: sources.get(str(loc[0]), default) if loc else default)
+            ) from None
 
     def mirror(self, distribution: str) -> str | None:
         """The mirror base URL for a distribution, from the site or (Debian) from apt."""
@@ -143,16 +189,40 @@ class Site:
         return None
 
 
+def _scalar(info: FieldInfo) -> bool:
+    return info.annotation in (str, int) or get_origin(info.annotation) is Literal
+
+
+def _from_text(info: FieldInfo | None, text: str) -> Any:
+    """A variable's or option's text as the field's type: "4" is 4 for a whole-number field."""
+    if info is not None and info.annotation is int and re.fullmatch(r"\s*[+-]?[0-9]+\s*", text):
+        return int(text)
+    return text
+
+
 def load_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
     """A YAML file that must hold a mapping; any problem is one line naming the file (and line)."""
     try:
-        data = yaml.safe_load(path.read_text())
+        if not path.is_file():
+            raise ConfigError(f"{path}: {what} must be a regular file")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_YAML_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read {what} ({exc.strerror})") from None
+    if len(raw) > MAX_YAML_BYTES:
+        raise ConfigError(f"{path}: {what} is larger than {MAX_YAML_BYTES // 1024} KiB")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: {what} is not UTF-8 text (a binary file?)") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}:" if mark else ""
         raise ConfigError(f"{path}:{where} not valid YAML") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read {what} ({exc.strerror})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: {what} is nested too deeply") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -162,10 +232,12 @@ def load_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
 
 def _read_site_file(path: Path) -> dict[str, Any]:
     data = load_yaml_mapping(path, "site settings")
-    known = {f.name for f in fields(Site)}
+    known = set(Site.model_fields)
     for key in data:
         if key not in known:
-            raise ConfigError(f"{path}: unknown key '{key}' (known: {', '.join(sorted(known))})")
+            raise ConfigError(
+                f"{path}: unknown key {short(key)} (known: {', '.join(sorted(known))})"
+            )
     return data
 
 

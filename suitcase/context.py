@@ -24,6 +24,8 @@ class Context:
     paths: Paths
     site: Site
     workspace: Workspace
+    #: the site settings file the settings came from, if any (verify hands it to pytest)
+    site_file: Path | None = None
 
     @classmethod
     def create(
@@ -34,16 +36,18 @@ class Context:
     ) -> Context:
         ws = Workspace.at(workspace)
         if site_file is not None:
-            if not Path(site_file).is_file():
+            if str(site_file) == "":
+                raise ConfigError("the site settings file name is empty (--site/SUITCASE_SITE)")
+            if not Path(site_file).exists():
                 raise ConfigError(f"site settings {site_file} not found")
             site_path: Path | None = Path(site_file)
         else:
             candidates = [ws.root / "site.yaml", Paths.default().root / "site.yaml"]
             site_path = next((p for p in candidates if p.is_file()), None)
-        return cls(Paths.default(), Site.load(site_path, overrides), ws)
+        return cls(Paths.default(), Site.load(site_path, overrides), ws, site_path)
 
     def os_template(self, name: str | None) -> OSTemplate:
-        return load_os(name or self.site.default_os, self.paths)
+        return load_os(self.site.default_os if name is None else name, self.paths)
 
     def build_set(self, os_template: OSTemplate, timestamp: str | None) -> BuildSet:
         return BuildSet(

@@ -105,22 +105,31 @@ _ALIASES = {alias: t.name for t in IMAGE_TYPES.values() for alias in (t.name, *t
 
 
 def resolve_images(spec: str | None) -> list[ImageType]:
-    """`None`/`all` means every type; otherwise a comma list of names or aliases, in build order.
+    """`None` or `all` means every type; otherwise a comma list of names or aliases, in build order.
+
+    An empty name is an error, never "all": `suitcase clean "$IMAGE"` with an unset variable must
+    not select everything. Every name is checked, even next to `all`.
 
     >>> [t.name for t in resolve_images("awspv,vagrant")]
     ['vagrant', 'aws-paravirt']
     """
-    if spec is None or spec.strip() in ("", "all"):
+    if spec is None:
         return list(IMAGE_TYPES.values())
+    known = ", ".join([*IMAGE_TYPES, "all"])
+    if not spec.strip():
+        raise ConfigError(f"the image type is empty (give one of: {known})")
     wanted: set[str] = set()
     for raw in spec.split(","):
         name = raw.strip()
+        if not name:
+            raise ConfigError(f"empty image type in {spec!r} (known: {known})")
         if name == "all":
-            return list(IMAGE_TYPES.values())
-        if name not in _ALIASES:
-            known = ", ".join([*IMAGE_TYPES, "all"])
-            raise ConfigError(f"unknown image type '{name}' (known: {known})")
-        wanted.add(_ALIASES[name])
+            wanted.update(IMAGE_TYPES)
+        elif name in _ALIASES:
+            wanted.add(_ALIASES[name])
+        else:
+            shown = name if name.isprintable() and len(name) <= 40 else repr(name[:40])
+            raise ConfigError(f"unknown image type '{shown}' (known: {known})")
     return [t for t in IMAGE_TYPES.values() if t.name in wanted]
 
 

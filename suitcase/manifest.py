@@ -6,32 +6,42 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
+
+from suitcase.config import OS_NAME
+from suitcase.schema import RELATIVE_PATH, Annotated, explain, matching
+
 MANIFEST_NAME = "manifest.json"
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 _CHUNK = 4 * 1024 * 1024
+# Manifests are read back by every later verb: strict, no unknown keys; an output's path stays
+# inside its stage folder (a manifest is data a copy or a hand could have changed).
+_CONFIG = ConfigDict(extra="forbid", strict=True)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CONFIG)
 class Output:
     """One file a stage produced, relative to the stage folder."""
 
-    path: str
-    kind: str
-    size: int
-    sha256: str
+    path: Annotated[str, matching(RELATIVE_PATH, "a relative path inside the stage folder")]
+    kind: Annotated[str, matching(r"[a-z0-9][a-z0-9-]{0,39}", "an output kind such as disk")]
+    size: Annotated[int, Field(ge=0)]
+    sha256: Annotated[str, matching(r"[0-9a-f]{64}", "64 hex digits")]
 
 
-@dataclass
+@dataclass(config=_CONFIG)
 class Manifest:
     """What a stage produced and from what; later verbs (verify, upload, register) read it back."""
 
-    stage: str
-    os: str
-    timestamp: str
-    key: str
+    stage: Annotated[str, matching(r"[a-z0-9][a-z0-9-]{0,39}", "an image type")]
+    os: Annotated[str, matching(OS_NAME, "an OS template name")]
+    timestamp: Annotated[str, matching(r"[0-9]{12}([0-9]{2})?", "YYYYMMDDhhmm[ss]")]
+    key: Annotated[str, matching(r"[0-9A-Za-z]{1,128}", "a stage key")]
     inputs: dict[str, str]
     parent: dict[str, str] | None
     outputs: list[Output]
@@ -47,11 +57,13 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
-        outputs = [Output(**o) for o in data.pop("outputs")]
-        return cls(outputs=outputs, **data)
+        return _ADAPTER.validate_python(data)
 
     def output(self, kind: str) -> Output | None:
         return next((o for o in self.outputs if o.kind == kind), None)
+
+
+_ADAPTER: TypeAdapter[Manifest] = TypeAdapter(Manifest)
 
 
 def sha256_file(path: Path) -> str:
@@ -100,22 +112,42 @@ def write_manifest(stage_dir: Path, manifest: Manifest) -> Path:
 
 def read_manifest(stage_dir: Path) -> Manifest | None:
     """The stage's manifest, or None when there is none or it cannot be trusted."""
+    return inspect_manifest(stage_dir)[0]
+
+
+def inspect_manifest(stage_dir: Path) -> tuple[Manifest | None, str | None]:
+    """(manifest, None), or (None, why it cannot be trusted), or (None, None) when there is none."""
     path = stage_dir / MANIFEST_NAME
     try:
-        data = json.loads(path.read_text())
-        return Manifest.from_dict(data)
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
-        return None
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_MANIFEST_BYTES + 1)
+    except FileNotFoundError:
+        return None, None
+    except OSError as exc:
+        return None, f"{MANIFEST_NAME} cannot be read ({exc.strerror})"
+    if len(raw) > MAX_MANIFEST_BYTES:
+        return None, f"{MANIFEST_NAME} is too large to be a manifest"
+    try:
+        return _ADAPTER.validate_json(raw), None
+    except ValidationError as exc:
+        return None, "untrusted " + explain(exc, lambda loc: (MANIFEST_NAME, True))
 
 
 def outputs_intact(stage_dir: Path, manifest: Manifest, deep: bool = False) -> str | None:
     """None when every output has its recorded size (and sha256 if `deep`), else why not."""
-    for output in manifest.outputs:
-        path = stage_dir / output.path
-        if not path.is_file():
-            return f"output {output.path} is missing"
-        if path.stat().st_size != output.size:
-            return f"output {output.path} changed size"
-        if deep and sha256_file(path) != output.sha256:
-            return f"output {output.path} does not match its sha256"
+    try:
+        top = stage_dir.resolve()
+        for output in manifest.outputs:
+            path = stage_dir / output.path
+            # a symlink in the stage folder must not make a file elsewhere count as built
+            if top not in path.resolve().parents:
+                return f"output {output.path} lies outside the stage folder"
+            if not path.is_file():
+                return f"output {output.path} is missing"
+            if path.stat().st_size != output.size:
+                return f"output {output.path} changed size"
+            if deep and sha256_file(path) != output.sha256:
+                return f"output {output.path} does not match its sha256"
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
+        return f"outputs cannot be checked ({exc})"
     return None

@@ -102,19 +102,17 @@ def kickstart_repos(site: Site, os_template: OSTemplate) -> list[dict[str, str]]
 
     Never raises: `suitcase plan` renders kickstarts without a mirror; `preflight` refuses.
     """
-    given = {r.get("name"): r for r in site.repos.get(os_template.answer_file or "", [])}
+    given = {r.name: r for r in site.repos.get(os_template.answer_file or "", [])}
     mirror = mirror_for(site, os_template)
     repos: list[dict[str, str]] = []
     for repo in declared_repositories(os_template):
         if repo["name"] in given:
-            repos.append({"name": repo["name"], "baseurl": str(given[repo["name"]]["baseurl"])})
+            repos.append({"name": repo["name"], "baseurl": given[repo["name"]].baseurl})
         elif mirror:
             repos.append({"name": repo["name"], "baseurl": f"{mirror}/{repo['path'].strip('/')}/"})
     declared = {r["name"] for r in repos}
     repos += [
-        {"name": str(r["name"]), "baseurl": str(r["baseurl"])}
-        for r in given.values()
-        if r.get("name") not in declared
+        {"name": r.name, "baseurl": r.baseurl} for r in given.values() if r.name not in declared
     ]
     return repos
 

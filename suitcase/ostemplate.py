@@ -12,49 +12,106 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from suitcase.config import Paths, load_yaml_mapping
+from pydantic import Field, ValidationError, model_validator
+
+from suitcase.config import ANSWER_FILE, OS_NAME, Paths, load_yaml_mapping
 from suitcase.errors import ConfigError
-from suitcase.keys import KEY_TYPES, accepted_key_types
+from suitcase.keys import accepted_key_types
+from suitcase.schema import RELATIVE_PATH, Annotated, StrictModel, explain, matching, short
 
-# key -> (type, required). Nested mappings are described by their own schema below.
-_TOP: dict[str, tuple[type | tuple[type, ...], bool]] = {
-    "distribution": (str, True),
-    "family": (str, True),
-    "version": (str, True),
-    "major": (int, True),
-    "arch": (str, True),
-    "method": (str, True),
-    "disk_size_mb": (int, True),
-    "root_fs": (str, True),
-    "openssh_version": (str, False),
-    "build_key_type": (str, False),
-    "installer": (dict, False),
-    "bootstrap": (dict, False),
-}
-_INSTALLER: dict[str, tuple[type | tuple[type, ...], bool]] = {
-    "iso_path": (str, True),
-    "iso_checksum": ((str, type(None)), True),
-    "checksum_source": (str, True),
-    "answer_file": (str, True),
-    "mirror": (str, False),
-    "iso_content": (str, False),
-    "repositories": (list, False),
-}
-_REPOSITORY: dict[str, tuple[type | tuple[type, ...], bool]] = {
-    "name": (str, True),
-    "path": (str, True),
-    "content": (str, True),
-}
-_BOOTSTRAP: dict[str, tuple[type | tuple[type, ...], bool]] = {
-    "suite": (str, True),
-    "packages": (list, True),
-}
 FAMILIES = ("el", "debian")
+#: How each family is installed: the method a template names must be its family's.
 METHODS = {"installer": "el", "bootstrap": "debian"}
-_CHECKSUM = re.compile(r"^sha256:[0-9a-f]{64}$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+CONTENT = r"[a-z0-9][a-z0-9.-]{0,63}"
+
+
+class Repository(StrictModel):
+    """A repository the installer needs beside the ISO (its path under the release's mirror)."""
+
+    name: Annotated[
+        str, matching(r"[A-Za-z][A-Za-z0-9_-]{0,39}", "a repository name such as extras")
+    ]
+    path: Annotated[str, matching(RELATIVE_PATH, "a relative path without '..'")]
+    content: Annotated[str, matching(CONTENT, "a content name in os/data/packages.yaml")]
+
+
+class Installer(StrictModel):
+    """EL: the install medium and the answer file that drives the installer."""
+
+    iso_path: Annotated[str, matching(RELATIVE_PATH, "a relative path without '..'")]
+    iso_checksum: (
+        Annotated[str, matching(r"sha256:[0-9a-f]{64}", "sha256:<64 hex digits> or null")] | None
+    )
+    checksum_source: Annotated[str, matching(r"[^\n\r]{1,400}", "one line saying where it is from")]
+    answer_file: Annotated[str, matching(ANSWER_FILE, "an answer file in ks/, such as el7")]
+    # a key of the site's mirrors naming where this release lives (default: the distribution)
+    mirror: Annotated[str, matching(r"[a-z0-9][a-z0-9 ._-]{0,39}", "a site mirrors key")] | None = (
+        None
+    )
+    # what the ISO and each declared repository carry: a content name in os/data/packages.yaml
+    iso_content: (
+        Annotated[str, matching(CONTENT, "a content name in os/data/packages.yaml")] | None
+    ) = None
+    repositories: list[Repository] = Field(default_factory=list)
+
+
+class Bootstrap(StrictModel):
+    """Debian: the package bootstrap (debootstrap) of the master's root file system."""
+
+    # reaches folder names and debootstrap's command line: a plain word, nothing else
+    suite: Annotated[str, matching(r"[a-z][a-z0-9-]{0,31}", "a plain word such as bookworm")]
+    packages: Annotated[
+        list[Annotated[str, matching(r"[a-z0-9][a-z0-9.+-]{0,99}", "a Debian package name")]],
+        Field(min_length=1),
+    ]
+
+
+class OSTemplateSpec(StrictModel):
+    """One os/<name>.yaml: every field typed, ranged or patterned; one line per field."""
+
+    distribution: Annotated[
+        str, matching(r"[A-Za-z][A-Za-z0-9 ._-]{0,39}", "a distribution name such as CentOS")
+    ]
+    family: Literal["el", "debian"]
+    version: Annotated[str, matching(r"[0-9]{1,3}(\.[0-9]{1,3}){0,2}", "a version such as 7.3")]
+    major: Annotated[int, Field(ge=1, le=999)]
+    arch: Literal["x86_64"]
+    method: Literal["installer", "bootstrap"]
+    disk_size_mb: Annotated[int, Field(ge=1024, le=2 * 1024 * 1024)]
+    root_fs: Literal["ext3", "ext4", "xfs"]
+    # the image's own sshd: the build key must be a type it accepts (os/data/openssh.yaml)
+    openssh_version: (
+        Annotated[
+            str,
+            matching(
+                r"[0-9]{1,2}(\.[0-9]{1,2}){1,2}(p[0-9]{1,2})?", "an OpenSSH version such as 5.3p1"
+            ),
+        ]
+        | None
+    ) = None
+    build_key_type: Literal["ed25519", "rsa"] = "ed25519"
+    installer: Installer | None = None
+    bootstrap: Bootstrap | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OSTemplateSpec:
+        if METHODS[self.method] != self.family:
+            raise ValueError(
+                f"family '{self.family}' is not installed by method '{self.method}' "
+                f"(el: installer, debian: bootstrap)"
+            )
+        if self.version.split(".")[0] != str(self.major):
+            raise ValueError(f"version '{self.version}' does not start with major {self.major}")
+        if getattr(self, self.method) is None:
+            raise ValueError(f"missing key '{self.method}' (required by method '{self.method}')")
+        other = "bootstrap" if self.method == "installer" else "installer"
+        if getattr(self, other) is not None:
+            raise ValueError(f"key '{other}' does not belong to method '{self.method}'")
+        return self
 
 
 @dataclass(frozen=True)
@@ -63,7 +120,9 @@ class OSTemplate:
 
     name: str
     path: Path
+    #: the file as parsed (its fingerprint is a stage-key input) and its checked model
     data: dict[str, Any]
+    spec: OSTemplateSpec
 
     @property
     def family(self) -> str:
@@ -123,14 +182,19 @@ class OSTemplate:
 
 
 def list_os(paths: Paths) -> list[str]:
-    return sorted(p.stem for p in paths.os_dir.glob("*.yaml"))
+    """The OS template names in os/: regular files named like an OS, nothing else."""
+    return sorted(
+        p.stem for p in paths.os_dir.glob("*.yaml") if p.is_file() and re.fullmatch(OS_NAME, p.stem)
+    )
 
 
 def load_os(name: str, paths: Paths | None = None) -> OSTemplate:
     """Load and check os/<name>.yaml; every problem is one line naming the file and key."""
     paths = paths or Paths.default()
-    if not _NAME.match(name):
-        raise ConfigError(f"'{name}' is not a valid OS template name")
+    if not name:
+        raise ConfigError("the OS name is empty (give --os NAME; 'suitcase list' shows them)")
+    if not re.fullmatch(OS_NAME, name):
+        raise ConfigError(f"{short(name)} is not a valid OS template name")
     path = paths.os_dir / f"{name}.yaml"
     if not path.is_file():
         known = ", ".join(list_os(paths)) or "none"
@@ -140,34 +204,17 @@ def load_os(name: str, paths: Paths | None = None) -> OSTemplate:
 
 def parse_os(name: str, path: Path) -> OSTemplate:
     data = load_yaml_mapping(path, "an OS template")
-    _check(path, data, _TOP, "")
-    if data["family"] not in FAMILIES:
-        raise ConfigError(f"{path}: key 'family' must be one of {', '.join(FAMILIES)}")
-    if data["method"] not in METHODS:
-        raise ConfigError(f"{path}: key 'method' must be one of {', '.join(METHODS)}")
-    section = data["method"]
-    if section not in data:
-        raise ConfigError(f"{path}: missing key '{section}' (required by method '{section}')")
-    _check(path, data[section], _INSTALLER if section == "installer" else _BOOTSTRAP, section + ".")
-    if data["disk_size_mb"] < 1024:
-        raise ConfigError(f"{path}: key 'disk_size_mb' must be at least 1024")
-    checksum = (data.get("installer") or {}).get("iso_checksum")
-    if checksum is not None and not _CHECKSUM.match(checksum):
-        raise ConfigError(f"{path}: key 'installer.iso_checksum' must look like sha256:<64 hex>")
-    packages = (data.get("bootstrap") or {}).get("packages", [])
-    if not all(isinstance(p, str) and re.match(r"^[a-z0-9][a-z0-9.+-]*$", p) for p in packages):
-        raise ConfigError(f"{path}: key 'bootstrap.packages' must be a list of package names")
-    for index, repo in enumerate((data.get("installer") or {}).get("repositories") or []):
-        _check(path, repo, _REPOSITORY, f"installer.repositories[{index}].")
+    try:
+        spec = OSTemplateSpec.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(explain(exc, lambda loc: (str(path), True))) from None
     _check_key_type(path, data)
-    return OSTemplate(name=name, path=path, data=data)
+    return OSTemplate(name=name, path=path, data=data, spec=spec)
 
 
 def _check_key_type(path: Path, data: dict[str, Any]) -> None:
     """The build key must be one the image's own sshd accepts (os/data/openssh.yaml)."""
     key_type = data.get("build_key_type", "ed25519")
-    if key_type not in KEY_TYPES:
-        raise ConfigError(f"{path}: key 'build_key_type' must be one of {', '.join(KEY_TYPES)}")
     version = data.get("openssh_version")
     if version is None:
         return
@@ -178,27 +225,3 @@ def _check_key_type(path: Path, data: dict[str, Any]) -> None:
             f"{path}: build_key_type {key_type} is not accepted by OpenSSH {version} "
             f"(it accepts {', '.join(accepted)})"
         )
-
-
-def _check(
-    path: Path, data: Any, schema: dict[str, tuple[type | tuple[type, ...], bool]], prefix: str
-) -> None:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: key '{prefix.rstrip('.')}' must be a mapping")
-    for key in data:
-        if key not in schema:
-            raise ConfigError(f"{path}: unknown key '{prefix}{key}'")
-    for key, (kind, required) in schema.items():
-        if key not in data:
-            if required:
-                raise ConfigError(f"{path}: missing key '{prefix}{key}'")
-            continue
-        value = data[key]
-        bad_bool = isinstance(value, bool) and kind is int
-        if bad_bool or not isinstance(value, kind):
-            names = (
-                kind.__name__
-                if isinstance(kind, type)
-                else " or ".join("null" if k is type(None) else k.__name__ for k in kind)
-            )
-            raise ConfigError(f"{path}: key '{prefix}{key}' must be of type {names}")

@@ -14,7 +14,7 @@ from pathlib import Path
 from suitcase.answerfile import KEY_PLACEHOLDER, render
 from suitcase.config import Paths, Site
 from suitcase.imagetypes import ImageType, with_parents
-from suitcase.manifest import Manifest, outputs_intact, read_manifest
+from suitcase.manifest import Manifest, inspect_manifest, outputs_intact
 from suitcase.media import kickstart_repos
 from suitcase.ostemplate import OSTemplate
 from suitcase.workspace import BuildSet, Workspace
@@ -58,8 +58,8 @@ class BuildPlan:
         states: list[StageState] = []
         rebuilding: set[str] = set()
         for stage in self.stages:
-            manifest = read_manifest(stage.directory)
-            reason = _why_not_done(stage, manifest, rebuilding)
+            manifest, problem = inspect_manifest(stage.directory)
+            reason = problem or _why_not_done(stage, manifest, rebuilding)
             if reason:
                 rebuilding.add(stage.image.name)
             states.append(StageState(stage, not reason, reason or "up to date", manifest))

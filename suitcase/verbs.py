@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from suitcase.build import Say, StageResult, run_plan
+from suitcase.build import Say, StageResult, preflight, run_plan
 from suitcase.context import Context
-from suitcase.errors import ConfigError, NotYetAvailable
+from suitcase.errors import ConfigError, NotYetAvailable, SuitcaseError
 from suitcase.imagetypes import IMAGE_TYPES, resolve_images
-from suitcase.manifest import read_manifest, write_atomic
+from suitcase.manifest import inspect_manifest, write_atomic
 from suitcase.ostemplate import list_os, load_os
 from suitcase.plan import BuildPlan
-from suitcase.workspace import BuildSet
+from suitcase.workspace import BuildSet, new_timestamp
 
 UPLOAD_COOKIE = ".upload_done"
 LATER = {
@@ -34,6 +35,48 @@ def not_yet(verb: str) -> None:
     )
 
 
+class CannotStart(ConfigError):
+    """A run whose builds cannot start (no medium, no room, a bad template): one line, exit 2."""
+
+
+def preflight_plan(ctx: Context, plan: BuildPlan) -> None:
+    """Refuse up front, once, when a stage the run needs cannot be built (the CLI and plugin)."""
+    todo = [state.stage for state in plan.states() if not state.done]
+    if not todo:
+        return
+    try:
+        ctx.workspace.check_writable()
+        preflight(ctx, plan, todo)
+    except SuitcaseError as exc:
+        raise CannotStart(str(exc).splitlines()[0]) from None
+
+
+def existing_build_set(
+    ctx: Context, os_name: str, timestamp: str | None, allow_new: bool
+) -> BuildSet:
+    """The build set a verify/parity run means; a set the user named must exist (never built).
+
+    No timestamp: the newest set with a completed stage, else (`allow_new`) a new one.
+    """
+    if timestamp is None:
+        latest = ctx.workspace.latest(os_name)
+        if latest is not None:
+            return BuildSet(os_name, latest)
+        if allow_new:
+            return BuildSet(os_name, new_timestamp())
+        raise ConfigError(
+            f"no build set of {os_name} with a completed stage in {ctx.workspace.images_dir}"
+        )
+    bset = BuildSet(os_name, ctx.workspace.resolve_timestamp(os_name, timestamp))
+    if not ctx.workspace.exists(bset):
+        raise ConfigError(
+            f"build set {bset.id} does not exist in {ctx.workspace.images_dir}: build it with "
+            f"'suitcase build --os {os_name} --timestamp {bset.timestamp}', or leave out "
+            "--timestamp for the newest one"
+        )
+    return bset
+
+
 def build(
     ctx: Context,
     image: str | None,
@@ -44,6 +87,7 @@ def build(
     say: Say,
 ) -> list[StageResult]:
     plan = ctx.plan(os_name, image, timestamp)
+    ctx.workspace.check_writable()
     say(f"build set {plan.build_set.id} (builder {plan.builder}, {ctx.site.accelerator})")
     return run_plan(ctx, plan, say, on_error=on_error, wait=wait)
 
@@ -108,9 +152,9 @@ def _set_states(ctx: Context, bset: BuildSet) -> list[str]:
         directory = ctx.workspace.stage_dir(image, bset)
         if not directory.exists():
             continue
-        manifest = read_manifest(directory)
+        manifest, problem = inspect_manifest(directory)
         if manifest is None:
-            out.append(f"{image:<13} incomplete (no manifest)")
+            out.append(f"{image:<13} incomplete ({problem or 'no manifest'})")
             continue
         uploaded = " uploaded" if (directory / UPLOAD_COOKIE).exists() else ""
         out.append(f"{image:<13} done, key {manifest.key[:12]}, {manifest.finished}{uploaded}")
@@ -120,21 +164,17 @@ def _set_states(ctx: Context, bset: BuildSet) -> list[str]:
 def clean(
     ctx: Context, image: str | None, os_name: str | None, timestamp: str | None, dry_run: bool
 ) -> list[str]:
+    """Remove IMAGE's stage folders of one build set (or every set of the OS): all or none."""
     os_template = ctx.os_template(os_name)
     names = [t.name for t in resolve_images(image)]
     bset = (
         BuildSet(os_template.name, ctx.workspace.resolve_timestamp(os_template.name, timestamp))
-        if timestamp
+        if timestamp is not None
         else None
     )
     if dry_run:
-        sets = [bset] if bset else ctx.workspace.build_sets(os_template.name)
-        found = [
-            ctx.workspace.stage_dir(n, s)
-            for s in sets
-            for n in names
-            if ctx.workspace.stage_dir(n, s).exists()
-        ]
+        targets = ctx.workspace.clean_targets(names, bset, os_template.name)
+        found = [path for paths in targets.values() for path in paths]
         return [f"would remove {p}" for p in found] or ["nothing to remove"]
     removed = ctx.workspace.clean(names, bset, os_template.name)
     return [f"removed {p}" for p in removed] or ["nothing to remove"]
@@ -164,8 +204,10 @@ def fake_upload(
 def _existing_plan(
     ctx: Context, image: str | None, os_name: str | None, timestamp: str | None
 ) -> BuildPlan:
-    """The plan of an existing build set (default: the newest of the OS)."""
-    return ctx.plan(os_name, image, timestamp or "latest")
+    """The plan of an existing build set (default: the newest of the OS with a completed stage)."""
+    os_template = ctx.os_template(os_name)
+    bset = existing_build_set(ctx, os_template.name, timestamp, allow_new=False)
+    return ctx.plan(os_template.name, image, bset.timestamp)
 
 
 def verify(
@@ -177,9 +219,17 @@ def verify(
     mode: str,
     extra: tuple[str, ...] = (),
 ) -> int:
-    """Run the specs through pytest (the plugin builds what is missing); returns pytest's code."""
+    """Run the specs through pytest (the plugin builds what is missing); returns pytest's code.
+
+    A build set named with --timestamp must exist; without one, the newest completed set is
+    verified, or a new one is built. A build that cannot start stops here, in one line.
+    """
     os_template = ctx.os_template(os_name)
     names = ",".join(t.name for t in resolve_images(image))
+    if workers < 0:
+        raise ConfigError(f"-n {workers}: the number of workers must be 0 or more")
+    bset = existing_build_set(ctx, os_template.name, timestamp, allow_new=True)
+    preflight_plan(ctx, ctx.plan(os_template.name, names, bset.timestamp))
     argv = [
         sys.executable,
         "-m",
@@ -196,12 +246,20 @@ def verify(
         str(ctx.workspace.root),
         "--suitcase-mode",
         mode,
+        "--timestamp",
+        bset.timestamp,
     ]
-    if timestamp:
-        argv += ["--timestamp", timestamp]
+    if ctx.site_file is not None:
+        argv += ["--suitcase-site", str(ctx.site_file)]
     if workers:
         argv += ["-n", str(workers)]
-    return subprocess.run([*argv, *extra], check=False).returncode
+    # the options that override the site (--builder, --accelerator) reach pytest as variables
+    env = {
+        **os.environ,
+        "SUITCASE_BUILDER": ctx.site.builder,
+        "SUITCASE_ACCELERATOR": ctx.site.accelerator,
+    }
+    return subprocess.run([*argv, *extra], check=False, env=env).returncode
 
 
 def parity(

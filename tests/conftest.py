@@ -48,3 +48,34 @@ def tree_snapshot(root: Path) -> dict[str, int]:
         str(p.relative_to(root)): (p.lstat().st_size if not p.is_dir() else -1)
         for p in sorted(root.rglob("*"))
     }
+
+
+def fake_stage(
+    workspace: Path, image: str, os_name: str, timestamp: str, manifest: bool = True
+) -> Path:
+    """A built-looking stage folder (a small disk and, unless told otherwise, a valid manifest)."""
+    from suitcase.manifest import Manifest, describe_output, write_manifest
+
+    stage = workspace / "images" / image / f"{os_name}-{timestamp}"
+    stage.mkdir(parents=True, exist_ok=True)
+    disk = stage / "disk.qcow2"
+    disk.write_bytes(b"disk" * 256)
+    if manifest:
+        write_manifest(
+            stage,
+            Manifest(
+                stage=image,
+                os=os_name,
+                timestamp=timestamp,
+                key="0" * 64,
+                inputs={},
+                parent=None,
+                outputs=[describe_output(stage, disk, "disk")],
+                tool_versions={},
+                git_revision="test",
+                started="s",
+                finished="f",
+                suitcase_version="0",
+            ),
+        )
+    return stage

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from suitcase.cli import cli
 from suitcase.config import Paths
 from suitcase.workspace import BuildSet, Workspace
-from tests.conftest import tree_snapshot
+from tests.conftest import fake_stage, tree_snapshot
 
 
 def invoke(runner: CliRunner, *args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
@@ -70,7 +70,7 @@ def test_os_comes_from_the_environment(runner: CliRunner, workspace: Path) -> No
 
 
 def test_plan_with_given_timestamp_and_latest(runner: CliRunner, workspace: Path) -> None:
-    (workspace / "images" / "master" / "Debian-12-x86_64-20260101000000").mkdir(parents=True)
+    fake_stage(workspace, "master", "Debian-12-x86_64", "20260101000000")
     result = invoke(runner, "plan", "master", "--os", "Debian-12-x86_64", "--timestamp", "latest")
     assert "Debian-12-x86_64-20260101000000" in result.output
     result = invoke(
@@ -206,7 +206,7 @@ CATALOGUE: dict[str, tuple[Setup, str]] = {
     "latest-without-sets": (lambda ws, h: ["plan", "--timestamp", "latest"], "no build set of"),
     "malformed-site": (_site("bucket: [\n"), "not valid YAML"),
     "unknown-site-key": (_site("colour: red\n"), "unknown key 'colour'"),
-    "bad-builder": (_site("builder: vmware\n"), "builder 'vmware'"),
+    "bad-builder": (_site("builder: vmware\n"), "key 'builder' must be 'qemu' or 'virtualbox'"),
     "missing-site-file": (lambda ws, h: ["--site", str(ws / "nope.yaml"), "plan"], "not found"),
     "workspace-is-a-file": (_workspace_is_a_file, "is not a folder"),
     "missing-packer": (_no_packer, "packer not found on PATH"),

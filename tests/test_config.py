@@ -28,10 +28,10 @@ def test_layering_defaults_file_env_options(
     [
         ("bucket: [\n", "not valid YAML"),
         ("colour: blue\n", "unknown key 'colour'"),
-        ("builder: vmware\n", "builder 'vmware'"),
-        ("derive: clone\n", "derive .clone."),
+        ("builder: vmware\n", "key 'builder' must be 'qemu' or 'virtualbox' .got 'vmware'"),
+        ("derive: clone\n", "key 'derive' must be 'overlay' or 'copy' .got 'clone'."),
         ("cpus: many\n", "'cpus' must be a whole number"),
-        ("bucket: Not_A_Bucket\n", "not a valid S3 bucket"),
+        ("bucket: Not_A_Bucket\n", "must be a valid S3 bucket name"),
         ("mirrors: {debian: ftp.example}\n", "mirrors.debian"),
         ("- just a list\n", "must be a mapping"),
     ],

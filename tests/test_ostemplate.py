@@ -67,12 +67,18 @@ GOOD = Path(__file__).resolve().parent.parent / "os" / "CentOS-7.3-x86_64.yaml"
     [
         (lambda t: t + "colour: blue\n", "unknown key 'colour'"),
         (lambda t: t.replace("major: 7\n", ""), "missing key 'major'"),
-        (lambda t: t.replace("major: 7", "major: seven"), "key 'major' must be of type int"),
+        (
+            lambda t: t.replace("major: 7", "major: seven"),
+            "key 'major' must be a whole number (got 'seven')",
+        ),
         (
             lambda t: t.replace('version: "7.3"', "version: 7.3"),
-            "key 'version' must be of type str",
+            "key 'version' must be a string (got 7.3)",
         ),
-        (lambda t: t.replace("family: el", "family: bsd"), "key 'family' must be one of"),
+        (
+            lambda t: t.replace("family: el", "family: bsd"),
+            "key 'family' must be 'el' or 'debian' (got 'bsd')",
+        ),
         (lambda t: t.replace("  answer_file: el7\n", ""), "missing key 'installer.answer_file'"),
         (lambda t: t.replace("sha256:af49", "md5:af49"), "installer.iso_checksum"),
         (lambda t: t + "  extra: 1\n", "unknown key 'installer.extra'"),

@@ -234,16 +234,19 @@ def test_verify_verb_runs_the_specs_and_passes_on_their_verdict(
     ws = tmp_path / "ws"
     ws.mkdir()
     (ws / "site.yaml").write_text("mirrors: {debian: 'http://mirror.invalid/debian'}\n")
-    args = [
-        "--workspace",
-        str(ws),
-        "verify",
-        "aws-hvm",
-        "--os",
-        "Fake-12-x86_64",
-        "--timestamp",
-        "20260101000000",
+    ts = ["--os", "Fake-12-x86_64", "--timestamp", "20260101000000"]
+    args = ["--workspace", str(ws), "verify", "aws-hvm", *ts]
+    # verify never builds a build set the user named that does not exist: one line, exit 2
+    missing = CliRunner().invoke(cli, args)
+    assert missing.exit_code == 2, missing.output
+    assert missing.output.splitlines() == [
+        f"suitcase: error: build set Fake-12-x86_64-20260101000000 does not exist in {ws}/images: "
+        "build it with 'suitcase build --os Fake-12-x86_64 --timestamp 20260101000000', or leave "
+        "out --timestamp for the newest one"
     ]
+    assert not (ws / "images").exists() and not (ws / "reports").exists()
+    built = CliRunner().invoke(cli, ["build", "aws-hvm", *ts, "--workspace", str(ws)])
+    assert built.exit_code == 0, built.output
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     manifest = json.loads(

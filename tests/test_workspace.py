@@ -9,6 +9,7 @@ import pytest
 
 from suitcase.errors import BusyError, ConfigError
 from suitcase.workspace import BuildSet, Workspace, check_timestamp, new_timestamp
+from tests.conftest import fake_stage
 
 
 def test_new_timestamp_is_utc_14_digits() -> None:
@@ -32,12 +33,12 @@ def test_bad_timestamps_refused(value: str) -> None:
 
 def test_latest_picks_newest_set_of_that_os(tmp_path: Path) -> None:
     ws = Workspace(tmp_path)
-    for image, name in [
-        ("master", "Debian-12-x86_64-20260101000000"),
-        ("vagrant", "Debian-12-x86_64-20260301000000"),
-        ("master", "CentOS-7.3-x86_64-20270101000000"),
+    for image, os_name, ts in [
+        ("master", "Debian-12-x86_64", "20260101000000"),
+        ("vagrant", "Debian-12-x86_64", "20260301000000"),
+        ("master", "CentOS-7.3-x86_64", "20260401000000"),
     ]:
-        (ws.images_dir / image / name).mkdir(parents=True)
+        fake_stage(tmp_path, image, os_name, ts)
     assert ws.resolve_timestamp("Debian-12-x86_64", "latest") == "20260301000000"
     with pytest.raises(ConfigError, match="no build set of Rocky"):
         ws.resolve_timestamp("Rocky-9.7-x86_64", "latest")

@@ -23,8 +23,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
-from suitcase.manifest import write_atomic
-
 MASK = "<redacted>"
 KEY_MASK = "<redacted private key>"
 #: Environment variables whose values are secrets wherever they show up.
@@ -205,6 +203,8 @@ def open_log(path: Path) -> IO[str]:
 
 def write_private(path: Path, text: str) -> None:
     """Replace `path` atomically with `text`, 0600 from its creation."""
+    from suitcase.manifest import write_atomic  # manifest -> config -> errors -> here
+
     write_atomic(path, text, mode=0o600)
 
 

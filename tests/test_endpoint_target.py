@@ -156,7 +156,8 @@ def test_unknown_mode_and_region_are_bad_input(ws: Path, monkeypatch: pytest.Mon
     result = CliRunner().invoke(cli, ["--workspace", str(ws), "endpoint", "status"])
     assert result.exit_code == 2
     assert result.output.splitlines() == [
-        f"suitcase: error: {ws / 'site.yaml'}: key 'aws' must be 'auto', 'embedded' or 'account' (got 'cloud')"
+        f"suitcase: error: {ws / 'site.yaml'}: key 'aws' must be "
+        "'auto', 'embedded' or 'account' (got 'cloud')"
     ]
     (ws / "site.yaml").write_text("region: us-east-9\n")
     with pytest.raises(UnknownRegion, match=r"region 'us-east-9' is not an AWS region") as bad:

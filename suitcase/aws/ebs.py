@@ -173,12 +173,10 @@ def put_blocks(
     pool = cf.ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ebs-put")
     try:
         futures = [pool.submit(one, index) for index in indices]
-        done = 0
-        for future in cf.as_completed(futures):
+        for done, future in enumerate(cf.as_completed(futures), 1):
             index, digest = future.result()
             if digest is not None:
                 sent[index] = digest
-            done += 1
             if progress:
                 progress(done, len(indices))
     except BaseException:

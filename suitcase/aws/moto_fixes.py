@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -99,7 +99,7 @@ def _fix_ebs() -> None:
             )
         result = original_start_response(self)
         if token:
-            tokens[token] = result.result["SnapshotId"]
+            tokens[token] = cast(dict[str, Any], result.result)["SnapshotId"]
         return result
 
     original_start_response = ebs_responses.EBSResponse.start_snapshot
@@ -134,7 +134,7 @@ def _fix_register_image() -> None:
     from moto.ec2.models.amis import Ami
     from moto.ec2.responses.amis import AmisResponse
 
-    class RegisteredImage(Ami):  # type: ignore[misc]
+    class RegisteredImage(Ami):
         """An AMI backed by the snapshots its block device mappings name, not one of its own."""
 
         __module__ = _MOTO_MODULE  # moto's model registry files models by their module
@@ -149,8 +149,8 @@ def _fix_register_image() -> None:
                 architecture=spec.get("Architecture") or "i386",
                 root_device_type="ebs",
                 root_device_name=spec.get("RootDeviceName") or "/dev/sda1",
-                sriov=spec.get("SriovNetSupport"),
-                boot_mode=spec.get("BootMode"),
+                sriov=spec.get("SriovNetSupport"),  # type: ignore[arg-type]
+                boot_mode=spec.get("BootMode"),  # type: ignore[arg-type]
                 hypervisor="xen",
             )
             # moto made a 15 GiB snapshot of its own for the AMI: AWS does not.
@@ -222,7 +222,7 @@ def _fix_pv_grub_kernels() -> None:
     amazon, so DescribeImages finds them (EC2 User Guide, "User provided kernels")."""
     from moto.ec2.models.amis import Ami, AmiBackend
 
-    class KernelImage(Ami):  # type: ignore[misc]
+    class KernelImage(Ami):
         """A public kernel image: no EBS snapshot behind it."""
 
         __module__ = _MOTO_MODULE
@@ -242,7 +242,7 @@ def _fix_pv_grub_kernels() -> None:
                 image_location="ec2-public-images/pv-grub-hd0_1.05-x86_64.gz.manifest.xml",
                 root_device_type="instance-store",
                 hypervisor="xen",
-                boot_mode=None,
+                boot_mode=None,  # type: ignore[arg-type]
             )
             # moto made a snapshot for it, as for every AMI
             backend.snapshots.pop(self.ebs_snapshot.id, None)

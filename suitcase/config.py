@@ -76,6 +76,11 @@ class Site:
     derive: str = "overlay"
     mirrors: dict[str, str] = field(default_factory=dict)
     repos: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    # AMI registration (suitcase.aws.ami): RegisterImage's BootMode and ImdsSupport, and the
+    # parallel EBS block uploads (0: Suitcase's measured default)
+    ami_boot_mode: str = "legacy-bios"
+    ami_imds_support: str = "v2.0"
+    ebs_workers: int = 0
 
     BUILDERS = ("qemu", "virtualbox")
     ACCELERATORS = ("tcg", "kvm", "hvf", "whpx", "none")
@@ -124,6 +129,12 @@ class Site:
             )
         if self.derive not in self.DERIVE:
             raise ConfigError(f"{source}: derive '{self.derive}' is not one of overlay, copy")
+        if self.ami_boot_mode not in ("legacy-bios", "uefi", "uefi-preferred"):
+            raise ConfigError(f"{source}: ami_boot_mode must be legacy-bios, uefi or uefi-preferred")
+        if self.ami_imds_support not in ("v2.0", ""):
+            raise ConfigError(f"{source}: ami_imds_support must be v2.0 or empty (IMDSv1 allowed)")
+        if not 0 <= self.ebs_workers <= 64:
+            raise ConfigError(f"{source}: ebs_workers must be 0 (default) to 64")
         if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", self.bucket):
             raise ConfigError(f"{source}: bucket '{self.bucket}' is not a valid S3 bucket name")
         for name, url in self.mirrors.items():

@@ -1,0 +1,439 @@
+"""Register a stage's disk as an AMI (aws-hvm, aws-paravirt) and deregister it, idempotently.
+
+The disk goes into an EBS snapshot through the EBS direct APIs (suitcase.aws.ebs), then
+RegisterImage. Everything carries the stage key as a tag, so a rerun finds what an earlier run
+made; a snapshot in flight is recorded in the stage folder (.register.json) so an interrupted run
+is finished or deleted by the next one, never orphaned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from suitcase.aws import ebs, tags
+from suitcase.aws.clients import AwsTarget
+from suitcase.errors import ConfigError, SuitcaseError
+from suitcase.manifest import Manifest, write_atomic, write_manifest
+
+Say = Callable[[str], None]
+STATE_FILE = ".register.json"
+#: manifest.extra key holding {region: {"image_id", "snapshot_id", "name", ...}}
+MANIFEST_KEY = "amis"
+
+
+class RegisterError(SuitcaseError):
+    """An AMI could not be registered or deregistered."""
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What RegisterImage gets for one image type."""
+
+    image: str
+    disk_kind: str  # the manifest output holding the disk
+    virtualization: str
+    root_device: str
+    hvm: bool
+
+
+KINDS = {
+    "aws-hvm": Kind("aws-hvm", "raw", "hvm", "/dev/xvda", True),
+    "aws-paravirt": Kind("aws-paravirt", "raw-partition", "paravirtual", "/dev/sda", False),
+}
+
+
+@dataclass(frozen=True)
+class AmiSettings:
+    """The site settings registration uses (from suitcase.config.Site)."""
+
+    prefix: str = "suitcase"
+    boot_mode: str = "legacy-bios"
+    imds_support: str = "v2.0"
+    workers: int = ebs.DEFAULT_WORKERS
+    wait_interval: float = 2.0
+
+    @classmethod
+    def from_site(cls, site: Any) -> AmiSettings:
+        return cls(
+            prefix=site.prefix,
+            boot_mode=getattr(site, "ami_boot_mode", cls.boot_mode),
+            imds_support=getattr(site, "ami_imds_support", cls.imds_support),
+            workers=int(getattr(site, "ebs_workers", 0) or cls.workers),
+        )
+
+
+@dataclass(frozen=True)
+class Registration:
+    image: str
+    region: str
+    image_id: str
+    snapshot_id: str
+    name: str
+    created: bool
+
+    def line(self) -> str:
+        verb = "registered" if self.created else "already registered"
+        return (
+            f"{self.image}: {verb} {self.image_id} ({self.name}) in {self.region}, "
+            f"snapshot {self.snapshot_id}"
+        )
+
+
+def ami_name(prefix: str, manifest: Manifest) -> str:
+    return f"{prefix}-{manifest.os}-{manifest.stage}-{manifest.timestamp}"
+
+
+def resource_tags(manifest: Manifest) -> dict[str, str]:
+    return {
+        tags.BUILD_SET: f"{manifest.os}-{manifest.timestamp}",
+        tags.STAGE_KEY: manifest.key,
+        tags.OS: manifest.os,
+        tags.TIMESTAMP: manifest.timestamp,
+        tags.IMAGE_TYPE: manifest.stage,
+        tags.VERSION: manifest.suitcase_version,
+    }
+
+
+def _error_code(error: Exception) -> str:
+    response = getattr(error, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+def find_images(ec2: Any, key: str, image: str) -> list[dict[str, Any]]:
+    """This account's AMIs carrying the stage key (oldest first)."""
+    found = ec2.describe_images(
+        Owners=["self"],
+        Filters=[
+            {"Name": f"tag:{tags.STAGE_KEY}", "Values": [key]},
+            {"Name": f"tag:{tags.IMAGE_TYPE}", "Values": [image]},
+        ],
+    )["Images"]
+    return sorted(found, key=lambda i: (i.get("CreationDate", ""), i["ImageId"]))
+
+
+def tagged_snapshots(ec2: Any, key: str) -> list[str]:
+    answer = ec2.describe_snapshots(
+        OwnerIds=["self"], Filters=[{"Name": f"tag:{tags.STAGE_KEY}", "Values": [key]}]
+    )
+    return [s["SnapshotId"] for s in answer["Snapshots"]]
+
+
+def snapshot_state(ec2: Any, snapshot_id: str) -> str | None:
+    """A snapshot's State, or None when it does not exist (any more)."""
+    try:
+        found = ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"]
+    except Exception as error:
+        if _error_code(error) == "InvalidSnapshot.NotFound":
+            return None
+        raise
+    return str(found[0]["State"]) if found else None
+
+
+def delete_snapshot(ec2: Any, snapshot_id: str, attempts: int = 5) -> bool:
+    """Delete a snapshot; True if it is gone. In use by an AMI: left alone (False)."""
+    for attempt in range(attempts):
+        try:
+            ec2.delete_snapshot(SnapshotId=snapshot_id)
+            return True
+        except Exception as error:
+            code = _error_code(error)
+            if code == "InvalidSnapshot.NotFound":
+                return True
+            if code != "InvalidSnapshot.InUse" or attempt == attempts - 1:
+                if code == "InvalidSnapshot.InUse":
+                    return False
+                raise
+            time.sleep(1.0)  # AWS frees a deregistered AMI's snapshot shortly after
+    return False
+
+
+def pv_grub_kernel(ec2: Any, region: str) -> str:
+    """The region's PV-GRUB hd0 x86_64 AKI: looked up, else os/data/pv-grub.yaml, else refused."""
+    found = ec2.describe_images(
+        Owners=["amazon"],
+        Filters=[
+            {"Name": "name", "Values": ["pv-grub-hd0*"]},
+            {"Name": "architecture", "Values": ["x86_64"]},
+        ],
+    )["Images"]
+    kernels = sorted(
+        (i for i in found if i.get("ImageType", "kernel") == "kernel"),
+        key=lambda i: str(i.get("Name")),
+    )
+    if kernels:
+        return str(kernels[-1]["ImageId"])
+    from suitcase.aws.moto_fixes import pv_grub_table
+
+    table = pv_grub_table()
+    if region in table:
+        return table[region]
+    raise ConfigError(
+        f"region {region} has no PV-GRUB kernel image: paravirtual AMIs cannot boot there "
+        f"(regions with PV-GRUB: {', '.join(sorted(table))}); register aws-hvm instead"
+    )
+
+
+# --- the state file: a snapshot in flight, per region ---------------------------------------
+
+
+def _read_state(stage_dir: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((stage_dir / STATE_FILE).read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_state(stage_dir: Path, state: dict[str, Any]) -> None:
+    path = stage_dir / STATE_FILE
+    if state:
+        write_atomic(path, json.dumps(state, indent=2, sort_keys=True) + "\n")
+    else:
+        path.unlink(missing_ok=True)
+
+
+def client_token(key: str, image: str, region: str, generation: int) -> str:
+    """StartSnapshot's ClientToken: from the stage key; a new generation after a delete."""
+    return hashlib.sha256(f"{key}:{image}:{region}:{generation}".encode()).hexdigest()[:64]
+
+
+# --- register ---------------------------------------------------------------------------------
+
+
+def register_stage(
+    target: AwsTarget,
+    stage_dir: Path,
+    manifest: Manifest,
+    settings: AmiSettings,
+    say: Say,
+) -> Registration:
+    """Register a built aws-hvm/aws-paravirt stage in the target's region (or find it)."""
+    kind = KINDS.get(manifest.stage)
+    if kind is None:
+        raise ConfigError(f"{manifest.stage} is not an AMI image type (aws-hvm, aws-paravirt)")
+    output = manifest.output(kind.disk_kind)
+    if output is None or not (stage_dir / output.path).is_file():
+        raise ConfigError(f"{stage_dir} has no {kind.disk_kind} disk to register")
+    disk = stage_dir / output.path
+    region = target.region
+    ec2 = target.client("ec2")
+    name = ami_name(settings.prefix, manifest)
+    existing = find_images(ec2, manifest.key, kind.image)
+    if existing:
+        image = existing[0]
+        if len(existing) > 1:
+            others = ", ".join(i["ImageId"] for i in existing[1:])
+            say(f"{kind.image}: more than one AMI has this stage key; keeping the first ({others})")
+        result = _registration(kind.image, region, image, created=False)
+        _finish(ec2, stage_dir, manifest, result)
+        return result
+    kernel = None
+    if not kind.hvm:
+        kernel = pv_grub_kernel(ec2, region)
+        say(
+            f"{kind.image}: warning: AWS offers paravirtual AMIs only on previous-generation "
+            "instance types (m1, m3, c3, t1, ...); new instance types need aws-hvm"
+        )
+    snapshot_id = _snapshot(target, ec2, stage_dir, disk, manifest, kind, settings, say)
+    args: dict[str, Any] = {
+        "Name": name,
+        "Description": f"{manifest.os} {kind.image} built by Suitcase {manifest.suitcase_version}"
+        f" (build set {manifest.os}-{manifest.timestamp}, stage key {manifest.key[:12]})",
+        "Architecture": "x86_64",
+        "VirtualizationType": kind.virtualization,
+        "RootDeviceName": kind.root_device,
+        "BlockDeviceMappings": [
+            {
+                "DeviceName": kind.root_device,
+                "Ebs": {
+                    "SnapshotId": snapshot_id,
+                    "VolumeSize": ebs.volume_gib(disk.stat().st_size),
+                    "VolumeType": "gp3",
+                    "DeleteOnTermination": True,
+                },
+            }
+        ],
+        "TagSpecifications": [
+            {
+                "ResourceType": "image",
+                "Tags": [{"Key": k, "Value": v} for k, v in resource_tags(manifest).items()],
+            }
+        ],
+    }
+    if kind.hvm:
+        args.update(EnaSupport=True, SriovNetSupport="simple", BootMode=settings.boot_mode)
+    else:
+        args["KernelId"] = kernel
+    if settings.imds_support:
+        args["ImdsSupport"] = settings.imds_support
+    image_id = ec2.register_image(**args)["ImageId"]
+    say(f"{kind.image}: registered {image_id} ({name})")
+    _wait_available(ec2, image_id, settings.wait_interval)
+    result = Registration(kind.image, region, image_id, snapshot_id, name, created=True)
+    _finish(ec2, stage_dir, manifest, result)
+    return result
+
+
+def _registration(image: str, region: str, found: dict[str, Any], created: bool) -> Registration:
+    snapshot = next(
+        (
+            m["Ebs"]["SnapshotId"]
+            for m in found.get("BlockDeviceMappings", [])
+            if m.get("Ebs", {}).get("SnapshotId")
+        ),
+        "",
+    )
+    return Registration(image, region, found["ImageId"], snapshot, found.get("Name", ""), created)
+
+
+def _snapshot(
+    target: AwsTarget,
+    ec2: Any,
+    stage_dir: Path,
+    disk: Path,
+    manifest: Manifest,
+    kind: Kind,
+    settings: AmiSettings,
+    say: Say,
+) -> str:
+    """The stage's completed snapshot: reused, finished from an interrupted run, or written."""
+    region = target.region
+    state = _read_state(stage_dir)
+    entry: dict[str, Any] = state.get(region, {"generation": 0, "snapshot_id": None})
+    known = entry.get("snapshot_id")
+    if known:
+        status = snapshot_state(ec2, known)
+        if status == "completed":
+            say(f"{kind.image}: reusing completed snapshot {known} of an earlier run")
+            return str(known)
+        if status == "pending":
+            say(f"{kind.image}: finishing snapshot {known} of an interrupted run")
+        else:
+            if status is not None:  # error: AWS gave up on it (StartSnapshot Timeout)
+                delete_snapshot(ec2, known)
+            say(f"{kind.image}: snapshot {known} of an earlier run is {status or 'gone'}")
+            entry = {"generation": int(entry.get("generation", 0)) + 1, "snapshot_id": None}
+            known = None
+    state[region] = entry
+    _write_state(stage_dir, state)  # the token is known before StartSnapshot is sent
+
+    def started(snapshot_id: str) -> None:
+        entry["snapshot_id"] = snapshot_id
+        state[region] = entry
+        _write_state(stage_dir, state)
+        say(f"{kind.image}: writing {disk.name} into snapshot {snapshot_id}")
+
+    snapshot_id = known
+    try:
+        upload = ebs.write_snapshot(
+            target,
+            disk,
+            token=client_token(manifest.key, kind.image, region, int(entry["generation"])),
+            tags={**resource_tags(manifest), "Name": ami_name(settings.prefix, manifest)},
+            description=f"{kind.image} disk of {manifest.os}-{manifest.timestamp}",
+            workers=settings.workers,
+            snapshot_id=known,
+            on_started=started,
+            wait_interval=settings.wait_interval,
+        )
+    except BaseException:
+        snapshot_id = entry.get("snapshot_id")
+        if snapshot_id:
+            say(
+                f"{kind.image}: interrupted: snapshot {snapshot_id} is unfinished; it is recorded "
+                f"in {stage_dir / STATE_FILE}: run register again to finish it, or deregister "
+                "to delete it"
+            )
+        raise
+    say(
+        f"{kind.image}: snapshot {upload.snapshot_id} completed: {upload.blocks_sent} blocks, "
+        f"{upload.bytes_sent / 2**20:.0f} MiB sent of a {upload.disk_size / 2**30:.2f} GiB disk "
+        f"in {upload.seconds:.1f} s"
+    )
+    return upload.snapshot_id
+
+
+def _wait_available(ec2: Any, image_id: str, interval: float, timeout: float = 3600) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = ec2.describe_images(ImageIds=[image_id])["Images"]
+        state = found[0]["State"] if found else "missing"
+        if state == "available":
+            return
+        if state in ("failed", "error", "deregistered", "missing"):
+            raise RegisterError(f"AMI {image_id} is {state}")
+        if time.monotonic() > deadline:
+            raise RegisterError(f"AMI {image_id} still {state} after {timeout:.0f} s")
+        time.sleep(interval)
+
+
+def _finish(ec2: Any, stage_dir: Path, manifest: Manifest, result: Registration) -> None:
+    """Record the AMI in the manifest, forget the snapshot in flight, delete stray snapshots."""
+    amis = dict(manifest.extra.get(MANIFEST_KEY) or {})
+    amis[result.region] = {
+        "image_id": result.image_id,
+        "snapshot_id": result.snapshot_id,
+        "name": result.name,
+    }
+    manifest.extra[MANIFEST_KEY] = amis
+    write_manifest(stage_dir, manifest)
+    state = _read_state(stage_dir)
+    state.pop(result.region, None)
+    _write_state(stage_dir, state)
+    for snapshot_id in tagged_snapshots(ec2, manifest.key):
+        if snapshot_id != result.snapshot_id:
+            delete_snapshot(ec2, snapshot_id, attempts=1)
+
+
+# --- deregister -------------------------------------------------------------------------------
+
+
+def deregister_stage(target: AwsTarget, stage_dir: Path, manifest: Manifest, say: Say) -> list[str]:
+    """Deregister the stage's AMIs and delete their snapshots in every region recorded."""
+    recorded: dict[str, Any] = dict(manifest.extra.get(MANIFEST_KEY) or {})
+    state = _read_state(stage_dir)
+    regions = sorted({target.region, *recorded, *state})
+    lines: list[str] = []
+    for region in regions:
+        ec2 = dataclasses.replace(target, region=region).client("ec2")
+        images = {i["ImageId"]: i for i in find_images(ec2, manifest.key, manifest.stage)}
+        image_id = (recorded.get(region) or {}).get("image_id")
+        if image_id and image_id not in images:
+            try:
+                for found in ec2.describe_images(ImageIds=[image_id])["Images"]:
+                    images[found["ImageId"]] = found
+            except Exception as error:
+                if "InvalidAMIID" not in _error_code(error):
+                    raise
+        snapshots: list[str] = []
+        for found in images.values():
+            snapshots += [
+                m["Ebs"]["SnapshotId"]
+                for m in found.get("BlockDeviceMappings", [])
+                if m.get("Ebs", {}).get("SnapshotId")
+            ]
+            ec2.deregister_image(ImageId=found["ImageId"])
+            lines.append(f"{manifest.stage}: deregistered {found['ImageId']} in {region}")
+        pending = (state.get(region) or {}).get("snapshot_id")
+        snapshots += [s for s in [pending, *tagged_snapshots(ec2, manifest.key)] if s]
+        for snapshot_id in dict.fromkeys(snapshots):
+            if delete_snapshot(ec2, snapshot_id):
+                lines.append(f"{manifest.stage}: deleted snapshot {snapshot_id} in {region}")
+            else:
+                lines.append(f"{manifest.stage}: snapshot {snapshot_id} is still in use, kept")
+        recorded.pop(region, None)
+    if MANIFEST_KEY in manifest.extra:
+        if recorded:
+            manifest.extra[MANIFEST_KEY] = recorded
+        else:
+            del manifest.extra[MANIFEST_KEY]
+        write_manifest(stage_dir, manifest)
+    _write_state(stage_dir, {})
+    return lines or [f"{manifest.stage}: no AMI registered, nothing to deregister"]

@@ -130,7 +130,9 @@ class Site:
         if self.derive not in self.DERIVE:
             raise ConfigError(f"{source}: derive '{self.derive}' is not one of overlay, copy")
         if self.ami_boot_mode not in ("legacy-bios", "uefi", "uefi-preferred"):
-            raise ConfigError(f"{source}: ami_boot_mode must be legacy-bios, uefi or uefi-preferred")
+            raise ConfigError(
+                f"{source}: ami_boot_mode must be legacy-bios, uefi or uefi-preferred"
+            )
         if self.ami_imds_support not in ("v2.0", ""):
             raise ConfigError(f"{source}: ami_imds_support must be v2.0 or empty (IMDSv1 allowed)")
         if not 0 <= self.ebs_workers <= 64:

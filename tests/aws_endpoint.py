@@ -47,7 +47,7 @@ def start_endpoint(log: Path) -> Endpoint:
     env = {**os.environ, "MOTO_EC2_LOAD_DEFAULT_AMIS": "false"}
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "suitcase.aws.moto_fixes", "--host", "127.0.0.1", "-p", str(port)],
+            [sys.executable, "-m", "suitcase.aws.moto_fixes", "-H", "127.0.0.1", "-p", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,

@@ -11,14 +11,11 @@ import pytest
 
 from suitcase.aws import ebs
 from suitcase.aws.ebs import BLOCK_SIZE
-from tests.aws_endpoint import (  # noqa: F401  (fixtures)
-    MIB,
-    Endpoint,
-    aws_env,
-    endpoint,
-    sparse_disk,
-    target_for,
-)
+from tests import aws_endpoint
+from tests.aws_endpoint import MIB, Endpoint, sparse_disk, target_for
+
+endpoint = aws_endpoint.endpoint  # fixtures: the fixed moto server, reset per test
+aws_env = aws_endpoint.aws_env
 
 
 def _blocks(disk: Path) -> dict[int, bytes]:
@@ -115,7 +112,7 @@ class _Ec2:
         self.states = states
         self.calls = 0
 
-    def describe_snapshots(self, SnapshotIds: list[str]) -> dict[str, Any]:  # noqa: N803
+    def describe_snapshots(self, SnapshotIds: list[str]) -> dict[str, Any]:
         self.calls += 1
         return {"Snapshots": [{"State": self.states.pop(0), "StateMessage": "boom"}]}
 

@@ -1,0 +1,344 @@
+"""Registering and deregistering AMIs against the fixed moto server over HTTP."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from suitcase.aws import ebs, tags
+from suitcase.aws.ami import STATE_FILE, AmiSettings, deregister_stage, register_stage
+from suitcase.cli import cli
+from suitcase.context import Context
+from suitcase.errors import ConfigError
+from suitcase.manifest import Manifest, read_manifest
+from tests import aws_endpoint
+from tests.aws_endpoint import REGION, Endpoint, RecordingTarget, fake_stage, target_for
+from tests.faulty_proxy import faulty_proxy
+
+endpoint = aws_endpoint.endpoint  # fixtures: the fixed moto server, reset per test
+aws_env = aws_endpoint.aws_env
+
+SETTINGS = AmiSettings(workers=4, wait_interval=0.05)
+
+
+def _quiet(text: str) -> None:
+    pass
+
+
+def _images(target: RecordingTarget) -> list[dict[str, Any]]:
+    images: list[dict[str, Any]] = target.client("ec2").describe_images(Owners=["self"])["Images"]
+    return images
+
+
+def _snapshots(target: RecordingTarget) -> list[str]:
+    answer = target.client("ec2").describe_snapshots(OwnerIds=["self"])["Snapshots"]
+    return sorted(s["SnapshotId"] for s in answer)
+
+
+def _register(target: RecordingTarget, stage: Path, say: Any = _quiet) -> Any:
+    manifest = read_manifest(stage)
+    assert manifest is not None
+    return register_stage(target, stage, manifest, SETTINGS, say)
+
+
+def _aws_cli(url: str, *args: str) -> Any:
+    aws = Path(sys.executable).with_name("aws")
+    out = subprocess.run(
+        [str(aws), "--endpoint-url", url, "--region", REGION, "--output", "json", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return json.loads(out)
+
+
+def test_register_hvm_sends_every_attribute(aws_env: Endpoint, tmp_path: Path) -> None:
+    stage = tmp_path / "aws-hvm"
+    manifest = fake_stage(stage)
+    target = target_for(aws_env.url)
+    result = _register(target, stage)
+    (request,) = target.named("RegisterImage")
+    assert request["Name"] == "suitcase-Debian-12-x86_64-aws-hvm-20260101000000"
+    assert request["Architecture"] == "x86_64"
+    assert request["VirtualizationType"] == "hvm"
+    assert request["RootDeviceName"] == "/dev/xvda"
+    assert request["BlockDeviceMappings"] == [
+        {
+            "DeviceName": "/dev/xvda",
+            "Ebs": {
+                "SnapshotId": result.snapshot_id,
+                "VolumeSize": 1,
+                "VolumeType": "gp3",
+                "DeleteOnTermination": True,
+            },
+        }
+    ]
+    assert request["EnaSupport"] is True
+    assert request["SriovNetSupport"] == "simple"
+    assert request["BootMode"] == "legacy-bios"
+    assert request["ImdsSupport"] == "v2.0"
+    assert "KernelId" not in request
+    (spec,) = request["TagSpecifications"]
+    sent_tags = {t["Key"]: t["Value"] for t in spec["Tags"]}
+    assert spec["ResourceType"] == "image"
+    assert sent_tags == {
+        tags.BUILD_SET: "Debian-12-x86_64-20260101000000",
+        tags.STAGE_KEY: manifest.key,
+        tags.OS: "Debian-12-x86_64",
+        tags.TIMESTAMP: "20260101000000",
+        tags.IMAGE_TYPE: "aws-hvm",
+        tags.VERSION: "0.1.0",
+    }
+    # what the AWS CLI reads back through the endpoint
+    (image,) = _aws_cli(aws_env.url, "ec2", "describe-images", "--owners", "self")["Images"]
+    assert image["ImageId"] == result.image_id
+    assert image["Architecture"] == "x86_64" and image["VirtualizationType"] == "hvm"
+    assert image["RootDeviceName"] == "/dev/xvda" and image["RootDeviceType"] == "ebs"
+    assert image["BlockDeviceMappings"] == request["BlockDeviceMappings"]
+    assert image["EnaSupport"] is True and image["SriovNetSupport"] == "simple"
+    assert image["BootMode"] == "legacy-bios" and image["ImdsSupport"] == "v2.0"
+    assert {t["Key"]: t["Value"] for t in image["Tags"]} == sent_tags
+    (snapshot,) = _aws_cli(aws_env.url, "ec2", "describe-snapshots", "--owner-ids", "self")[
+        "Snapshots"
+    ]
+    assert snapshot["SnapshotId"] == result.snapshot_id
+    assert {t["Key"]: t["Value"] for t in snapshot["Tags"]}[tags.STAGE_KEY] == manifest.key
+    # the manifest records it, the state file is gone, the snapshot equals the disk
+    recorded = read_manifest(stage)
+    assert recorded is not None
+    assert recorded.extra["amis"][REGION]["image_id"] == result.image_id
+    assert recorded.extra["amis"][REGION]["snapshot_id"] == result.snapshot_id
+    assert not (stage / STATE_FILE).exists()
+    assert ebs.compare_snapshot(target, result.snapshot_id, stage / "disk.raw") == []
+
+
+def test_register_twice_makes_one_ami(aws_env: Endpoint, tmp_path: Path) -> None:
+    stage = tmp_path / "aws-hvm"
+    fake_stage(stage)
+    target = target_for(aws_env.url)
+    first = _register(target, stage)
+    second = _register(target, stage)
+    assert first.created and not second.created
+    assert second.image_id == first.image_id
+    assert "already registered" in second.line()
+    assert len(_images(target)) == 1
+    assert _snapshots(target) == [first.snapshot_id]
+    assert len(target.named("RegisterImage")) == 1
+    assert len(target.named("StartSnapshot")) == 1
+
+
+def test_deregister_twice_leaves_nothing(aws_env: Endpoint, tmp_path: Path) -> None:
+    stage = tmp_path / "aws-hvm"
+    fake_stage(stage)
+    target = target_for(aws_env.url)
+    result = _register(target, stage)
+    manifest = read_manifest(stage)
+    assert manifest is not None
+    lines = deregister_stage(target, stage, manifest, _quiet)
+    assert f"aws-hvm: deregistered {result.image_id} in {REGION}" in lines
+    assert f"aws-hvm: deleted snapshot {result.snapshot_id} in {REGION}" in lines
+    assert _images(target) == [] and _snapshots(target) == []
+    again = read_manifest(stage)
+    assert again is not None and "amis" not in again.extra
+    assert deregister_stage(target, stage, again, _quiet) == [
+        "aws-hvm: no AMI registered, nothing to deregister"
+    ]
+
+
+def test_register_paravirt_uses_the_regions_pv_grub(aws_env: Endpoint, tmp_path: Path) -> None:
+    stage = tmp_path / "aws-paravirt"
+    fake_stage(stage, stage="aws-paravirt")
+    target = target_for(aws_env.url)
+    said: list[str] = []
+    result = _register(target, stage, said.append)
+    (request,) = target.named("RegisterImage")
+    assert request["KernelId"] == "aki-919dcaf8"  # AWS's us-east-1 pv-grub-hd0_1.05-x86_64
+    assert request["VirtualizationType"] == "paravirtual"
+    assert request["RootDeviceName"] == "/dev/sda"
+    assert request["BlockDeviceMappings"][0]["DeviceName"] == "/dev/sda"
+    assert not {"EnaSupport", "SriovNetSupport", "BootMode"} & set(request)
+    assert any("previous-generation instance types" in line for line in said)
+    (image,) = _images(target)
+    assert image["KernelId"] == "aki-919dcaf8" and image["ImageId"] == result.image_id
+
+
+def test_paravirt_is_refused_where_there_is_no_pv_grub(aws_env: Endpoint, tmp_path: Path) -> None:
+    stage = tmp_path / "aws-paravirt"
+    fake_stage(stage, stage="aws-paravirt")
+    target = target_for(aws_env.url, region="eu-north-1")
+    with pytest.raises(ConfigError, match="eu-north-1 has no PV-GRUB kernel image"):
+        _register(target, stage)
+    assert target.named("StartSnapshot") == [] and _snapshots(target) == []
+
+
+def test_faults_on_a_fifth_of_calls_still_make_one_correct_ami(
+    aws_env: Endpoint, tmp_path: Path
+) -> None:
+    stage = tmp_path / "aws-hvm"
+    fake_stage(stage)
+    with faulty_proxy(aws_env.url, rate=0.2) as proxy:
+        result = _register(target_for(proxy.url), stage)
+        assert proxy.faults >= 3, (proxy.faults, proxy.requests)
+    direct = target_for(aws_env.url)
+    (image,) = _images(direct)
+    assert image["ImageId"] == result.image_id
+    assert _snapshots(direct) == [result.snapshot_id]
+    assert ebs.compare_snapshot(direct, result.snapshot_id, stage / "disk.raw") == []
+
+
+def test_ctrl_c_during_the_upload_names_the_snapshot_and_the_rerun_finishes_it(
+    aws_env: Endpoint, tmp_path: Path
+) -> None:
+    stage = tmp_path / "aws-hvm"
+    fake_stage(stage)
+    target = target_for(aws_env.url)
+    puts = 0
+
+    def interrupt(**kwargs: Any) -> None:
+        nonlocal puts
+        puts += 1
+        if puts == 2:
+            raise KeyboardInterrupt
+
+    class Interrupting(RecordingTarget):
+        def client(self, service: str, **config: Any) -> Any:
+            made = super().client(service, **config)
+            made.meta.events.register("after-call.ebs.PutSnapshotBlock", interrupt)
+            return made
+
+    said: list[str] = []
+    settings = AmiSettings(workers=1, wait_interval=0.05)
+    manifest = read_manifest(stage)
+    assert manifest is not None
+    with pytest.raises(KeyboardInterrupt):
+        register_stage(Interrupting(**_fields(target)), stage, manifest, settings, said.append)
+    (pending,) = _snapshots(target)
+    assert any(pending in line and STATE_FILE in line for line in said)
+    assert json.loads((stage / STATE_FILE).read_text())[REGION]["snapshot_id"] == pending
+    result = _register(target, stage)
+    assert result.snapshot_id == pending and _snapshots(target) == [pending]
+    assert ebs.compare_snapshot(target, pending, stage / "disk.raw") == []
+
+
+def _fields(target: RecordingTarget) -> dict[str, Any]:
+    return {"kind": target.kind, "region": target.region, "endpoint_url": target.endpoint_url}
+
+
+KILLER = """
+import os, signal, sys
+from pathlib import Path
+from suitcase.aws.ami import AmiSettings, register_stage
+from suitcase.aws.clients import AwsTarget
+from suitcase.manifest import read_manifest
+
+url, stage, event, nth = sys.argv[1:5]
+seen = []
+
+class Killing(AwsTarget):
+    def client(self, service, **config):
+        made = super().client(service, **config)
+        def hook(**kwargs):
+            seen.append(1)
+            if len(seen) >= int(nth):
+                os.kill(os.getpid(), signal.SIGKILL)
+        made.meta.events.register(event, hook)
+        return made
+
+target = Killing(kind="account", region="us-east-1", endpoint_url=url)
+register_stage(target, Path(stage), read_manifest(Path(stage)),
+               AmiSettings(workers=1, wait_interval=0.05), print)
+"""
+
+
+@pytest.mark.parametrize(
+    ("event", "nth"),
+    [
+        ("after-call.ebs.StartSnapshot", 1),  # the id was never recorded: ClientToken finds it
+        ("after-call.ebs.PutSnapshotBlock", 2),  # half the blocks sent
+        ("after-call.ec2.RegisterImage", 1),  # the AMI exists, the manifest does not know it
+    ],
+)
+def test_kill_9_then_rerun_ends_with_one_ami_and_no_orphan(
+    aws_env: Endpoint, tmp_path: Path, event: str, nth: int
+) -> None:
+    stage = tmp_path / "aws-hvm"
+    fake_stage(stage)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLER, aws_env.url, str(stage), event, str(nth)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert killed.returncode == -9, killed.stderr
+    target = target_for(aws_env.url)
+    assert len(_snapshots(target)) == 1
+    result = _register(target, stage)
+    (image,) = _images(target)
+    assert image["ImageId"] == result.image_id
+    assert _snapshots(target) == [result.snapshot_id]
+    assert ebs.compare_snapshot(target, result.snapshot_id, stage / "disk.raw") == []
+    assert not (stage / STATE_FILE).exists()
+
+
+# --- the CLI --------------------------------------------------------------------------------
+
+
+def _built_set(workspace: Path, timestamp: str) -> Context:
+    """Fake done stages of a real plan (keys as Suitcase computes them), without building."""
+    ctx = Context.create(workspace)
+    plan = ctx.plan("Debian-12-x86_64", "aws-hvm", timestamp)
+    for stage in plan.stages:
+        fake_stage(
+            stage.directory,
+            stage.image.name,
+            key=stage.key,
+            timestamp=timestamp,
+            inputs=stage.inputs,
+            disk_size=2**20,
+        )
+    return ctx
+
+
+def test_cli_register_and_deregister(
+    aws_env: Endpoint, workspace: Path, runner: CliRunner
+) -> None:
+    ts = "20260102030405"
+    _built_set(workspace, ts)
+    args = ["aws-hvm", "--os", "Debian-12-x86_64", "--timestamp", ts]
+    refused = runner.invoke(cli, ["register", *args])
+    assert refused.exit_code == 2, refused.output
+    assert "suitcase: error: aws-hvm of Debian-12-x86_64-20260102030405 is not uploaded" in (
+        refused.output
+    )
+    assert runner.invoke(cli, ["fake-upload", *args]).exit_code == 0
+    first = runner.invoke(cli, ["register", *args])
+    assert first.exit_code == 0, first.output
+    assert "aws-hvm: registered ami-" in first.output
+    second = runner.invoke(cli, ["register", "awshvm", "--os", "Debian-12-x86_64"])  # latest
+    assert second.exit_code == 0, second.output
+    assert "aws-hvm: already registered ami-" in second.output
+    target = target_for(aws_env.url)
+    assert len(_images(target)) == 1
+    manifest = read_manifest(workspace / "images" / "aws-hvm" / f"Debian-12-x86_64-{ts}")
+    assert isinstance(manifest, Manifest) and REGION in manifest.extra["amis"]
+    gone = runner.invoke(cli, ["deregister", *args])
+    assert gone.exit_code == 0 and "deregistered ami-" in gone.output
+    again = runner.invoke(cli, ["deregister", *args])
+    assert again.exit_code == 0 and "nothing to deregister" in again.output
+    assert _images(target) == [] and _snapshots(target) == []
+
+
+def test_cli_register_refuses_image_types_without_an_ami(
+    aws_env: Endpoint, workspace: Path, runner: CliRunner
+) -> None:
+    result = runner.invoke(cli, ["register", "vagrant", "--os", "Debian-12-x86_64"])
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        "suitcase: error: 'vagrant' has no AMI image type: register aws-hvm or aws-paravirt"
+    )

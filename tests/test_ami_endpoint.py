@@ -153,7 +153,7 @@ def test_register_image_refuses_an_unknown_snapshot(aws_env: Endpoint) -> None:
     """AWS: RegisterImage with a snapshot that does not exist fails
     (InvalidSnapshot.NotFound, EC2 API error codes)."""
     ec2 = target_for(aws_env.url).client("ec2")
-    with pytest.raises(ec2.exceptions.ClientError, match="InvalidSnapshot.NotFound"):
+    with pytest.raises(ec2.exceptions.ClientError, match=r"InvalidSnapshot\.NotFound"):
         _register(ec2, "snap-0123456789abcdef0")
 
 
@@ -163,7 +163,7 @@ def test_a_snapshot_in_use_by_an_ami_cannot_be_deleted(aws_env: Endpoint) -> Non
     snapshot_id = _snapshot(aws_env.url, {0: os.urandom(BLOCK_SIZE)})
     ec2 = target_for(aws_env.url).client("ec2")
     image_id = _register(ec2, snapshot_id)
-    with pytest.raises(ec2.exceptions.ClientError, match="InvalidSnapshot.InUse"):
+    with pytest.raises(ec2.exceptions.ClientError, match=r"InvalidSnapshot\.InUse"):
         ec2.delete_snapshot(SnapshotId=snapshot_id)
     ec2.deregister_image(ImageId=image_id)
     ec2.delete_snapshot(SnapshotId=snapshot_id)

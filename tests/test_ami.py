@@ -305,9 +305,7 @@ def _built_set(workspace: Path, timestamp: str) -> Context:
     return ctx
 
 
-def test_cli_register_and_deregister(
-    aws_env: Endpoint, workspace: Path, runner: CliRunner
-) -> None:
+def test_cli_register_and_deregister(aws_env: Endpoint, workspace: Path, runner: CliRunner) -> None:
     ts = "20260102030405"
     _built_set(workspace, ts)
     args = ["aws-hvm", "--os", "Debian-12-x86_64", "--timestamp", ts]

@@ -28,9 +28,7 @@ aws_env = aws_endpoint.aws_env
 
 def _snapshot(url: str, blocks: dict[int, bytes], token: str = "t1", region: str = REGION) -> str:
     ebs = ebs_client(target_for(url, region))
-    snapshot_id: str = ebs.start_snapshot(VolumeSize=1, ClientToken=token, Timeout=60)[
-        "SnapshotId"
-    ]
+    snapshot_id: str = ebs.start_snapshot(VolumeSize=1, ClientToken=token, Timeout=60)["SnapshotId"]
     for index, data in blocks.items():
         ebs.put_snapshot_block(
             SnapshotId=snapshot_id,

@@ -18,11 +18,14 @@ _HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "co
 class FaultyProxy(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, upstream: str, rate: float, seed: int = 7) -> None:
+    def __init__(
+        self, upstream: str, rate: float, seed: int = 7, corrupt_reads: bool = False
+    ) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.rate = rate
+        self.corrupt_reads = corrupt_reads  # flip one byte of every GetSnapshotBlock body
         self.random = random.Random(seed)
         self.lock = threading.Lock()
         self.faults = 0
@@ -61,6 +64,8 @@ class _Handler(BaseHTTPRequestHandler):
             upstream.request(self.command, self.path, body=body, headers=headers)
             answer = upstream.getresponse()
             data = answer.read()
+            if self.server.corrupt_reads and self.command == "GET" and "/blocks/" in self.path:
+                data = bytes([data[0] ^ 1]) + data[1:]
             self.send_response(answer.status, answer.reason)
             for key, value in answer.getheaders():
                 if key.lower() not in _HOP:
@@ -97,8 +102,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def faulty_proxy(upstream: str, rate: float = 0.2) -> Iterator[FaultyProxy]:
-    proxy = FaultyProxy(upstream, rate)
+def faulty_proxy(
+    upstream: str, rate: float = 0.2, corrupt_reads: bool = False
+) -> Iterator[FaultyProxy]:
+    proxy = FaultyProxy(upstream, rate, corrupt_reads=corrupt_reads)
     thread = threading.Thread(target=proxy.serve_forever, daemon=True)
     thread.start()
     try:

@@ -226,6 +226,31 @@ def test_ctrl_c_during_the_upload_names_the_snapshot_and_the_rerun_finishes_it(
     assert ebs.compare_snapshot(target, pending, stage / "disk.raw") == []
 
 
+def test_a_rebuilt_disk_never_reuses_the_old_snapshot(aws_env: Endpoint, tmp_path: Path) -> None:
+    stage = tmp_path / "aws-hvm"
+    fake_stage(stage)
+    target = target_for(aws_env.url)
+
+    def stop(**kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    class Stopping(RecordingTarget):
+        def client(self, service: str, **config: Any) -> Any:
+            made = super().client(service, **config)
+            made.meta.events.register("before-call.ec2.RegisterImage", stop)
+            return made
+
+    manifest = read_manifest(stage)
+    assert manifest is not None
+    with pytest.raises(KeyboardInterrupt):  # the snapshot is complete, no AMI yet
+        register_stage(Stopping(**_fields(target)), stage, manifest, SETTINGS, _quiet)
+    (old,) = _snapshots(target)
+    fake_stage(stage)  # rebuilt: same stage key, other bytes
+    result = _register(target, stage)
+    assert result.snapshot_id != old and _snapshots(target) == [result.snapshot_id]
+    assert ebs.compare_snapshot(target, result.snapshot_id, stage / "disk.raw") == []
+
+
 def _fields(target: RecordingTarget) -> dict[str, Any]:
     return {"kind": target.kind, "region": target.region, "endpoint_url": target.endpoint_url}
 

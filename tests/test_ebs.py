@@ -13,6 +13,7 @@ from suitcase.aws import ebs
 from suitcase.aws.ebs import BLOCK_SIZE
 from tests import aws_endpoint
 from tests.aws_endpoint import MIB, Endpoint, sparse_disk, target_for
+from tests.faulty_proxy import faulty_proxy
 
 endpoint = aws_endpoint.endpoint  # fixtures: the fixed moto server, reset per test
 aws_env = aws_endpoint.aws_env
@@ -99,6 +100,18 @@ def test_a_changed_disk_is_noticed(aws_env: Endpoint, tmp_path: Path) -> None:
         handle.seek(4 * BLOCK_SIZE + 10)  # a hole before: now data the snapshot lacks
         handle.write(b"x")
     assert ebs.compare_snapshot(target, upload.snapshot_id, disk) == ["block 4 differs"]
+
+
+def test_a_block_corrupted_on_the_way_back_is_refused(aws_env: Endpoint, tmp_path: Path) -> None:
+    disk = sparse_disk(tmp_path / "disk.raw")
+    _, upload = _write(aws_env, disk)
+    with faulty_proxy(aws_env.url, rate=0, corrupt_reads=True) as proxy:
+        with pytest.raises(ebs.EbsError, match="does not match its checksum"):
+            ebs.compare_snapshot(target_for(proxy.url), upload.snapshot_id, disk)
+        with pytest.raises(ebs.EbsError, match="does not match its checksum"):
+            ebs.read_snapshot(target_for(proxy.url), upload.snapshot_id, tmp_path / "back.raw")
+    assert not (tmp_path / "back.raw").exists()
+    assert not (tmp_path / "back.raw.partial").exists()
 
 
 def test_volume_size_rounds_up_to_whole_gib() -> None:

@@ -228,6 +228,8 @@ def register_stage(
     existing = find_images(ec2, manifest.key, kind.image)
     if existing:
         image = existing[0]
+        if image.get("State") != "available":
+            _wait_available(ec2, image["ImageId"], settings.wait_interval)
         if len(existing) > 1:
             others = ", ".join(i["ImageId"] for i in existing[1:])
             say(f"{kind.image}: more than one AMI has this stage key; keeping the first ({others})")
@@ -306,8 +308,17 @@ def _snapshot(
     """The stage's completed snapshot: reused, finished from an interrupted run, or written."""
     region = target.region
     state = _read_state(stage_dir)
+    sha = next((o.sha256 for o in manifest.outputs if stage_dir / o.path == disk), "")
     entry: dict[str, Any] = state.get(region, {"generation": 0, "snapshot_id": None})
     known = entry.get("snapshot_id")
+    if entry.get("disk_sha256", sha) != sha:
+        # the stage was rebuilt since: that snapshot holds another disk
+        if known:
+            delete_snapshot(ec2, known)
+            say(f"{kind.image}: snapshot {known} holds an earlier disk: deleted")
+        entry = {"generation": int(entry.get("generation", 0)) + 1, "snapshot_id": None}
+        known = None
+    entry["disk_sha256"] = sha
     if known:
         status = snapshot_state(ec2, known)
         if status == "completed":
@@ -319,7 +330,11 @@ def _snapshot(
             if status is not None:  # error: AWS gave up on it (StartSnapshot Timeout)
                 delete_snapshot(ec2, known)
             say(f"{kind.image}: snapshot {known} of an earlier run is {status or 'gone'}")
-            entry = {"generation": int(entry.get("generation", 0)) + 1, "snapshot_id": None}
+            entry = {
+                "generation": int(entry.get("generation", 0)) + 1,
+                "snapshot_id": None,
+                "disk_sha256": sha,
+            }
             known = None
     state[region] = entry
     _write_state(stage_dir, state)  # the token is known before StartSnapshot is sent
@@ -335,7 +350,7 @@ def _snapshot(
         upload = ebs.write_snapshot(
             target,
             disk,
-            token=client_token(manifest.key, kind.image, region, int(entry["generation"])),
+            token=client_token(f"{manifest.key}:{sha}", kind.image, region, entry["generation"]),
             tags={**resource_tags(manifest), "Name": ami_name(settings.prefix, manifest)},
             description=f"{kind.image} disk of {manifest.os}-{manifest.timestamp}",
             workers=settings.workers,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import random
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,13 +20,19 @@ class FaultyProxy(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(
-        self, upstream: str, rate: float, seed: int = 7, corrupt_reads: bool = False
+        self,
+        upstream: str,
+        rate: float,
+        seed: int = 7,
+        corrupt_reads: bool = False,
+        delay: float = 0.0,
     ) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.rate = rate
         self.corrupt_reads = corrupt_reads  # flip one byte of every GetSnapshotBlock body
+        self.delay = delay  # seconds each PutSnapshotBlock is held: a slow link
         self.random = random.Random(seed)
         self.lock = threading.Lock()
         self.faults = 0
@@ -58,6 +65,8 @@ class _Handler(BaseHTTPRequestHandler):
         if (ebs or ec2) and self.server.should_fail():
             self._fault(ebs)
             return
+        if ebs and self.command == "PUT" and self.server.delay:
+            time.sleep(self.server.delay)
         upstream = http.client.HTTPConnection(*self.server.upstream, timeout=60)
         try:
             headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
@@ -103,9 +112,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 @contextmanager
 def faulty_proxy(
-    upstream: str, rate: float = 0.2, corrupt_reads: bool = False
+    upstream: str, rate: float = 0.2, corrupt_reads: bool = False, delay: float = 0.0
 ) -> Iterator[FaultyProxy]:
-    proxy = FaultyProxy(upstream, rate, corrupt_reads=corrupt_reads)
+    proxy = FaultyProxy(upstream, rate, corrupt_reads=corrupt_reads, delay=delay)
     thread = threading.Thread(target=proxy.serve_forever, daemon=True)
     thread.start()
     try:

@@ -80,6 +80,7 @@ class Site:
     # parallel EBS block uploads (0: Suitcase's measured default)
     ami_boot_mode: str = "legacy-bios"
     ami_imds_support: str = "v2.0"
+    ami_launch_accounts: list[str] = field(default_factory=list)  # may launch the AMIs
     ebs_workers: int = 0
 
     BUILDERS = ("qemu", "virtualbox")
@@ -113,6 +114,11 @@ class Site:
                 raise ConfigError(f"{source}: '{name}' must be a string")
             elif isinstance(default, dict) and not isinstance(value, dict):
                 raise ConfigError(f"{source}: '{name}' must be a mapping")
+            elif isinstance(default, list):
+                value = value.split(",") if isinstance(value, str) else value
+                if not isinstance(value, list):
+                    raise ConfigError(f"{source}: '{name}' must be a list")
+                value = [str(v).strip() for v in value if str(v).strip()]
             site = replace(site, **{name: value})
         site.check(source)
         return site
@@ -135,6 +141,11 @@ class Site:
             )
         if self.ami_imds_support not in ("v2.0", ""):
             raise ConfigError(f"{source}: ami_imds_support must be v2.0 or empty (IMDSv1 allowed)")
+        for account in self.ami_launch_accounts:
+            if not re.fullmatch(r"\d{12}", account):
+                raise ConfigError(
+                    f"{source}: ami_launch_accounts: '{account}' is not a 12-digit account id"
+                )
         if not 0 <= self.ebs_workers <= 64:
             raise ConfigError(f"{source}: ebs_workers must be 0 (default) to 64")
         if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", self.bucket):

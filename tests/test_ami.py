@@ -419,3 +419,47 @@ def test_cli_register_refuses_image_types_without_an_ami(
     assert result.output.strip() == (
         "suitcase: error: 'vagrant' has no AMI image type: register aws-hvm or aws-paravirt"
     )
+
+
+def test_listed_accounts_may_launch_the_ami_and_copy_its_snapshot(
+    aws_env: Endpoint, tmp_path: Path
+) -> None:
+    stage = tmp_path / "aws-hvm"
+    manifest = fake_stage(stage)
+    target = target_for(aws_env.url)
+    accounts = ("111122223333", "444455556666")
+    settings = AmiSettings(workers=4, wait_interval=0.05, launch_accounts=accounts)
+    result = register_stage(target, stage, manifest, settings, _quiet)
+    ec2 = target.client("ec2")
+    launch = ec2.describe_image_attribute(ImageId=result.image_id, Attribute="launchPermission")
+    assert sorted(p["UserId"] for p in launch["LaunchPermissions"]) == list(accounts)
+    volume = ec2.describe_snapshot_attribute(
+        SnapshotId=result.snapshot_id, Attribute="createVolumePermission"
+    )
+    assert sorted(p["UserId"] for p in volume["CreateVolumePermissions"]) == list(accounts)
+
+
+def test_site_settings_for_amis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from suitcase.config import Site
+
+    site = tmp_path / "site.yaml"
+    site.write_text("ami_boot_mode: uefi\nami_launch_accounts: ['111122223333']\n")
+    loaded = Site.load(site)
+    settings = AmiSettings.from_site(loaded)
+    assert settings.boot_mode == "uefi" and settings.launch_accounts == ("111122223333",)
+    assert settings.imds_support == "v2.0" and settings.workers == ebs.DEFAULT_WORKERS
+    monkeypatch.setenv("SUITCASE_AMI_LAUNCH_ACCOUNTS", "111122223333,444455556666")
+    monkeypatch.setenv("SUITCASE_EBS_WORKERS", "3")
+    settings = AmiSettings.from_site(Site.load(site))
+    assert settings.launch_accounts == ("111122223333", "444455556666") and settings.workers == 3
+    monkeypatch.delenv("SUITCASE_AMI_LAUNCH_ACCOUNTS")
+    monkeypatch.delenv("SUITCASE_EBS_WORKERS")
+    for bad, message in (
+        ("ami_boot_mode: bios\n", "ami_boot_mode must be"),
+        ("ami_launch_accounts: ['12']\n", "not a 12-digit account id"),
+        ("ami_imds_support: v1\n", "ami_imds_support must be"),
+        ("ebs_workers: 500\n", "ebs_workers must be"),
+    ):
+        site.write_text(bad)
+        with pytest.raises(ConfigError, match=message):
+            Site.load(site)

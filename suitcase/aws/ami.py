@@ -58,6 +58,7 @@ class AmiSettings:
     imds_support: str = "v2.0"
     workers: int = ebs.DEFAULT_WORKERS
     wait_interval: float = 2.0
+    launch_accounts: tuple[str, ...] = ()
 
     @classmethod
     def from_site(cls, site: Any) -> AmiSettings:
@@ -66,6 +67,7 @@ class AmiSettings:
             boot_mode=getattr(site, "ami_boot_mode", cls.boot_mode),
             imds_support=getattr(site, "ami_imds_support", cls.imds_support),
             workers=int(getattr(site, "ebs_workers", 0) or cls.workers),
+            launch_accounts=tuple(getattr(site, "ami_launch_accounts", ())),
         )
 
 
@@ -234,6 +236,7 @@ def register_stage(
             others = ", ".join(i["ImageId"] for i in existing[1:])
             say(f"{kind.image}: more than one AMI has this stage key; keeping the first ({others})")
         result = _registration(kind.image, region, image, created=False)
+        share(ec2, result, settings.launch_accounts, say)
         _finish(ec2, stage_dir, manifest, result)
         return result
     kernel = None
@@ -279,8 +282,26 @@ def register_stage(
     say(f"{kind.image}: registered {image_id} ({name})")
     _wait_available(ec2, image_id, settings.wait_interval)
     result = Registration(kind.image, region, image_id, snapshot_id, name, created=True)
+    share(ec2, result, settings.launch_accounts, say)
     _finish(ec2, stage_dir, manifest, result)
     return result
+
+
+def share(ec2: Any, result: Registration, accounts: tuple[str, ...], say: Say) -> None:
+    """Let `accounts` launch the AMI and create volumes from its snapshot (adding is idempotent;
+    an account no longer listed keeps its permission until removed by hand)."""
+    if not accounts:
+        return
+    ec2.modify_image_attribute(
+        ImageId=result.image_id, LaunchPermission={"Add": [{"UserId": a} for a in accounts]}
+    )
+    ec2.modify_snapshot_attribute(
+        SnapshotId=result.snapshot_id,
+        Attribute="createVolumePermission",
+        OperationType="add",
+        UserIds=list(accounts),
+    )
+    say(f"{result.image}: {result.image_id} may be launched by {', '.join(accounts)}")
 
 
 def _registration(image: str, region: str, found: dict[str, Any], created: bool) -> Registration:

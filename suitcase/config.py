@@ -81,6 +81,7 @@ class Site:
     ami_boot_mode: str = "legacy-bios"
     ami_imds_support: str = "v2.0"
     ami_launch_accounts: list[str] = field(default_factory=list)  # may launch the AMIs
+    ami_copy_regions: list[str] = field(default_factory=list)  # AMIs are copied there too
     ebs_workers: int = 0
 
     BUILDERS = ("qemu", "virtualbox")
@@ -146,6 +147,9 @@ class Site:
                 raise ConfigError(
                     f"{source}: ami_launch_accounts: '{account}' is not a 12-digit account id"
                 )
+        for region in self.ami_copy_regions:
+            if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", region):
+                raise ConfigError(f"{source}: ami_copy_regions: '{region}' is not a region name")
         if not 0 <= self.ebs_workers <= 64:
             raise ConfigError(f"{source}: ebs_workers must be 0 (default) to 64")
         if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", self.bucket):

@@ -463,3 +463,49 @@ def test_site_settings_for_amis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         site.write_text(bad)
         with pytest.raises(ConfigError, match=message):
             Site.load(site)
+
+
+def test_copies_to_other_regions_are_tagged_readable_and_deregistered(
+    aws_env: Endpoint, tmp_path: Path
+) -> None:
+    stage = tmp_path / "aws-hvm"
+    manifest = fake_stage(stage)
+    target = target_for(aws_env.url)
+    regions = ("us-west-2", "eu-west-1")
+    settings = AmiSettings(workers=4, wait_interval=0.05, copy_regions=regions)
+    result = register_stage(target, stage, manifest, settings, _quiet)
+    assert [c.region for c in result.copies] == list(regions)
+    (source,) = _images(target)
+    for copy in result.copies:
+        there = target_for(aws_env.url, copy.region)
+        (image,) = _images(there)
+        assert image["ImageId"] == copy.image_id != result.image_id
+        for field in ("Architecture", "VirtualizationType", "RootDeviceName", "EnaSupport"):
+            assert image[field] == source[field], field
+        assert image["BootMode"] == "legacy-bios" and image["ImdsSupport"] == "v2.0"
+        assert {t["Key"]: t["Value"] for t in image["Tags"]}[tags.STAGE_KEY] == manifest.key
+        assert _snapshots(there) == [copy.snapshot_id] != [result.snapshot_id]
+        assert ebs.compare_snapshot(there, copy.snapshot_id, stage / "disk.raw") == []
+        assert f"copied to {copy.region}: {copy.image_id}" in result.line()
+    recorded = read_manifest(stage)
+    assert recorded is not None and sorted(recorded.extra["amis"]) == sorted([REGION, *regions])
+    again = register_stage(target, stage, recorded, settings, _quiet)
+    assert not again.created and not any(c.created for c in again.copies)
+    assert [c.image_id for c in again.copies] == [c.image_id for c in result.copies]
+    lines = deregister_stage(target, stage, recorded, _quiet)
+    assert len([line for line in lines if "deregistered" in line]) == 3
+    for region in (REGION, *regions):
+        assert _images(target_for(aws_env.url, region)) == []
+        assert _snapshots(target_for(aws_env.url, region)) == []
+
+
+def test_a_paravirt_copy_boots_with_the_destinations_pv_grub(
+    aws_env: Endpoint, tmp_path: Path
+) -> None:
+    stage = tmp_path / "aws-paravirt"
+    manifest = fake_stage(stage, stage="aws-paravirt")
+    settings = AmiSettings(workers=4, wait_interval=0.05, copy_regions=("us-west-2",))
+    result = register_stage(target_for(aws_env.url), stage, manifest, settings, _quiet)
+    (image,) = _images(target_for(aws_env.url, "us-west-2"))
+    assert image["ImageId"] == result.copies[0].image_id
+    assert image["KernelId"] == "aki-fc8f11cc"  # AWS's us-west-2 pv-grub-hd0_1.05-x86_64

@@ -59,6 +59,7 @@ class AmiSettings:
     workers: int = ebs.DEFAULT_WORKERS
     wait_interval: float = 2.0
     launch_accounts: tuple[str, ...] = ()
+    copy_regions: tuple[str, ...] = ()
 
     @classmethod
     def from_site(cls, site: Any) -> AmiSettings:
@@ -68,6 +69,7 @@ class AmiSettings:
             imds_support=getattr(site, "ami_imds_support", cls.imds_support),
             workers=int(getattr(site, "ebs_workers", 0) or cls.workers),
             launch_accounts=tuple(getattr(site, "ami_launch_accounts", ())),
+            copy_regions=tuple(getattr(site, "ami_copy_regions", ())),
         )
 
 
@@ -79,13 +81,19 @@ class Registration:
     snapshot_id: str
     name: str
     created: bool
+    copies: tuple[Registration, ...] = ()
 
     def line(self) -> str:
         verb = "registered" if self.created else "already registered"
-        return (
+        text = (
             f"{self.image}: {verb} {self.image_id} ({self.name}) in {self.region}, "
             f"snapshot {self.snapshot_id}"
         )
+        for copy in self.copies:
+            verb = "copied" if copy.created else "already copied"
+            text += f"\n{self.image}: {verb} to {copy.region}: {copy.image_id}, "
+            text += f"snapshot {copy.snapshot_id}"
+        return text
 
 
 def ami_name(prefix: str, manifest: Manifest) -> str:
@@ -238,7 +246,7 @@ def register_stage(
         result = _registration(kind.image, region, image, created=False)
         share(ec2, result, settings.launch_accounts, say)
         _finish(ec2, stage_dir, manifest, result)
-        return result
+        return copy_to_regions(target, stage_dir, manifest, result, settings, say)
     kernel = None
     if not kind.hvm:
         kernel = pv_grub_kernel(ec2, region)
@@ -284,7 +292,50 @@ def register_stage(
     result = Registration(kind.image, region, image_id, snapshot_id, name, created=True)
     share(ec2, result, settings.launch_accounts, say)
     _finish(ec2, stage_dir, manifest, result)
-    return result
+    return copy_to_regions(target, stage_dir, manifest, result, settings, say)
+
+
+def copy_to_regions(
+    target: AwsTarget,
+    stage_dir: Path,
+    manifest: Manifest,
+    result: Registration,
+    settings: AmiSettings,
+    say: Say,
+) -> Registration:
+    """CopyImage into each of the site's copy regions (found by tag when already there)."""
+    copies: list[Registration] = []
+    tag_list = [{"Key": k, "Value": v} for k, v in resource_tags(manifest).items()]
+    for region in settings.copy_regions:
+        if region == result.region:
+            continue
+        ec2 = dataclasses.replace(target, region=region).client("ec2")
+        found = find_images(ec2, manifest.key, result.image)
+        if found:
+            image = found[0]
+        else:
+            token = f"{manifest.key}:{result.image_id}:{region}"
+            image_id = ec2.copy_image(
+                SourceImageId=result.image_id,
+                SourceRegion=result.region,
+                Name=result.name,
+                Description=f"copy of {result.image_id} from {result.region}",
+                ClientToken=hashlib.sha256(token.encode()).hexdigest()[:64],
+                TagSpecifications=[
+                    {"ResourceType": "image", "Tags": tag_list},
+                    {"ResourceType": "snapshot", "Tags": tag_list},
+                ],
+            )["ImageId"]
+            say(f"{result.image}: copying {result.image_id} to {region} as {image_id}")
+            image = {"ImageId": image_id, "State": "pending"}
+        if image.get("State") != "available":
+            _wait_available(ec2, image["ImageId"], settings.wait_interval)
+            image = ec2.describe_images(ImageIds=[image["ImageId"]])["Images"][0]
+        copy = _registration(result.image, region, image, created=not found)
+        share(ec2, copy, settings.launch_accounts, say)
+        _finish(ec2, stage_dir, manifest, copy)
+        copies.append(copy)
+    return dataclasses.replace(result, copies=tuple(copies))
 
 
 def share(ec2: Any, result: Registration, accounts: tuple[str, ...], say: Say) -> None:

@@ -215,6 +215,99 @@ def _fix_register_image() -> None:
         return ActionResult({"ImageId": ami_id})
 
     AmisResponse.register_image = register_image  # type: ignore[method-assign]
+    _fix_copy_image(RegisteredImage)
+
+
+#: what an AMI copy keeps of its source (CopyImage: "the same attributes", new snapshots)
+_COPIED = {
+    "Architecture": "architecture",
+    "VirtualizationType": "virtualization_type",
+    "RootDeviceName": "root_device_name",
+    "EnaSupport": "ena_support",
+    "SriovNetSupport": "sriov_net_support",
+    "BootMode": "boot_mode",
+    "ImdsSupport": "imds_support",
+    "KernelId": "kernel_id",
+}
+
+
+def _fix_copy_image(registered: type) -> None:
+    """CopyImage makes the copy's own snapshots in the destination region (their blocks
+    readable there), keeps the source's attributes, maps a PV-GRUB kernel to the destination's,
+    applies TagSpecifications to the copy and its snapshots, and honours ClientToken
+    (EC2 API reference, CopyImage; EC2 User Guide, "Copy an AMI")."""
+    from moto.core.responses import ActionResult
+    from moto.ebs import models as ebs_models
+    from moto.ec2.models import ec2_backends
+    from moto.ec2.responses.amis import AmisResponse
+    from moto.ec2.utils import random_ami_id
+
+    kernels = pv_grub_table()
+
+    def copy_image(self: Any) -> ActionResult:
+        self.error_on_dryrun()
+        dest = self.ec2_backend
+        tokens: dict[str, str] = dest.__dict__.setdefault("_suitcase_copy_tokens", {})
+        token = self._get_param("ClientToken")
+        if token and tokens.get(token) in dest.amis:
+            return ActionResult({"ImageId": tokens[token]})
+        source_region = self._get_param("SourceRegion")
+        source = ec2_backends[dest.account_id][source_region]
+        (original,) = source.describe_images(ami_ids=[self._get_param("SourceImageId")])
+        tag_specs = self._get_param("TagSpecifications", [])
+        tagged = {
+            kind: {
+                t["Key"]: t["Value"]
+                for spec in tag_specs
+                if spec.get("ResourceType") == kind
+                for t in spec.get("Tags", [])
+            }
+            for kind in ("image", "snapshot")
+        }
+        ami_id = random_ami_id()
+        mappings = []
+        for mapping in original.block_device_mappings:
+            ebs = dict(mapping.get("Ebs") or {})
+            if ebs.get("SnapshotId"):
+                ebs["SnapshotId"] = _copy_snapshot(
+                    ebs_models, source, dest, ebs["SnapshotId"], ami_id, tagged["snapshot"]
+                )
+            mappings.append({**mapping, "Ebs": ebs})
+        spec: dict[str, Any] = {k: getattr(original, a, None) for k, a in _COPIED.items()}
+        spec["Name"] = self._get_param("Name") or original.name
+        spec["Description"] = self._get_param("Description") or original.description
+        spec["BlockDeviceMappings"] = mappings
+        if spec["KernelId"] and spec["KernelId"] == kernels.get(source_region):
+            spec["KernelId"] = kernels.get(dest.region_name, spec["KernelId"])
+        image = registered(dest, ami_id, spec)
+        image.add_tags(tagged["image"])
+        dest.amis[ami_id] = image
+        if token:
+            tokens[token] = ami_id
+        return ActionResult({"ImageId": ami_id})
+
+    AmisResponse.copy_image = copy_image  # type: ignore[method-assign]
+
+
+def _copy_snapshot(
+    ebs_models: Any, source: Any, dest: Any, snapshot_id: str, ami_id: str, tags: dict[str, str]
+) -> str:
+    """A completed copy of a snapshot in `dest`'s region, its EBS blocks included."""
+    original = source.snapshots[snapshot_id]
+    volume = dest.create_volume(size=original.volume.size, zone_name=f"{dest.region_name}a")
+    copy = dest.create_snapshot(
+        volume.id, f"Copied for DestinationAmi {ami_id} from SourceSnapshot {snapshot_id}"
+    )
+    dest.delete_volume(volume.id)
+    copy.add_tags(tags)
+    blocks = ebs_models.ebs_backends[source.account_id][source.region_name].snapshots
+    ebs_copy = ebs_models.EBSSnapshot(account_id=dest.account_id, snapshot=copy)
+    if snapshot_id in blocks:
+        ebs_copy.blocks = dict(blocks[snapshot_id].blocks)
+    ebs_copy.status = "completed"
+    copy.status = "completed"
+    ebs_models.ebs_backends[dest.account_id][dest.region_name].snapshots[copy.id] = ebs_copy
+    return str(copy.id)
 
 
 def _fix_pv_grub_kernels() -> None:

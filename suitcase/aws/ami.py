@@ -11,25 +11,31 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from suitcase.aws import ebs, tags
+from suitcase.aws import ebs
 from suitcase.aws.clients import AwsTarget
-from suitcase.errors import ConfigError, SuitcaseError
+from suitcase.aws.images import (
+    ami_name,
+    delete_snapshot,
+    error_code,
+    find_images,
+    pv_grub_kernel,
+    resource_tags,
+    snapshot_state,
+    tagged_snapshots,
+    wait_available,
+)
+from suitcase.errors import ConfigError
 from suitcase.manifest import Manifest, write_atomic, write_manifest
 
 Say = Callable[[str], None]
 STATE_FILE = ".register.json"
 #: manifest.extra key holding {region: {"image_id", "snapshot_id", "name", ...}}
 MANIFEST_KEY = "amis"
-
-
-class RegisterError(SuitcaseError):
-    """An AMI could not be registered or deregistered."""
 
 
 @dataclass(frozen=True)
@@ -96,100 +102,6 @@ class Registration:
         return text
 
 
-def ami_name(prefix: str, manifest: Manifest) -> str:
-    return f"{prefix}-{manifest.os}-{manifest.stage}-{manifest.timestamp}"
-
-
-def resource_tags(manifest: Manifest) -> dict[str, str]:
-    return {
-        tags.BUILD_SET: f"{manifest.os}-{manifest.timestamp}",
-        tags.STAGE_KEY: manifest.key,
-        tags.OS: manifest.os,
-        tags.TIMESTAMP: manifest.timestamp,
-        tags.IMAGE_TYPE: manifest.stage,
-        tags.VERSION: manifest.suitcase_version,
-    }
-
-
-def _error_code(error: Exception) -> str:
-    response = getattr(error, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
-
-
-def find_images(ec2: Any, key: str, image: str) -> list[dict[str, Any]]:
-    """This account's AMIs carrying the stage key (oldest first)."""
-    found = ec2.describe_images(
-        Owners=["self"],
-        Filters=[
-            {"Name": f"tag:{tags.STAGE_KEY}", "Values": [key]},
-            {"Name": f"tag:{tags.IMAGE_TYPE}", "Values": [image]},
-        ],
-    )["Images"]
-    return sorted(found, key=lambda i: (i.get("CreationDate", ""), i["ImageId"]))
-
-
-def tagged_snapshots(ec2: Any, key: str) -> list[str]:
-    answer = ec2.describe_snapshots(
-        OwnerIds=["self"], Filters=[{"Name": f"tag:{tags.STAGE_KEY}", "Values": [key]}]
-    )
-    return [s["SnapshotId"] for s in answer["Snapshots"]]
-
-
-def snapshot_state(ec2: Any, snapshot_id: str) -> str | None:
-    """A snapshot's State, or None when it does not exist (any more)."""
-    try:
-        found = ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"]
-    except Exception as error:
-        if _error_code(error) == "InvalidSnapshot.NotFound":
-            return None
-        raise
-    return str(found[0]["State"]) if found else None
-
-
-def delete_snapshot(ec2: Any, snapshot_id: str, attempts: int = 5) -> bool:
-    """Delete a snapshot; True if it is gone. In use by an AMI: left alone (False)."""
-    for attempt in range(attempts):
-        try:
-            ec2.delete_snapshot(SnapshotId=snapshot_id)
-            return True
-        except Exception as error:
-            code = _error_code(error)
-            if code == "InvalidSnapshot.NotFound":
-                return True
-            if code != "InvalidSnapshot.InUse" or attempt == attempts - 1:
-                if code == "InvalidSnapshot.InUse":
-                    return False
-                raise
-            time.sleep(1.0)  # AWS frees a deregistered AMI's snapshot shortly after
-    return False
-
-
-def pv_grub_kernel(ec2: Any, region: str) -> str:
-    """The region's PV-GRUB hd0 x86_64 AKI: looked up, else os/data/pv-grub.yaml, else refused."""
-    found = ec2.describe_images(
-        Owners=["amazon"],
-        Filters=[
-            {"Name": "name", "Values": ["pv-grub-hd0*"]},
-            {"Name": "architecture", "Values": ["x86_64"]},
-        ],
-    )["Images"]
-    kernels = sorted(
-        (i for i in found if i.get("ImageType", "kernel") == "kernel"),
-        key=lambda i: str(i.get("Name")),
-    )
-    if kernels:
-        return str(kernels[-1]["ImageId"])
-    from suitcase.aws.moto_fixes import pv_grub_table
-
-    table = pv_grub_table()
-    if region in table:
-        return table[region]
-    raise ConfigError(
-        f"region {region} has no PV-GRUB kernel image: paravirtual AMIs cannot boot there "
-        f"(regions with PV-GRUB: {', '.join(sorted(table))}); register aws-hvm instead"
-    )
-
-
 # --- the state file: a snapshot in flight, per region ---------------------------------------
 
 
@@ -239,7 +151,7 @@ def register_stage(
     if existing:
         image = existing[0]
         if image.get("State") != "available":
-            _wait_available(ec2, image["ImageId"], settings.wait_interval)
+            wait_available(ec2, image["ImageId"], settings.wait_interval)
         if len(existing) > 1:
             others = ", ".join(i["ImageId"] for i in existing[1:])
             say(f"{kind.image}: more than one AMI has this stage key; keeping the first ({others})")
@@ -288,7 +200,7 @@ def register_stage(
         args["ImdsSupport"] = settings.imds_support
     image_id = ec2.register_image(**args)["ImageId"]
     say(f"{kind.image}: registered {image_id} ({name})")
-    _wait_available(ec2, image_id, settings.wait_interval)
+    wait_available(ec2, image_id, settings.wait_interval)
     result = Registration(kind.image, region, image_id, snapshot_id, name, created=True)
     share(ec2, result, settings.launch_accounts, say)
     _finish(ec2, stage_dir, manifest, result)
@@ -329,7 +241,7 @@ def copy_to_regions(
             say(f"{result.image}: copying {result.image_id} to {region} as {image_id}")
             image = {"ImageId": image_id, "State": "pending"}
         if image.get("State") != "available":
-            _wait_available(ec2, image["ImageId"], settings.wait_interval)
+            wait_available(ec2, image["ImageId"], settings.wait_interval)
             image = ec2.describe_images(ImageIds=[image["ImageId"]])["Images"][0]
         copy = _registration(result.image, region, image, created=not found)
         share(ec2, copy, settings.launch_accounts, say)
@@ -447,20 +359,6 @@ def _snapshot(
     return upload.snapshot_id
 
 
-def _wait_available(ec2: Any, image_id: str, interval: float, timeout: float = 3600) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = ec2.describe_images(ImageIds=[image_id])["Images"]
-        state = found[0]["State"] if found else "missing"
-        if state == "available":
-            return
-        if state in ("failed", "error", "deregistered", "missing"):
-            raise RegisterError(f"AMI {image_id} is {state}")
-        if time.monotonic() > deadline:
-            raise RegisterError(f"AMI {image_id} still {state} after {timeout:.0f} s")
-        time.sleep(interval)
-
-
 def _finish(ec2: Any, stage_dir: Path, manifest: Manifest, result: Registration) -> None:
     """Record the AMI in the manifest, forget the snapshot in flight, delete stray snapshots."""
     amis = dict(manifest.extra.get(MANIFEST_KEY) or {})
@@ -497,7 +395,7 @@ def deregister_stage(target: AwsTarget, stage_dir: Path, manifest: Manifest, say
                 for found in ec2.describe_images(ImageIds=[image_id])["Images"]:
                     images[found["ImageId"]] = found
             except Exception as error:
-                if "InvalidAMIID" not in _error_code(error):
+                if "InvalidAMIID" not in error_code(error):
                     raise
         snapshots: list[str] = []
         for found in images.values():

@@ -308,6 +308,10 @@ def _snapshot(
         if status == "completed":
             say(f"{kind.image}: reusing completed snapshot {known} of an earlier run")
             return str(known)
+        if status == "pending" and entry.get("completing"):
+            say(f"{kind.image}: waiting for snapshot {known}, completed by an interrupted run")
+            ebs.wait_completed(ec2, known, interval=settings.wait_interval)
+            return str(known)
         if status == "pending":
             say(f"{kind.image}: finishing snapshot {known} of an interrupted run")
         else:
@@ -329,6 +333,10 @@ def _snapshot(
         _write_state(stage_dir, state)
         say(f"{kind.image}: writing {disk.name} into snapshot {snapshot_id}")
 
+    def completing(snapshot_id: str) -> None:
+        entry["completing"] = True
+        _write_state(stage_dir, state)
+
     snapshot_id = known
     try:
         upload = ebs.write_snapshot(
@@ -340,6 +348,7 @@ def _snapshot(
             workers=settings.workers,
             snapshot_id=known,
             on_started=started,
+            on_completing=completing,
             wait_interval=settings.wait_interval,
         )
     except BaseException:

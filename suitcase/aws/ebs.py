@@ -234,6 +234,7 @@ def write_snapshot(
     encrypted: bool = False,
     snapshot_id: str | None = None,
     on_started: Callable[[str], None] | None = None,
+    on_completing: Callable[[str], None] | None = None,
     progress: Progress | None = None,
     wait_interval: float = 2.0,
 ) -> Upload:
@@ -252,6 +253,8 @@ def write_snapshot(
     indices = data_blocks(disk)
     sent = put_blocks(ebs, snapshot_id, disk, indices, workers, encrypted, progress)
     complete_snapshot(ebs, snapshot_id, sent)
+    if on_completing:  # no block may be sent any more: a rerun only waits
+        on_completing(snapshot_id)
     wait_completed(target.client("ec2"), snapshot_id, interval=wait_interval)
     return Upload(
         snapshot_id=snapshot_id,

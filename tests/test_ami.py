@@ -341,6 +341,10 @@ def test_cli_register_and_deregister(aws_env: Endpoint, workspace: Path, runner:
     assert "suitcase: error: aws-hvm of Debian-12-x86_64-20260102030405 is not uploaded" in (
         refused.output
     )
+    cookie = workspace / "images" / "aws-hvm" / f"Debian-12-x86_64-{ts}" / ".upload_done"
+    cookie.write_text('{"key": "an earlier build of the stage"}\n')
+    stale = runner.invoke(cli, ["register", *args])
+    assert stale.exit_code == 2 and "is not uploaded" in stale.output
     assert runner.invoke(cli, ["fake-upload", *args]).exit_code == 0
     first = runner.invoke(cli, ["register", *args])
     assert first.exit_code == 0, first.output

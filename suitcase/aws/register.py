@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,13 +41,17 @@ def _ami_types(image: str | None) -> list[str]:
     return names
 
 
-def require_upload(stage_dir: Path, name: str) -> None:
+def require_upload(stage_dir: Path, name: str, key: str) -> None:
     """The original registered only uploaded images (its `.upload_done` cookie).
 
     LEAD: wire issue 9's upload here (upload what is missing, as the original's register did);
-    until then a cookie from `upload` or `fake-upload` is required.
+    until then a cookie from `upload` or `fake-upload` for this very stage key is required.
     """
-    if not (stage_dir / UPLOAD_COOKIE).is_file():
+    try:
+        cookie = json.loads((stage_dir / UPLOAD_COOKIE).read_text())
+    except (OSError, ValueError):
+        cookie = None
+    if not isinstance(cookie, dict) or cookie.get("key") != key:
         raise ConfigError(
             f"{name} of {stage_dir.name} is not uploaded: run `suitcase upload {name}` "
             f"(or `suitcase fake-upload {name}`) first"
@@ -75,7 +80,7 @@ def register(
             manifest = read_manifest(stage_dir)
             if manifest is None:
                 raise ConfigError(f"{name} of {plan.build_set.id} has no manifest")
-            require_upload(stage_dir, name)
+            require_upload(stage_dir, name, manifest.key)
             result = register_stage(target, stage_dir, manifest, settings, say)
             lines.append(result.line())
     return lines

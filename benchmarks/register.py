@@ -74,7 +74,7 @@ def fake_stage(directory: Path, disk: Path) -> Manifest:
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / "disk.raw"
     if not target.exists():
-        os.link(disk, target)
+        target.symlink_to(disk.resolve())  # read only: never a link to the original file
     manifest = Manifest(
         stage="aws-hvm",
         os="Debian-12-x86_64",

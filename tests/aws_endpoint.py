@@ -117,9 +117,10 @@ def target_for(url: str, region: str = REGION) -> RecordingTarget:
     return RecordingTarget(kind="account", region=region, endpoint_url=url)
 
 
-def sparse_disk(path: Path, size: int = 6 * MIB + 4096) -> Path:
+def sparse_disk(path: Path, size: int = 6 * MIB + 4096, extra: int = 0) -> Path:
     """A sparse raw disk: data at the start, in the middle (crossing a block edge), an
-    explicitly written all-zero block (allocated, not a hole), and a data tail."""
+    explicitly written all-zero block (allocated, not a hole), `extra` random blocks from block
+    7 on, and a data tail."""
     with path.open("wb") as handle:
         handle.truncate(size)
         handle.seek(0)
@@ -128,6 +129,8 @@ def sparse_disk(path: Path, size: int = 6 * MIB + 4096) -> Path:
         handle.write(os.urandom(5000))
         handle.seek(6 * BLOCK_SIZE)
         handle.write(bytes(BLOCK_SIZE))  # allocated zeros
+        if extra:
+            handle.write(os.urandom(extra * BLOCK_SIZE))
         handle.seek(size - 3000)
         handle.write(os.urandom(3000))
     return path
@@ -140,6 +143,7 @@ def fake_stage(
     timestamp: str = "20260101000000",
     disk_size: int = 6 * MIB + 4096,
     inputs: dict[str, str] | None = None,
+    extra: int = 0,
 ) -> Manifest:
     """A built-looking stage folder: its disk and a manifest (no Packer, no QEMU)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -149,7 +153,7 @@ def fake_stage(
         "master": ("disk.qcow2", "disk"),
         "vagrant": ("disk.qcow2", "disk"),
     }[stage]
-    sparse_disk(directory / name, disk_size)
+    sparse_disk(directory / name, disk_size, extra)
     manifest = Manifest(
         stage=stage,
         os="Debian-12-x86_64",

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from suitcase.aws import moto_fixes
-from suitcase.aws.ebs import BLOCK_SIZE, ebs_client
+from suitcase.aws.ebs import BLOCK_SIZE, ebs_client, snapshot_blocks
 from tests import aws_endpoint
 from tests.aws_endpoint import REGION, Endpoint, free_port, target_for
 
@@ -103,6 +103,8 @@ def test_list_snapshot_blocks_is_sorted_and_paged(aws_env: Endpoint) -> None:
             break
         args["NextToken"] = page["NextToken"]
     assert seen == sorted(indices) and pages == 2
+    listed, volume = snapshot_blocks(ebs, snapshot_id, page_size=100)  # Suitcase's own paging
+    assert [index for index, _ in listed] == sorted(indices) and volume == 1
 
 
 def test_register_image_keeps_what_aws_keeps_on_the_given_snapshot(aws_env: Endpoint) -> None:

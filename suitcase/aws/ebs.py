@@ -267,10 +267,12 @@ def write_snapshot(
     )
 
 
-def snapshot_blocks(ebs: Any, snapshot_id: str) -> tuple[list[tuple[int, str]], int]:
+def snapshot_blocks(
+    ebs: Any, snapshot_id: str, page_size: int = 10000
+) -> tuple[list[tuple[int, str]], int]:
     """Every (index, token) of a completed snapshot, sorted by index, and its volume GiB."""
     blocks: dict[int, str] = {}
-    args: dict[str, Any] = {"SnapshotId": snapshot_id, "MaxResults": 10000}
+    args: dict[str, Any] = {"SnapshotId": snapshot_id, "MaxResults": page_size}
     volume = 0
     while True:
         page = ebs.list_snapshot_blocks(**args)

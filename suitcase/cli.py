@@ -272,8 +272,6 @@ def _later(name: str, doc: str) -> None:
 for _name, _doc in (
     ("upload", "Upload IMAGE's artifacts to S3 (multipart, checksummed) and leave a cookie."),
     ("fetch", "Download IMAGE's artifacts from S3 so another machine can continue."),
-    ("register", "Register IMAGE as an AMI (aws-hvm, aws-paravirt)."),
-    ("deregister", "Deregister IMAGE's AMI and delete its snapshots."),
     ("delete", "Delete IMAGE's artifacts from S3."),
 ):
     _later(_name, _doc)
@@ -308,6 +306,31 @@ def endpoint_stop(ctx: Context) -> None:
 def endpoint_status(ctx: Context) -> None:
     """Show its URL, pid, uptime and what it holds (buckets, objects, snapshots, AMIs)."""
     click.echo("\n".join(aws_endpoint.status_lines(ctx.workspace.root, ctx.site.region)))
+
+
+@cli.command()
+@_common
+@pass_ctx
+def register(ctx: Context, image: str, os_name: str | None, timestamp: str | None) -> None:
+    """Register IMAGE as an AMI (aws-hvm, aws-paravirt), building what is missing first.
+
+    The build set defaults to the newest of the OS; a second run finds the AMI it made.
+    """
+    from suitcase.aws.register import register as register_images
+
+    for line in register_images(ctx, image, os_name, timestamp, _say):
+        click.echo(line)
+
+
+@cli.command()
+@_common
+@pass_ctx
+def deregister(ctx: Context, image: str, os_name: str | None, timestamp: str | None) -> None:
+    """Deregister IMAGE's AMIs (every region recorded) and delete their snapshots."""
+    from suitcase.aws.register import deregister as deregister_images
+
+    for line in deregister_images(ctx, image, os_name, timestamp, _say):
+        click.echo(line)
 
 
 @cli.command()

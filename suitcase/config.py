@@ -146,6 +146,19 @@ class Site(StrictModel):
     repos: dict[
         Annotated[str, matching(ANSWER_FILE, "an answer file name such as el7")], list[Repo]
     ] = Field(default_factory=dict)
+    # AMI registration (suitcase.aws.ami): RegisterImage's BootMode and ImdsSupport, who may
+    # launch the AMIs, where they are copied, and parallel EBS block uploads (0: the default, 8)
+    ami_boot_mode: Literal["legacy-bios", "uefi", "uefi-preferred"] = "legacy-bios"
+    ami_imds_support: Literal["v2.0", ""] = "v2.0"
+    ami_launch_accounts: list[
+        Annotated[str, matching(r"[0-9]{12}", "a 12-digit AWS account id")]
+    ] = Field(default_factory=list)
+    ami_copy_regions: list[
+        Annotated[
+            str, matching(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,2}", "an AWS region such as eu-west-1")
+        ]
+    ] = Field(default_factory=list)
+    ebs_workers: Annotated[int, Field(ge=0, le=64)] = 0
 
     @classmethod
     def load(cls, path: Path | None, overrides: dict[str, Any] | None = None) -> Site:
@@ -190,13 +203,17 @@ class Site(StrictModel):
 
 
 def _scalar(info: FieldInfo) -> bool:
-    return info.annotation in (str, int) or get_origin(info.annotation) is Literal
+    """Settings a variable can give: words, numbers, choices, and lists (comma-separated)."""
+    origin = get_origin(info.annotation)
+    return info.annotation in (str, int) or origin is Literal or origin is list
 
 
 def _from_text(info: FieldInfo | None, text: str) -> Any:
     """A variable's or option's text as the field's type: "4" is 4 for a whole-number field."""
     if info is not None and info.annotation is int and re.fullmatch(r"\s*[+-]?[0-9]+\s*", text):
         return int(text)
+    if info is not None and get_origin(info.annotation) is list:
+        return [item.strip() for item in text.split(",") if item.strip()]
     return text
 
 

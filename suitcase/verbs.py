@@ -23,8 +23,6 @@ UPLOAD_COOKIE = ".upload_done"
 LATER = {
     "upload": "S3 upload",
     "fetch": "S3 fetch",
-    "register": "AMI registration",
-    "deregister": "AMI deregistration",
     "delete": "S3 delete",
 }
 

@@ -269,3 +269,17 @@ def _streaming_complete() -> None:
         multipart_class.complete = complete
 
     after_import("moto.s3.models", patch)
+
+
+# --- EC2 and EBS: AMIs and snapshots as AWS keeps them (suitcase.aws.moto_fixes) --------------
+
+
+@fix(
+    "ami-ebs-fidelity",
+    "RegisterImage keeps every attribute it is sent and maps the given snapshot; EBS direct "
+    "blocks are 524,288 bytes; a snapshot an AMI uses cannot be deleted; PV-GRUB AKIs exist",
+)
+def _ami_and_ebs() -> None:
+    from suitcase.aws import moto_fixes
+
+    moto_fixes.apply()

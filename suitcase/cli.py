@@ -155,13 +155,54 @@ def _later(name: str, doc: str) -> None:
 
 
 for _name, _doc in (
-    ("upload", "Upload IMAGE's artifacts to S3 (multipart, checksummed) and leave a cookie."),
-    ("fetch", "Download IMAGE's artifacts from S3 so another machine can continue."),
     ("register", "Register IMAGE as an AMI (aws-hvm, aws-paravirt)."),
     ("deregister", "Deregister IMAGE's AMI and delete its snapshots."),
-    ("delete", "Delete IMAGE's artifacts from S3."),
 ):
     _later(_name, _doc)
+
+
+@cli.command()
+@_common
+@click.option(
+    "--create-bucket", is_flag=True, help="create the site's bucket if missing (real AWS too)"
+)
+@pass_ctx
+def upload(
+    ctx: Context, image: str, os_name: str | None, timestamp: str | None, create_bucket: bool
+) -> None:
+    """Upload IMAGE's stages to S3 (multipart, CRC64NVME-checked, resumable), then the cookie.
+
+    Builds what is missing first; the build set defaults to the newest of the OS.
+    """
+    for line in verbs.upload(ctx, image, os_name, timestamp, create_bucket, _say):
+        click.echo(line)
+
+
+@cli.command()
+@_common
+@pass_ctx
+def fetch(ctx: Context, image: str, os_name: str | None, timestamp: str | None) -> None:
+    """Download IMAGE's stages (and its parents) from S3, verified, so this machine continues."""
+    for line in verbs.fetch(ctx, image, os_name, timestamp, _say):
+        click.echo(line)
+
+
+@cli.command()
+@_common
+@click.option("--force", is_flag=True, help="delete even while AMIs of the build set exist")
+@click.option("--dry-run", is_flag=True, help="only list what would be deleted")
+@pass_ctx
+def delete(
+    ctx: Context,
+    image: str,
+    os_name: str | None,
+    timestamp: str | None,
+    force: bool,
+    dry_run: bool,
+) -> None:
+    """Delete IMAGE's objects of one build set from S3 (refused while its AMIs exist)."""
+    for line in verbs.delete(ctx, image, os_name, timestamp, force, dry_run, _say):
+        click.echo(line)
 
 
 @cli.command()
@@ -221,7 +262,9 @@ def all_(
     code = verbs.verify(ctx, image, os_name, timestamp, 0, "auto")
     if code:
         raise click.exceptions.Exit(code)
-    verbs.not_yet("upload")
+    for line in verbs.upload(ctx, image, os_name, timestamp, False, _say):
+        click.echo(line)
+    verbs.not_yet("register")
 
 
 def _say(text: str) -> None:

@@ -76,6 +76,7 @@ class Site:
     derive: str = "overlay"
     mirrors: dict[str, str] = field(default_factory=dict)
     repos: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    s3: dict[str, Any] = field(default_factory=dict)  # part_size_mb, concurrency, transfer_client
 
     BUILDERS = ("qemu", "virtualbox")
     ACCELERATORS = ("tcg", "kvm", "hvf", "whpx", "none")
@@ -90,7 +91,7 @@ class Site:
         known = {f.name for f in fields(cls)}
         for name in known:
             env = os.environ.get(f"SUITCASE_{name.upper()}")
-            if env is not None and name not in ("mirrors", "repos"):
+            if env is not None and name not in ("mirrors", "repos", "s3"):
                 values[name] = env
         for name, value in (overrides or {}).items():
             if value is not None:

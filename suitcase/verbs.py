@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from suitcase.aws.ship import UPLOAD_COOKIE, read_cookie
 from suitcase.build import Say, StageResult, run_plan
 from suitcase.context import Context
 from suitcase.errors import ConfigError, NotYetAvailable
@@ -18,13 +19,9 @@ from suitcase.ostemplate import list_os, load_os
 from suitcase.plan import BuildPlan
 from suitcase.workspace import BuildSet
 
-UPLOAD_COOKIE = ".upload_done"
 LATER = {
-    "upload": "S3 upload",
-    "fetch": "S3 fetch",
     "register": "AMI registration",
     "deregister": "AMI deregistration",
-    "delete": "S3 delete",
 }
 
 
@@ -112,7 +109,10 @@ def _set_states(ctx: Context, bset: BuildSet) -> list[str]:
         if manifest is None:
             out.append(f"{image:<13} incomplete (no manifest)")
             continue
-        uploaded = " uploaded" if (directory / UPLOAD_COOKIE).exists() else ""
+        cookie = read_cookie(directory)
+        uploaded = ""
+        if cookie is not None:
+            uploaded = " uploaded (fake)" if cookie.get("fake", True) is not False else " uploaded"
         out.append(f"{image:<13} done, key {manifest.key[:12]}, {manifest.finished}{uploaded}")
     return out
 
@@ -155,7 +155,8 @@ def fake_upload(
             continue
         if not state.done or state.manifest is None:
             raise ConfigError(f"{name} of {plan.build_set.id} is not built: {state.reason}")
-        cookie = {"fake": True, "key": state.manifest.key}
+        # marked fake, and holding no objects: nothing downstream takes it for an upload
+        cookie = {"fake": True, "key": state.manifest.key, "objects": []}
         write_atomic(state.stage.directory / UPLOAD_COOKIE, json.dumps(cookie) + "\n")
         lines.append(f"{name}: marked as uploaded (fake)")
     return lines
@@ -240,3 +241,63 @@ def parity(
         lines.extend(f"  {p}" for p in problems)
         ok = ok and not problems
     return lines, ok
+
+
+def _stored_set(ctx: Context, os_name: str | None, timestamp: str | None, verb: str) -> BuildSet:
+    """A build set named on the command line for a verb that works on S3."""
+    os_template = ctx.os_template(os_name)
+    if timestamp is None:
+        raise ConfigError(f"{verb} needs --timestamp YYYYMMDDhhmmss (the build set)")
+    if timestamp == "latest" and verb == "fetch":
+        raise ConfigError("fetch needs an explicit --timestamp: 'latest' means the newest here")
+    return ctx.build_set(os_template, timestamp)
+
+
+def upload(
+    ctx: Context,
+    image: str | None,
+    os_name: str | None,
+    timestamp: str | None,
+    create_bucket: bool,
+    say: Say,
+) -> list[str]:
+    """Build what is missing of an existing build set, then upload its stages to S3."""
+    from suitcase.aws.ship import upload_plan
+
+    os_template = ctx.os_template(os_name)
+    bset = ctx.build_set(os_template, timestamp or "latest")
+    if not any(ctx.workspace.stage_dir(t, bset).is_dir() for t in IMAGE_TYPES):
+        raise ConfigError(
+            f"no build set {bset.id} in {ctx.workspace.images_dir}: build it, or fetch it"
+        )
+    plan = ctx.plan(os_template.name, image, bset.timestamp)
+    run_plan(ctx, plan, say)
+    return upload_plan(ctx, plan, create_bucket, say)
+
+
+def fetch(
+    ctx: Context, image: str | None, os_name: str | None, timestamp: str | None, say: Say
+) -> list[str]:
+    """Download a build set's stages (IMAGE and its parents) from S3 into the workspace."""
+    from suitcase.aws.ship import fetch_plan
+
+    bset = _stored_set(ctx, os_name, timestamp, "fetch")
+    plan = ctx.plan(bset.os, image, bset.timestamp)
+    return fetch_plan(ctx, plan, say)
+
+
+def delete(
+    ctx: Context,
+    image: str | None,
+    os_name: str | None,
+    timestamp: str | None,
+    force: bool,
+    dry_run: bool,
+    say: Say,
+) -> list[str]:
+    """Remove IMAGE's objects of one build set from S3 (refused while its AMIs exist)."""
+    from suitcase.aws.ship import delete_stages
+
+    bset = _stored_set(ctx, os_name, timestamp, "delete")
+    names = [t.name for t in resolve_images(image)]
+    return delete_stages(ctx, bset, names, force, dry_run, say)

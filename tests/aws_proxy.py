@@ -102,6 +102,7 @@ class FaultProxy:
     faults: list[Fault] = field(default_factory=list)
     hits: collections.Counter[str] = field(default_factory=collections.Counter)
     requests: int = 0
+    log: list[tuple[str, str, str]] = field(default_factory=list)  # method, path, query keys
     #: a failing fault hits one request (and its retries) at most this many times in a row, so a
     #: client with bounded retries (5 attempts) can always finish: the point is to prove it retries
     max_streak: int = 2
@@ -137,6 +138,7 @@ class FaultProxy:
     def _choose(self, req: Request) -> Fault | None:
         with self._lock:
             self.requests += 1
+            self.log.append((req.method, req.path, "&".join(sorted(req.query))))
             for fault in self.faults:
                 if fault.limit is not None and fault.used >= fault.limit:
                     continue
@@ -178,7 +180,11 @@ class FaultProxy:
                 split = urllib.parse.urlsplit(self.path)
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 req = Request(
-                    self.command, split.path, urllib.parse.parse_qs(split.query), headers, body
+                    self.command,
+                    split.path,
+                    urllib.parse.parse_qs(split.query, keep_blank_values=True),
+                    headers,
+                    body,
                 )
                 fault = proxy._choose(req)
                 if fault is not None and fault.kind == "drop":

@@ -102,12 +102,24 @@ def write_cookie(
 # --- upload -----------------------------------------------------------------------------------
 
 
-def upload_plan(ctx: Context, plan: BuildPlan, create_bucket: bool, say: Say) -> list[str]:
-    """Upload every stage of `plan` (all must be done); a cookie per stage once confirmed."""
+def upload_plan(
+    ctx: Context,
+    plan: BuildPlan,
+    create_bucket: bool,
+    say: Say,
+    wait: float = 0,
+    trust_cookies: bool = False,
+) -> list[str]:
+    """Upload every stage of `plan` (all must be done); a cookie per stage once confirmed.
+
+    `wait`: seconds to wait for another holder of the build set (-1: forever).
+    `trust_cookies`: a stage whose real cookie matches its manifest is not looked at again
+    (the pytest fixture: a second xdist worker waits, then finds the first one's work done).
+    """
     bucket = open_bucket(ctx, say)
     bucket.ensure(create_bucket or bucket.target.kind == "embedded", say)
     lines: list[str] = []
-    with ctx.workspace.lock(plan.build_set), transfers() as track:
+    with ctx.workspace.lock(plan.build_set, wait=wait), transfers() as track:
         states = plan.states()
         for state in states:
             if not state.done or state.manifest is None:
@@ -117,6 +129,9 @@ def upload_plan(ctx: Context, plan: BuildPlan, create_bucket: bool, say: Say) ->
         for state in states:
             stage, manifest = state.stage, state.manifest
             assert manifest is not None
+            if trust_cookies and real_upload(stage.directory, manifest) is not None:
+                lines.append(f"{stage.image.name}: uploaded already (cookie)")
+                continue
             prefix = stage_prefix(ctx, stage.image.name, plan.build_set)
             for upload in bucket.unfinished(prefix):
                 say(

@@ -177,6 +177,11 @@ class FaultProxy:
 
             def _any(self) -> None:
                 body = self._body()
+                declared = self.headers.get("Content-Length")
+                if declared is not None and len(body) < int(declared):
+                    # the client died mid-body: S3 would never store a short part, nor do we
+                    self.close_connection = True
+                    return
                 split = urllib.parse.urlsplit(self.path)
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 req = Request(

@@ -39,10 +39,9 @@ def test_suitcase_upload_uploads_once_across_workers(
             assert suitcase_upload["fake"] is False
             assert suitcase_upload["key"] == suitcase_artifact.key
             keys = {o["key"] for o in suitcase_upload["objects"]}
-            assert any(k.endswith(f"{suitcase_image}/%s/manifest.json") for k in keys)
+            assert any(k.endswith(f"{suitcase_image}/SETID/manifest.json") for k in keys)
     """
-            % SET
-        )
+        ).replace("SETID", SET)
     )
     result = pytester.runpytest_subprocess("specs", "--image=vagrant,aws-hvm", "-n", "2", *ARGS)
     result.assert_outcomes(passed=5)

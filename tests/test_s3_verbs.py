@@ -254,3 +254,41 @@ def test_bad_input_for_upload_fetch_and_delete(ws: Path, bucket: str, moto: str)
     )
     _one_line(suitcase(ws, "delete", "master", "--os", OS), 2, "needs --timestamp")
     _one_line(suitcase(ws, "upload", "master", "--os", "Nope-1"), 2, "Nope-1")
+
+
+def test_a_file_changed_since_its_manifest_is_not_left_in_s3(
+    ws: Path, bucket: str, moto: str
+) -> None:
+    plan = fake_build_set(ws, "master")
+    disk = plan.stages[0].directory / "disk-master.img"
+    data = bytearray(disk.read_bytes())
+    data[100] ^= 0x01  # same size: only the sha256 can tell
+    disk.write_bytes(bytes(data))
+    result = upload_all(ws, "master")
+    _one_line(result, 1, "no longer matches the sha256 its manifest records")
+    assert DISK_KEY not in held(moto, bucket)
+    assert unfinished(moto, bucket) == []
+    assert not (plan.stages[0].directory / UPLOAD_COOKIE).exists()
+
+
+def test_a_resumed_upload_keeps_matching_parts_and_resends_the_rest(
+    ws: Path, bucket: str, moto: str, proxy: FaultProxy
+) -> None:
+    plan = fake_build_set(ws, "master")  # 12 MiB: parts of 5, 5 and 2 MiB
+    disk = (plan.stages[0].directory / "disk-master.img").read_bytes()
+    client = s3(moto)
+    client.create_bucket(Bucket=bucket)
+    upload = client.create_multipart_upload(
+        Bucket=bucket, Key=DISK_KEY, ChecksumAlgorithm="CRC64NVME", ChecksumType="FULL_OBJECT"
+    )
+    for number, body in ((1, disk[: 5 * MiB]), (2, b"\0" * 5 * MiB)):  # part 2 is wrong
+        client.upload_part(
+            Bucket=bucket, Key=DISK_KEY, UploadId=upload["UploadId"], PartNumber=number, Body=body
+        )
+    result = suitcase(ws, "upload", "master", "--os", OS, "--timestamp", TS)
+    assert result.exit_code == 0, result.output
+    assert "resuming an unfinished upload (1 of 3 parts already there)" in result.output
+    sent = [p for m, p, q in proxy.log if m == "PUT" and "partNumber" in q and p.endswith(".img")]
+    assert len(sent) == 2  # parts 2 and 3, never part 1 again
+    assert held(moto, bucket)[DISK_KEY] == disk
+    assert unfinished(moto, bucket) == []

@@ -20,6 +20,7 @@ from typing import Any
 
 from suitcase.aws.clients import AwsTarget
 from suitcase.errors import ConfigError, SuitcaseError
+from suitcase.manifest import sha256_file
 
 MiB = 1024 * 1024
 _READ = 8 * MiB
@@ -241,26 +242,39 @@ class Bucket:
     # --- upload -------------------------------------------------------------------------------
 
     def put(self, path: Path, key: str, sha256: str, say: Say, advance: Advance) -> StoredObject:
-        """Upload `path` to `key` unless it is there with the same checksum; confirm it."""
+        """Upload `path` to `key` unless it is there with the same checksum; confirm it.
+
+        The file must still have the manifest's `sha256`: checked while the upload runs (hashing
+        overlaps the transfer), and an object of a file that changed is removed again.
+        """
         size = path.stat().st_size
-        crc, local_sha256 = file_digests(path)
-        if local_sha256 != sha256:
-            raise S3Error(f"{path} no longer matches the sha256 its manifest records; rebuild it")
-        wanted = StoredObject(key, size, crc, sha256)
+        wanted = StoredObject(key, size, file_crc64nvme(path), sha256)
         head = self.head(key)
-        if head is not None and _matches(head, wanted):
+        if (
+            head is not None
+            and _matches(head, wanted)
+            and head.get("Metadata", {}).get("sha256") == sha256
+        ):
             say(f"{self.url(key)}: already there with the same checksum, skipped")
             advance(size)
             return wanted
-        try:
-            if not self._resume(path, wanted, say, advance):
-                self._upload(path, wanted, advance)
-        except BaseException:
-            # Ctrl-C, SIGTERM or an error: leave no unfinished multipart upload behind
-            for upload in self.unfinished(key):
-                if upload["Key"] == key:
-                    self.abort(key, upload["UploadId"])
-            raise
+        with concurrent.futures.ThreadPoolExecutor(1) as hasher:
+            local_sha256 = hasher.submit(sha256_file, path)
+            try:
+                if not self._resume(path, wanted, say, advance):
+                    self._upload(path, wanted, advance)
+            except BaseException:
+                # Ctrl-C, SIGTERM or an error: leave no unfinished multipart upload behind
+                for upload in self.unfinished(key):
+                    if upload["Key"] == key:
+                        self.abort(key, upload["UploadId"])
+                raise
+            if local_sha256.result() != sha256:
+                self.delete([key])
+                raise S3Error(
+                    f"{path} no longer matches the sha256 its manifest records (object removed); "
+                    "rebuild it"
+                )
         self.confirm(wanted)
         return wanted
 
@@ -280,6 +294,7 @@ class Bucket:
             )
 
     def _upload(self, path: Path, wanted: StoredObject, advance: Advance) -> None:
+        from awscrt.exceptions import AwsCrtError
         from boto3.exceptions import S3UploadFailedError
         from botocore.exceptions import BotoCoreError, ClientError
 
@@ -297,7 +312,7 @@ class Bucket:
                 Callback=advance,
                 Config=self.settings.transfer_config(upload=True),
             )
-        except (S3UploadFailedError, ClientError, BotoCoreError) as exc:
+        except (S3UploadFailedError, ClientError, BotoCoreError, AwsCrtError) as exc:
             raise S3Error(
                 f"upload of {path.name} to {self.url(wanted.key)} failed: {exc}"
             ) from None
@@ -306,8 +321,8 @@ class Bucket:
         """Finish an interrupted multipart upload of `key` from its parts already in S3.
 
         Parts are kept only when their size and checksum (CRC64NVME when S3 lists it, else the
-        part's ETag, an MD5) match the file; otherwise the upload is aborted. False: nothing to
-        resume, upload afresh.
+        part's ETag, an MD5) match the file; the others are sent again. When none match, the
+        upload is aborted. False: nothing to resume, upload afresh.
         """
         uploads = [u for u in self.unfinished(wanted.key) if u["Key"] == wanted.key]
         uploads.sort(key=lambda u: u["Initiated"])
@@ -324,14 +339,16 @@ class Bucket:
         for number, part in parts.items():
             start = (number - 1) * part_size
             length = min(part_size, wanted.size - start)
-            if number > count or part["Size"] != length or not _part_matches(path, start, part):
-                say(
-                    f"{self.url(wanted.key)}: the unfinished upload does not match the file, "
-                    "aborted; uploading afresh"
-                )
-                self.abort(wanted.key, upload_id)
-                return False
-            kept[number] = part
+            # a part that differs (cut short by the crash, another part size) is sent again
+            if number <= count and part["Size"] == length and _part_matches(path, start, part):
+                kept[number] = part
+        if not kept:
+            say(
+                f"{self.url(wanted.key)}: the unfinished upload does not match the file, "
+                "aborted; uploading afresh"
+            )
+            self.abort(wanted.key, upload_id)
+            return False
         say(
             f"{self.url(wanted.key)}: resuming an unfinished upload ({len(kept)} of {count} "
             "parts already there)"
@@ -388,6 +405,7 @@ class Bucket:
         The bytes land under a temporary name beside `dest` and are renamed only once checked;
         a bad download is removed and never seen under `dest`.
         """
+        from awscrt.exceptions import AwsCrtError
         from botocore.exceptions import BotoCoreError, ClientError
 
         head = self.head(key)
@@ -404,7 +422,7 @@ class Bucket:
                     Callback=advance,
                     Config=self.settings.transfer_config(),
                 )
-            except (ClientError, BotoCoreError) as exc:
+            except (ClientError, BotoCoreError, AwsCrtError) as exc:
                 raise S3Error(f"download of {self.url(key)} failed: {exc}") from None
             crc, digest = file_digests(part)
             got = StoredObject(key, part.stat().st_size, crc, digest)

@@ -265,11 +265,14 @@ def upload(
     from suitcase.aws.ship import upload_plan
 
     os_template = ctx.os_template(os_name)
-    bset = ctx.build_set(os_template, timestamp or "latest")
-    if not any(ctx.workspace.stage_dir(t, bset).is_dir() for t in IMAGE_TYPES):
-        raise ConfigError(
-            f"no build set {bset.id} in {ctx.workspace.images_dir}: build it, or fetch it"
-        )
+    if timestamp is None and not ctx.workspace.build_sets(os_template.name):
+        bset = ctx.build_set(os_template, None)  # nothing built yet: a new build set
+    else:
+        bset = ctx.build_set(os_template, timestamp or "latest")
+        if not any(ctx.workspace.stage_dir(t, bset).is_dir() for t in IMAGE_TYPES):
+            raise ConfigError(
+                f"no build set {bset.id} in {ctx.workspace.images_dir}: build it, or fetch it"
+            )
     plan = ctx.plan(os_template.name, image, bset.timestamp)
     run_plan(ctx, plan, say)
     return upload_plan(ctx, plan, create_bucket, say)

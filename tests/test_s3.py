@@ -287,3 +287,19 @@ def test_a_corrupt_object_in_s3_is_never_marked_done_by_fetch(
     assert read_manifest(there) is None
     assert not (there / "disk-master.img").exists()
     assert [p.name for p in there.iterdir() if p.name.startswith(".")] == []
+
+
+def test_fetch_refuses_a_manifest_pointing_outside_its_stage(
+    ws: Path, bucket: str, moto: str, tmp_path: Path
+) -> None:
+    fake_build_set(ws, "master")
+    assert upload_all(ws, "master").exit_code == 0
+    key = f"suitcase/master/{OS}-{TS}/manifest.json"
+    data = json.loads(s3(moto).get_object(Bucket=bucket, Key=key)["Body"].read())
+    data["outputs"][0]["path"] = "../../../../escaped.img"
+    s3(moto).put_object(Bucket=bucket, Key=key, Body=json.dumps(data).encode())
+    other = tmp_path / "other"
+    other.mkdir()
+    result = suitcase(other, "fetch", "master", "--os", OS, "--timestamp", TS)
+    assert result.exit_code == 1 and "outside its stage folder" in result.output
+    assert list(other.iterdir()) == [] and not list(tmp_path.rglob("escaped.img"))

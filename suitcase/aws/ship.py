@@ -200,6 +200,7 @@ def fetch_plan(ctx: Context, plan: BuildPlan, say: Say) -> list[str]:
             (stage.directory / UPLOAD_COOKIE).unlink(missing_ok=True)
             objects = []
             for output in manifest.outputs:
+                ctx.workspace.inside((stage.directory / output.path).parent)  # no link out
                 advance = track(f"{name}/{output.path}", output.size)
                 objects.append(
                     bucket.get(

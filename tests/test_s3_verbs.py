@@ -292,3 +292,16 @@ def test_a_resumed_upload_keeps_matching_parts_and_resends_the_rest(
     assert len(sent) == 2  # parts 2 and 3, never part 1 again
     assert held(moto, bucket)[DISK_KEY] == disk
     assert unfinished(moto, bucket) == []
+
+
+def test_an_endpoint_that_does_not_answer_is_one_line(
+    ws: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_build_set(ws, "master")
+    from tests.aws_proxy import free_port
+
+    point_at(monkeypatch, f"http://127.0.0.1:{free_port()}", "suitcase-nowhere", tmp_path)
+    for verb in ("upload", "fetch", "delete"):
+        result = suitcase(ws, verb, "master", "--os", OS, "--timestamp", TS)
+        _one_line(result, 1, "127.0.0.1")
+    assert not (ws / "images" / "master" / BUILD_SET / UPLOAD_COOKIE).exists()

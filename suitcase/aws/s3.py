@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import ipaddress
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,6 +149,20 @@ def aws_error(exc: Exception, doing: str) -> S3Error:
     code = _code(exc)
     message = getattr(exc, "response", {}).get("Error", {}).get("Message", "") or str(exc)
     return S3Error(f"{doing}: {code + ': ' if code else ''}{message}".replace("\n", " "))
+
+
+@contextlib.contextmanager
+def aws_calls(doing: str) -> Iterator[None]:
+    """Any botocore/CRT error inside becomes one operator line (never a traceback)."""
+    from awscrt.exceptions import AwsCrtError
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        raise aws_error(exc, doing) from None
+    except (BotoCoreError, AwsCrtError) as exc:
+        raise S3Error(f"{doing}: {exc}") from None
 
 
 class Bucket:

@@ -16,7 +16,14 @@ from typing import Any
 from suitcase.aws import tags
 from suitcase.aws.clients import AwsTarget
 from suitcase.aws.progress import transfers
-from suitcase.aws.s3 import Bucket, S3Error, StoredObject, TransferSettings, aws_error
+from suitcase.aws.s3 import (
+    Bucket,
+    S3Error,
+    StoredObject,
+    TransferSettings,
+    aws_calls,
+    aws_error,
+)
 from suitcase.context import Context
 from suitcase.errors import ConfigError
 from suitcase.manifest import (
@@ -116,6 +123,18 @@ def upload_plan(
     `trust_cookies`: a stage whose real cookie matches its manifest is not looked at again
     (the pytest fixture: a second xdist worker waits, then finds the first one's work done).
     """
+    with aws_calls(f"upload of {plan.build_set.id}"):
+        return _upload_plan(ctx, plan, create_bucket, say, wait, trust_cookies)
+
+
+def _upload_plan(
+    ctx: Context,
+    plan: BuildPlan,
+    create_bucket: bool,
+    say: Say,
+    wait: float = 0,
+    trust_cookies: bool = False,
+) -> list[str]:
     bucket = open_bucket(ctx, say)
     bucket.ensure(create_bucket or bucket.target.kind == "embedded", say)
     lines: list[str] = []
@@ -166,6 +185,11 @@ def upload_plan(
 
 def fetch_plan(ctx: Context, plan: BuildPlan, say: Say) -> list[str]:
     """Download every stage of `plan` from S3, verified; a stage's manifest is written last."""
+    with aws_calls(f"fetch of {plan.build_set.id}"):
+        return _fetch_plan(ctx, plan, say)
+
+
+def _fetch_plan(ctx: Context, plan: BuildPlan, say: Say) -> list[str]:
     bucket = open_bucket(ctx, say)
     bucket.ensure(False, say)
     remote: dict[str, Manifest] = {}
@@ -258,6 +282,13 @@ def delete_stages(
     ctx: Context, build_set: BuildSet, names: list[str], force: bool, dry_run: bool, say: Say
 ) -> list[str]:
     """Remove the objects of `names` in one build set; refused while its AMIs exist."""
+    with aws_calls(f"delete of {build_set.id}"):
+        return _delete_stages(ctx, build_set, names, force, dry_run, say)
+
+
+def _delete_stages(
+    ctx: Context, build_set: BuildSet, names: list[str], force: bool, dry_run: bool, say: Say
+) -> list[str]:
     bucket = open_bucket(ctx, say)
     bucket.ensure(False, say)
     amis = amis_of(bucket, build_set)

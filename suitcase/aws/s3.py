@@ -37,7 +37,7 @@ class S3Error(SuitcaseError):
 class TransferSettings:
     """site.yaml `s3:` (measured with benchmarks/upload.py; see README)."""
 
-    part_size_mb: int = 64
+    part_size_mb: int = 16
     concurrency: int = 8
     transfer_client: str = "classic"
 

@@ -262,7 +262,7 @@ def upload(
     say: Say,
 ) -> list[str]:
     """Build what is missing of an existing build set, then upload its stages to S3."""
-    from suitcase.aws.ship import upload_plan
+    from suitcase.aws.ship import ready_bucket, upload_plan
 
     os_template = ctx.os_template(os_name)
     if timestamp is None and not ctx.workspace.build_sets(os_template.name):
@@ -274,8 +274,9 @@ def upload(
                 f"no build set {bset.id} in {ctx.workspace.images_dir}: build it, or fetch it"
             )
     plan = ctx.plan(os_template.name, image, bset.timestamp)
+    bucket = ready_bucket(ctx, create_bucket, say)  # a bad bucket fails before a long build
     run_plan(ctx, plan, say)
-    return upload_plan(ctx, plan, create_bucket, say)
+    return upload_plan(ctx, plan, create_bucket, say, bucket=bucket)
 
 
 def fetch(

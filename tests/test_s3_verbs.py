@@ -305,3 +305,12 @@ def test_an_endpoint_that_does_not_answer_is_one_line(
         result = suitcase(ws, verb, "master", "--os", OS, "--timestamp", TS)
         _one_line(result, 1, "127.0.0.1")
     assert not (ws / "images" / "master" / BUILD_SET / UPLOAD_COOKIE).exists()
+
+
+def test_a_missing_bucket_fails_before_anything_is_built(ws: Path, bucket: str) -> None:
+    stage = ws / "images" / "master" / BUILD_SET
+    stage.mkdir(parents=True)  # the set exists, its master is not built
+    result = suitcase(ws, "upload", "master", "--os", OS, "--timestamp", TS)
+    _one_line(result, 1, f"bucket {bucket} does not exist")
+    assert "building" not in result.output
+    assert list(stage.iterdir()) == []

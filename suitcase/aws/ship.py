@@ -109,6 +109,18 @@ def write_cookie(
 # --- upload -----------------------------------------------------------------------------------
 
 
+def ready_bucket(ctx: Context, create_bucket: bool, say: Say) -> Bucket:
+    """The site's bucket, checked (name, settings, reachable, ours) before anything is built."""
+    with aws_calls(f"bucket {ctx.site.bucket}"):
+        return _ready_bucket(ctx, create_bucket, say)
+
+
+def _ready_bucket(ctx: Context, create_bucket: bool, say: Say) -> Bucket:
+    bucket = open_bucket(ctx, say)
+    bucket.ensure(create_bucket or bucket.target.kind == "embedded", say)
+    return bucket
+
+
 def upload_plan(
     ctx: Context,
     plan: BuildPlan,
@@ -116,6 +128,7 @@ def upload_plan(
     say: Say,
     wait: float = 0,
     trust_cookies: bool = False,
+    bucket: Bucket | None = None,
 ) -> list[str]:
     """Upload every stage of `plan` (all must be done); a cookie per stage once confirmed.
 
@@ -124,7 +137,7 @@ def upload_plan(
     (the pytest fixture: a second xdist worker waits, then finds the first one's work done).
     """
     with aws_calls(f"upload of {plan.build_set.id}"):
-        return _upload_plan(ctx, plan, create_bucket, say, wait, trust_cookies)
+        return _upload_plan(ctx, plan, create_bucket, say, wait, trust_cookies, bucket)
 
 
 def _upload_plan(
@@ -134,9 +147,10 @@ def _upload_plan(
     say: Say,
     wait: float = 0,
     trust_cookies: bool = False,
+    bucket: Bucket | None = None,
 ) -> list[str]:
-    bucket = open_bucket(ctx, say)
-    bucket.ensure(create_bucket or bucket.target.kind == "embedded", say)
+    if bucket is None:
+        bucket = _ready_bucket(ctx, create_bucket, say)
     lines: list[str] = []
     with ctx.workspace.lock(plan.build_set, wait=wait), transfers() as track:
         states = plan.states()

@@ -38,6 +38,7 @@ from suitcase.manifest import Manifest, describe_output, write_manifest
 OS, TS, BUCKET = "Debian-12-x86_64", "20260101000000", "suitcase-bench"
 MiB = 1024 * 1024
 BIN = ROOT / ".venv" / "bin"
+STREAMING = True  # --stock-moto: moto_server as shipped (fails a 4 GiB full-object upload)
 
 
 @contextlib.contextmanager
@@ -46,8 +47,15 @@ def moto(folder: Path) -> Iterator[str]:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     log = (folder / "moto.log").open("wb")
+    server = [str(BIN / "python"), str(ROOT / "benchmarks" / "moto_streaming.py")]
     proc = subprocess.Popen(
-        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        [
+            *(server if STREAMING else [str(BIN / "moto_server")]),
+            "-H",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, "MOTO_EC2_LOAD_DEFAULT_AMIS": "false"},
@@ -197,7 +205,10 @@ def main() -> None:
     parser.add_argument("--part-mb", type=int, default=None)
     parser.add_argument("--concurrency", type=int, default=None)
     parser.add_argument("--client", default=None)
+    parser.add_argument("--stock-moto", action="store_true", help="moto_server without the fix")
     args = parser.parse_args()
+    global STREAMING
+    STREAMING = not args.stock_moto
     with tempfile.TemporaryDirectory(prefix="suitcase-bench-") as tmp:
         ws = Path(tmp) / "ws"
         ws.mkdir()

@@ -132,20 +132,6 @@ def env_for(url: str) -> dict[str, str]:
     }
 
 
-def empty_bucket(url: str) -> None:
-    import boto3
-
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="bench",
-        aws_secret_access_key="bench",
-    )
-    for obj in s3.list_objects_v2(Bucket=BUCKET).get("Contents", []):
-        s3.delete_object(Bucket=BUCKET, Key=obj["Key"])
-
-
 def timed(argv: list[str], env: dict[str, str]) -> float:
     started = time.monotonic()
     result = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
@@ -156,7 +142,6 @@ def timed(argv: list[str], env: dict[str, str]) -> float:
 
 
 def run_suitcase(ws: Path, url: str) -> float:
-    empty_bucket(url)
     return timed(
         [
             str(BIN / "suitcase"),
@@ -175,7 +160,6 @@ def run_suitcase(ws: Path, url: str) -> float:
 
 
 def run_cli(disk: Path, url: str) -> float:
-    empty_bucket(url)
     return timed(
         [
             str(BIN / "aws"),
@@ -214,60 +198,70 @@ def main() -> None:
         ws.mkdir()
         disk = build_set(ws, int(args.size_gib * 1024) * MiB)
         results: dict = {"size_bytes": disk.stat().st_size, "runs": []}  # type: ignore[type-arg]
-        with moto(Path(tmp)) as url:
-            import boto3
+        folder = Path(tmp)
 
-            boto3.client(
-                "s3",
-                endpoint_url=url,
-                region_name="us-east-1",
-                aws_access_key_id="bench",
-                aws_secret_access_key="bench",
-            ).create_bucket(Bucket=BUCKET)
-            if args.sweep:
-                variants = [
-                    ("classic", 128, 8),
-                    ("classic", 64, 4),
-                    ("classic", 64, 8),
-                    ("classic", 16, 8),
-                    ("classic", 8, 10),
-                    ("crt", 64, 8),
-                ]
-                run_suitcase(ws, url)  # warm the page cache: no variant pays for a cold read
-                for client, part, conc in variants:
-                    site(ws, part, conc, client)
-                    try:
-                        seconds = run_suitcase(ws, url)
-                    except RuntimeError as exc:
-                        print(f"{client:8} part {part:4} MiB x{conc:3}: failed: {exc}")
-                        continue
-                    rate = disk.stat().st_size / MiB / seconds
-                    print(
-                        f"{client:8} part {part:4} MiB x{conc:3}: {seconds:6.1f} s "
-                        f"({rate:.0f} MiB/s)"
-                    )
-                    results["runs"].append(
-                        {"client": client, "part_mb": part, "concurrency": conc, "s": seconds}
-                    )
-                print(f"saved {save('upload-sweep', results)}")
-                return
-            if args.part_mb:
-                site(ws, args.part_mb, args.concurrency or 8, args.client or "classic")
-            mine, theirs = [], []
-            for number in range(args.rounds):
-                order = ("suitcase", "cli") if number % 2 == 0 else ("cli", "suitcase")
-                for who in order:
-                    seconds = run_suitcase(ws, url) if who == "suitcase" else run_cli(disk, url)
-                    (mine if who == "suitcase" else theirs).append(seconds)
-                    print(f"round {number + 1}: {who:9} {seconds:6.1f} s")
-            ratio = statistics.median(theirs) / statistics.median(mine)
-            print(
-                f"{disk.stat().st_size / 2**30:.1f} GiB: suitcase upload median "
-                f"{statistics.median(mine):.1f} s, aws s3 cp {statistics.median(theirs):.1f} s, "
-                f"ratio (aws time / suitcase time) {ratio:.2f}x"
-            )
-            results.update(suitcase_s=mine, aws_cli_s=theirs, ratio=ratio)
-            print(f"saved {save('upload', results)}")
+        def measure(who: str) -> float:
+            # a fresh endpoint per run: moto keeps what it was sent in memory, and a run must
+            # neither pay for the last one's garbage nor fail for it
+            with moto(folder) as url:
+                boto3.client(
+                    "s3",
+                    endpoint_url=url,
+                    region_name="us-east-1",
+                    aws_access_key_id="bench",
+                    aws_secret_access_key="bench",
+                ).create_bucket(Bucket=BUCKET)
+                try:
+                    return run_suitcase(ws, url) if who == "suitcase" else run_cli(disk, url)
+                except RuntimeError as exc:
+                    log = (folder / "moto.log").read_text(errors="replace")[-1500:]
+                    raise RuntimeError(f"{exc}\nmoto log:\n{log}") from None
+
+        import boto3
+
+        if args.sweep:
+            variants = [
+                ("classic", 128, 8),
+                ("classic", 64, 4),
+                ("classic", 64, 8),
+                ("classic", 16, 8),
+                ("classic", 8, 10),
+                ("crt", 64, 8),
+            ]
+            measure("suitcase")  # warm the page cache: no variant pays for a cold read
+            for client, part, conc in variants:
+                site(ws, part, conc, client)
+                try:
+                    seconds = measure("suitcase")
+                except RuntimeError as exc:
+                    print(f"{client:8} part {part:4} MiB x{conc:3}: failed: {exc}")
+                    continue
+                rate = disk.stat().st_size / MiB / seconds
+                print(
+                    f"{client:8} part {part:4} MiB x{conc:3}: {seconds:6.1f} s ({rate:.0f} MiB/s)"
+                )
+                results["runs"].append(
+                    {"client": client, "part_mb": part, "concurrency": conc, "s": seconds}
+                )
+            print(f"saved {save('upload-sweep', results)}")
+            return
+        if args.part_mb:
+            site(ws, args.part_mb, args.concurrency or 8, args.client or "classic")
+        mine, theirs = [], []
+        for number in range(args.rounds):
+            order = ("suitcase", "cli") if number % 2 == 0 else ("cli", "suitcase")
+            for who in order:
+                seconds = measure(who)
+                (mine if who == "suitcase" else theirs).append(seconds)
+                print(f"round {number + 1}: {who:9} {seconds:6.1f} s", flush=True)
+        ratio = statistics.median(theirs) / statistics.median(mine)
+        print(
+            f"{disk.stat().st_size / 2**30:.1f} GiB: suitcase upload median "
+            f"{statistics.median(mine):.1f} s, aws s3 cp {statistics.median(theirs):.1f} s, "
+            f"ratio (aws time / suitcase time) {ratio:.2f}x"
+        )
+        results.update(suitcase_s=mine, aws_cli_s=theirs, ratio=ratio)
+        print(f"saved {save('upload', results)}")
 
 
 if __name__ == "__main__":

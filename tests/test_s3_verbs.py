@@ -314,3 +314,24 @@ def test_a_missing_bucket_fails_before_anything_is_built(ws: Path, bucket: str) 
     _one_line(result, 1, f"bucket {bucket} does not exist")
     assert "building" not in result.output
     assert list(stage.iterdir()) == []
+
+
+def test_an_empty_output_goes_up_and_comes_back(
+    ws: Path, bucket: str, moto: str, tmp_path: Path
+) -> None:
+    from suitcase.manifest import describe_output, read_manifest, write_manifest
+
+    plan = fake_build_set(ws, "master")
+    folder = plan.stages[0].directory
+    manifest = read_manifest(folder)
+    assert manifest is not None
+    (folder / "empty.log").write_bytes(b"")
+    manifest.outputs.append(describe_output(folder, folder / "empty.log", "log"))
+    write_manifest(folder, manifest)
+    assert upload_all(ws, "master").exit_code == 0
+    assert held(moto, bucket)[f"suitcase/master/{BUILD_SET}/empty.log"] == b""
+    other = tmp_path / "other"
+    other.mkdir()
+    result = suitcase(other, "fetch", "master", "--os", OS, "--timestamp", TS)
+    assert result.exit_code == 0, result.output
+    assert (other / "images" / "master" / BUILD_SET / "empty.log").read_bytes() == b""

@@ -58,11 +58,16 @@ def test_suitcase_upload_uploads_once_across_workers(
         and not path.endswith("manifest.json")
     ]
     assert len(master_disk) == 1, master_disk
-    # a second run finds the cookies and sends nothing
+    # a second run finds the cookies and their objects, and sends nothing
     before = len(proxy.log)
     again = pytester.runpytest_subprocess("specs", "--image=vagrant,aws-hvm", *ARGS)
     again.assert_outcomes(passed=5)
-    assert len(proxy.log) == before
+    assert {method for method, _, _ in proxy.log[before:]} <= {"HEAD"}
+    # an object lost behind the cookie's back (an endpoint that lost its state) goes up again
+    s3(url).delete_object(Bucket="suitcase-fixture", Key=f"suitcase/aws-hvm/{SET}/manifest.json")
+    third = pytester.runpytest_subprocess("specs", "--image=aws-hvm", *ARGS)
+    third.assert_outcomes(passed=2)
+    assert f"suitcase/aws-hvm/{SET}/manifest.json" in held(url, "suitcase-fixture")
 
 
 def test_a_fake_cookie_does_not_satisfy_the_fixture(

@@ -133,8 +133,9 @@ def upload_plan(
     """Upload every stage of `plan` (all must be done); a cookie per stage once confirmed.
 
     `wait`: seconds to wait for another holder of the build set (-1: forever).
-    `trust_cookies`: a stage whose real cookie matches its manifest is not looked at again
-    (the pytest fixture: a second xdist worker waits, then finds the first one's work done).
+    `trust_cookies`: a stage whose real cookie matches its manifest, and whose recorded objects
+    S3 still holds (HeadObject), is not uploaded again: the pytest fixture, where a second xdist
+    worker waits for the lock, then finds the first one's work done.
     """
     with aws_calls(f"upload of {plan.build_set.id}"):
         return _upload_plan(ctx, plan, create_bucket, say, wait, trust_cookies, bucket)
@@ -162,9 +163,16 @@ def _upload_plan(
         for state in states:
             stage, manifest = state.stage, state.manifest
             assert manifest is not None
-            if trust_cookies and real_upload(stage.directory, manifest) is not None:
-                lines.append(f"{stage.image.name}: uploaded already (cookie)")
-                continue
+            cookie = real_upload(stage.directory, manifest) if trust_cookies else None
+            if cookie is not None:
+                missing = _not_held(bucket, cookie)
+                if not missing:
+                    lines.append(f"{stage.image.name}: uploaded already (cookie, objects there)")
+                    continue
+                say(
+                    f"{stage.image.name}: its cookie says uploaded, but {bucket.url(missing)} is "
+                    "not there as recorded (lost endpoint state?): uploading again"
+                )
             prefix = stage_prefix(ctx, stage.image.name, plan.build_set)
             for upload in bucket.unfinished(prefix):
                 say(
@@ -192,6 +200,20 @@ def _upload_plan(
                 f"{bucket.url(prefix)}"
             )
     return lines
+
+
+def _not_held(bucket: Bucket, cookie: dict[str, Any]) -> str:
+    """The first object a cookie records that S3 does not hold as recorded ('' when all are)."""
+    if cookie.get("bucket") != bucket.name:
+        return str(cookie.get("objects", [{}])[0].get("key", ""))
+    for obj in cookie.get("objects", []):
+        head = bucket.head(str(obj.get("key", "")))
+        if head is None or (head.get("ContentLength"), head.get("ChecksumCRC64NVME")) != (
+            obj.get("size"),
+            obj.get("crc64nvme"),
+        ):
+            return str(obj.get("key", ""))
+    return ""
 
 
 # --- fetch ------------------------------------------------------------------------------------

@@ -71,6 +71,33 @@ def suitcase_artifact(
 
 
 @pytest.fixture(scope="session")
+def suitcase_upload(
+    request: pytest.FixtureRequest,
+    suitcase_session: SuitcaseSession,
+    suitcase_image: str,
+    suitcase_artifact: Manifest,
+) -> dict[str, Any]:
+    """The upload cookie of the image under test: its stages uploaded to S3 first if needed.
+
+    Once across xdist workers: the build-set lock is waited for, and a stage another worker
+    confirmed meanwhile (its cookie, its objects still in S3) is not uploaded again.
+    """
+    from suitcase.aws.ship import real_upload, upload_plan
+    from suitcase.errors import SuitcaseError
+
+    plan = suitcase_session.plan(suitcase_image)
+    stage_dir = plan.stage(suitcase_image).directory
+    try:  # cookies are checked against S3, so lost endpoint state is uploaded again
+        upload_plan(suitcase_session.ctx, plan, False, _say(request), wait=-1, trust_cookies=True)
+    except SuitcaseError as exc:
+        pytest.fail(f"suitcase upload of {suitcase_image}: {exc}", pytrace=False)
+    cookie = real_upload(stage_dir, suitcase_artifact)
+    if cookie is None:
+        pytest.fail(f"{suitcase_image} has no upload cookie after its upload", pytrace=False)
+    return cookie
+
+
+@pytest.fixture(scope="session")
 def suitcase_master(
     request: pytest.FixtureRequest, suitcase_session: SuitcaseSession, suitcase_artifact: Manifest
 ) -> Manifest:

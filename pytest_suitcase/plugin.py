@@ -22,6 +22,7 @@ from pytest_suitcase.fixtures import (  # noqa: F401  (fixtures are found by nam
     suitcase_master,
     suitcase_parity,
     suitcase_session,
+    suitcase_upload,
 )
 from pytest_suitcase.schedule import image_of
 from pytest_suitcase.session import SuitcaseSession, family_matches, spec_folder

@@ -261,22 +261,6 @@ def fake_upload(ctx: Context, image: str, os_name: str | None, timestamp: str | 
         click.echo(line)
 
 
-def _later(name: str, doc: str) -> None:
-    @cli.command(name, help=doc)
-    @_common
-    @pass_ctx
-    def command(ctx: Context, image: str, os_name: str | None, timestamp: str | None) -> None:
-        verbs.not_yet(name)
-
-
-for _name, _doc in (
-    ("upload", "Upload IMAGE's artifacts to S3 (multipart, checksummed) and leave a cookie."),
-    ("fetch", "Download IMAGE's artifacts from S3 so another machine can continue."),
-    ("delete", "Delete IMAGE's artifacts from S3."),
-):
-    _later(_name, _doc)
-
-
 @cli.group("endpoint")
 def endpoint_group() -> None:
     """Manage the embedded AWS endpoint (moto's server on 127.0.0.1, owned by the workspace).
@@ -306,6 +290,50 @@ def endpoint_stop(ctx: Context) -> None:
 def endpoint_status(ctx: Context) -> None:
     """Show its URL, pid, uptime and what it holds (buckets, objects, snapshots, AMIs)."""
     click.echo("\n".join(aws_endpoint.status_lines(ctx.workspace.root, ctx.site.region)))
+
+
+@cli.command()
+@_common
+@click.option(
+    "--create-bucket", is_flag=True, help="create the site's bucket if missing (real AWS too)"
+)
+@pass_ctx
+def upload(
+    ctx: Context, image: str, os_name: str | None, timestamp: str | None, create_bucket: bool
+) -> None:
+    """Upload IMAGE's stages to S3 (multipart, CRC64NVME-checked, resumable), then the cookie.
+
+    Builds what is missing first; the build set defaults to the newest of the OS.
+    """
+    for line in verbs.upload(ctx, image, os_name, timestamp, create_bucket, _say):
+        click.echo(line)
+
+
+@cli.command()
+@_common
+@pass_ctx
+def fetch(ctx: Context, image: str, os_name: str | None, timestamp: str | None) -> None:
+    """Download IMAGE's stages (and its parents) from S3, verified, so this machine continues."""
+    for line in verbs.fetch(ctx, image, os_name, timestamp, _say):
+        click.echo(line)
+
+
+@cli.command()
+@_common
+@click.option("--force", is_flag=True, help="delete even while AMIs of the build set exist")
+@click.option("--dry-run", is_flag=True, help="only list what would be deleted")
+@pass_ctx
+def delete(
+    ctx: Context,
+    image: str,
+    os_name: str | None,
+    timestamp: str | None,
+    force: bool,
+    dry_run: bool,
+) -> None:
+    """Delete IMAGE's objects of one build set from S3 (refused while its AMIs exist)."""
+    for line in verbs.delete(ctx, image, os_name, timestamp, force, dry_run, _say):
+        click.echo(line)
 
 
 @cli.command()
@@ -396,7 +424,10 @@ def all_(
     code = verbs.verify(ctx, image, os_name, timestamp, 0, "auto")
     if code:
         raise click.exceptions.Exit(code)
-    verbs.not_yet("upload")
+    for line in verbs.upload(ctx, image, os_name, timestamp, False, _say):
+        click.echo(line)
+    for line in verbs.register_amis(ctx, image, os_name, timestamp, _say):
+        click.echo(line)
 
 
 def _say(text: str) -> None:

@@ -105,6 +105,14 @@ class Repo(StrictModel):
     ]
 
 
+class S3Transfer(StrictModel):
+    """site.yaml `s3:`: multipart part size, parts in flight, and the pinned transfer client."""
+
+    part_size_mb: Annotated[int, Field(ge=5, le=5120)] = 16
+    concurrency: Annotated[int, Field(ge=1, le=64)] = 8
+    transfer_client: Literal["classic", "crt"] = "classic"
+
+
 class Site(StrictModel):
     """Operator settings: the original's site.rb, as YAML (one checked field per line).
 
@@ -159,6 +167,8 @@ class Site(StrictModel):
         ]
     ] = Field(default_factory=list)
     ebs_workers: Annotated[int, Field(ge=0, le=64)] = 0
+    # upload/fetch transfer settings (measured with benchmarks/upload.py)
+    s3: S3Transfer = Field(default_factory=lambda: S3Transfer())
 
     @classmethod
     def load(cls, path: Path | None, overrides: dict[str, Any] | None = None) -> Site:

@@ -10,27 +10,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from suitcase.aws.ship import UPLOAD_COOKIE, read_cookie
 from suitcase.build import Say, StageResult, preflight, run_plan
 from suitcase.context import Context
-from suitcase.errors import ConfigError, NotYetAvailable, SuitcaseError
+from suitcase.errors import ConfigError, SuitcaseError
 from suitcase.imagetypes import IMAGE_TYPES, resolve_images
 from suitcase.manifest import inspect_manifest, write_atomic
 from suitcase.ostemplate import list_os, load_os
 from suitcase.plan import BuildPlan
 from suitcase.workspace import BuildSet, new_timestamp
-
-UPLOAD_COOKIE = ".upload_done"
-LATER = {
-    "upload": "S3 upload",
-    "fetch": "S3 fetch",
-    "delete": "S3 delete",
-}
-
-
-def not_yet(verb: str) -> None:
-    raise NotYetAvailable(
-        f"'{verb}' is not available yet: {LATER.get(verb, verb)} has not landed in this version"
-    )
 
 
 class CannotStart(ConfigError):
@@ -113,8 +101,7 @@ def list_text(ctx: Context, commands: Mapping[str, Any]) -> str:
     lines = ["Verbs:"]
     for name, command in sorted(commands.items()):
         help_line = (command.get_short_help_str(limit=70) or "").strip()
-        later = "  (not available yet)" if name in LATER else ""
-        lines.append(f"  {name:<12} {help_line}{later}")
+        lines.append(f"  {name:<12} {help_line}")
     lines.append("Image types:")
     for t in IMAGE_TYPES.values():
         aliases = f" (also {', '.join(t.aliases)})" if t.aliases else ""
@@ -154,7 +141,10 @@ def _set_states(ctx: Context, bset: BuildSet) -> list[str]:
         if manifest is None:
             out.append(f"{image:<13} incomplete ({problem or 'no manifest'})")
             continue
-        uploaded = " uploaded" if (directory / UPLOAD_COOKIE).exists() else ""
+        cookie = read_cookie(directory)
+        uploaded = ""
+        if cookie is not None:
+            uploaded = " uploaded (fake)" if cookie.get("fake", True) is not False else " uploaded"
         out.append(f"{image:<13} done, key {manifest.key[:12]}, {manifest.finished}{uploaded}")
     return out
 
@@ -193,7 +183,8 @@ def fake_upload(
             continue
         if not state.done or state.manifest is None:
             raise ConfigError(f"{name} of {plan.build_set.id} is not built: {state.reason}")
-        cookie = {"fake": True, "key": state.manifest.key}
+        # marked fake, and holding no objects: nothing downstream takes it for an upload
+        cookie = {"fake": True, "key": state.manifest.key, "objects": []}
         write_atomic(state.stage.directory / UPLOAD_COOKIE, json.dumps(cookie) + "\n")
         lines.append(f"{name}: marked as uploaded (fake)")
     return lines
@@ -296,3 +287,80 @@ def parity(
         lines.extend(f"  {p}" for p in problems)
         ok = ok and not problems
     return lines, ok
+
+
+def _stored_set(ctx: Context, os_name: str | None, timestamp: str | None, verb: str) -> BuildSet:
+    """A build set named on the command line for a verb that works on S3."""
+    os_template = ctx.os_template(os_name)
+    if timestamp is None:
+        raise ConfigError(f"{verb} needs --timestamp YYYYMMDDhhmmss (the build set)")
+    if timestamp == "latest" and verb == "fetch":
+        raise ConfigError("fetch needs an explicit --timestamp: 'latest' means the newest here")
+    return ctx.build_set(os_template, timestamp)
+
+
+def upload(
+    ctx: Context,
+    image: str | None,
+    os_name: str | None,
+    timestamp: str | None,
+    create_bucket: bool,
+    say: Say,
+) -> list[str]:
+    """Build what is missing of an existing build set, then upload its stages to S3."""
+    from suitcase.aws.ship import ready_bucket, upload_plan
+
+    os_template = ctx.os_template(os_name)
+    if timestamp is None and not ctx.workspace.build_sets(os_template.name):
+        bset = ctx.build_set(os_template, None)  # nothing built yet: a new build set
+    else:
+        bset = ctx.build_set(os_template, timestamp or "latest")
+        if not any(ctx.workspace.stage_dir(t, bset).is_dir() for t in IMAGE_TYPES):
+            raise ConfigError(
+                f"no build set {bset.id} in {ctx.workspace.images_dir}: build it, or fetch it"
+            )
+    plan = ctx.plan(os_template.name, image, bset.timestamp)
+    bucket = ready_bucket(ctx, create_bucket, say)  # a bad bucket fails before a long build
+    run_plan(ctx, plan, say)
+    return upload_plan(ctx, plan, create_bucket, say, bucket=bucket)
+
+
+def fetch(
+    ctx: Context, image: str | None, os_name: str | None, timestamp: str | None, say: Say
+) -> list[str]:
+    """Download a build set's stages (IMAGE and its parents) from S3 into the workspace."""
+    from suitcase.aws.ship import fetch_plan
+
+    bset = _stored_set(ctx, os_name, timestamp, "fetch")
+    plan = ctx.plan(bset.os, image, bset.timestamp)
+    return fetch_plan(ctx, plan, say)
+
+
+def delete(
+    ctx: Context,
+    image: str | None,
+    os_name: str | None,
+    timestamp: str | None,
+    force: bool,
+    dry_run: bool,
+    say: Say,
+) -> list[str]:
+    """Remove IMAGE's objects of one build set from S3 (refused while its AMIs exist)."""
+    from suitcase.aws.ship import delete_stages
+
+    bset = _stored_set(ctx, os_name, timestamp, "delete")
+    names = [t.name for t in resolve_images(image)]
+    return delete_stages(ctx, bset, names, force, dry_run, say)
+
+
+def register_amis(
+    ctx: Context, image: str | None, os_name: str | None, timestamp: str | None, say: Say
+) -> list[str]:
+    """Register the AMI image types among IMAGE (none: nothing to do), for `all`."""
+    from suitcase.aws.ami import KINDS
+    from suitcase.aws.register import register
+
+    names = [t.name for t in resolve_images(image) if t.name in KINDS]
+    if not names:
+        return ["no AMI image type selected: nothing to register"]
+    return register(ctx, ",".join(names), os_name, timestamp, say)

@@ -79,13 +79,6 @@ def test_plan_with_given_timestamp_and_latest(runner: CliRunner, workspace: Path
     assert "Debian-12-x86_64-202602020202" in result.output
 
 
-def test_verbs_not_yet_landed_fail_honestly(runner: CliRunner, workspace: Path) -> None:
-    for verb in ("upload", "fetch", "delete"):
-        result = invoke(runner, verb, "aws-hvm", "--os", "Debian-12-x86_64")
-        assert result.exit_code == 3, verb
-        assert "not available yet" in result.output
-
-
 def test_fake_upload_marks_only_built_stages(runner: CliRunner, workspace: Path) -> None:
     result = invoke(
         runner,

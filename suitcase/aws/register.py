@@ -2,36 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 from suitcase.aws.ami import KINDS, AmiSettings, deregister_stage, register_stage
-from suitcase.aws.clients import AwsTarget
+from suitcase.aws.clients import aws_target
+from suitcase.aws.ship import read_cookie, upload_plan
 from suitcase.context import Context
 from suitcase.errors import ConfigError
 from suitcase.imagetypes import resolve_images
 from suitcase.manifest import read_manifest
 
 Say = Callable[[str], None]
-UPLOAD_COOKIE = ".upload_done"
-
-
-def aws_target(ctx: Context, say: Say) -> AwsTarget:
-    """Where AWS calls go: issue 9's rule when it is there, else AWS_ENDPOINT_URL."""
-    from suitcase.aws import clients
-
-    choose = getattr(clients, "aws_target", None)
-    if choose is not None:
-        target: AwsTarget = choose(ctx, say)
-        return target
-    found = clients.aws_target_from_env(ctx.site.region)
-    if found is None:
-        raise ConfigError(
-            "no AWS endpoint: set AWS_ENDPOINT_URL (this version has no embedded endpoint yet)"
-        )
-    say(f"using {found.describe()}")
-    return found
 
 
 def _ami_types(image: str | None) -> list[str]:
@@ -41,21 +23,10 @@ def _ami_types(image: str | None) -> list[str]:
     return names
 
 
-def require_upload(stage_dir: Path, name: str, key: str) -> None:
-    """The original registered only uploaded images (its `.upload_done` cookie).
-
-    LEAD: wire issue 9's upload here (upload what is missing, as the original's register did);
-    until then a cookie from `upload` or `fake-upload` for this very stage key is required.
-    """
-    try:
-        cookie = json.loads((stage_dir / UPLOAD_COOKIE).read_text())
-    except (OSError, ValueError):
-        cookie = None
-    if not isinstance(cookie, dict) or cookie.get("key") != key:
-        raise ConfigError(
-            f"{name} of {stage_dir.name} is not uploaded: run `suitcase upload {name}` "
-            f"(or `suitcase fake-upload {name}`) first"
-        )
+def uploaded(stage_dir: Path, key: str) -> bool:
+    """The stage carries an upload cookie (real, or `fake-upload`'s) for this very stage key."""
+    cookie = read_cookie(stage_dir)
+    return cookie is not None and cookie.get("key") == key
 
 
 def register(
@@ -72,6 +43,12 @@ def register(
     plan = ctx.plan(os_template.name, ",".join(names), timestamp)
     say(f"build set {plan.build_set.id}")
     run_plan(ctx, plan, say)
+    # Like the original's register: what is not uploaded yet is uploaded first.
+    stages = {n: plan.stage(n).directory for n in names}
+    manifests = {n: read_manifest(d) for n, d in stages.items()}
+    if not all(m is not None and uploaded(stages[n], m.key) for n, m in manifests.items()):
+        say("uploading what is not uploaded yet")
+        upload_plan(ctx, plan, False, say, trust_cookies=True)
     settings = AmiSettings.from_site(ctx.site)
     lines = []
     with ctx.workspace.lock(plan.build_set):
@@ -80,7 +57,8 @@ def register(
             manifest = read_manifest(stage_dir)
             if manifest is None:
                 raise ConfigError(f"{name} of {plan.build_set.id} has no manifest")
-            require_upload(stage_dir, name, manifest.key)
+            if not uploaded(stage_dir, manifest.key):
+                raise ConfigError(f"{name} of {plan.build_set.id} is not uploaded")
             result = register_stage(target, stage_dir, manifest, settings, say)
             lines.append(result.line())
     return lines

@@ -1,0 +1,492 @@
+"""S3 objects, checked end to end: multipart uploads with a full-object CRC64NVME, resumed after a
+crash, read back with HeadObject(ChecksumMode=ENABLED); downloads verified before they count.
+
+>>> crc64nvme_b64(b"123456789")
+'rosUhgp5mIg='
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import contextlib
+import hashlib
+import ipaddress
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from suitcase.aws.clients import AwsTarget
+from suitcase.errors import ConfigError, SuitcaseError
+from suitcase.manifest import sha256_file
+
+MiB = 1024 * 1024
+_READ = 8 * MiB
+
+Say = Callable[[str], None]
+Advance = Callable[[int], None]
+
+
+class S3Error(SuitcaseError):
+    """S3 refused, or what S3 holds is not what Suitcase sent or expected."""
+
+
+@dataclass(frozen=True)
+class TransferSettings:
+    """site.yaml `s3:` (measured with benchmarks/upload.py; see README)."""
+
+    part_size_mb: int = 16
+    concurrency: int = 8
+    transfer_client: str = "classic"
+
+    @classmethod
+    def from_site(cls, values: Any) -> TransferSettings:
+        if hasattr(values, "model_dump"):  # the site model's `s3`, already checked at load
+            values = values.model_dump()
+        known = {"part_size_mb", "concurrency", "transfer_client"}
+        for name in values:
+            if name not in known:
+                raise ConfigError(f"site setting s3.{name} is unknown (known: {sorted(known)})")
+        settings = cls(**values)
+        if not isinstance(settings.part_size_mb, int) or not 5 <= settings.part_size_mb <= 5120:
+            raise ConfigError("site setting s3.part_size_mb must be a whole number from 5 to 5120")
+        if not isinstance(settings.concurrency, int) or not 1 <= settings.concurrency <= 64:
+            raise ConfigError("site setting s3.concurrency must be a whole number from 1 to 64")
+        if settings.transfer_client not in ("classic", "crt"):
+            raise ConfigError("site setting s3.transfer_client must be classic or crt")
+        return settings
+
+    @property
+    def part_size(self) -> int:
+        return self.part_size_mb * MiB
+
+    def transfer_config(self, upload: bool = False) -> Any:
+        from boto3.s3.transfer import TransferConfig
+
+        # pinned, never "auto": auto may switch to the CRT client and ignore the settings above.
+        # Every non-empty upload is multipart, even a small one: S3 then computes the
+        # full-object CRC64NVME from the bytes it assembled, so HeadObject proves what arrived
+        # (a single PutObject just stores the checksum it is sent on an endpoint that checks none)
+        return TransferConfig(
+            multipart_threshold=1 if upload else self.part_size,
+            multipart_chunksize=self.part_size,
+            max_concurrency=self.concurrency,
+            preferred_transfer_client=self.transfer_client,
+        )
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """One object as confirmed in S3 (what the upload cookie records)."""
+
+    key: str
+    size: int
+    crc64nvme: str
+    sha256: str
+
+
+def crc64nvme_b64(data: bytes, previous: int = 0) -> str:
+    from awscrt.checksums import crc64nvme
+
+    return base64.b64encode(crc64nvme(data, previous).to_bytes(8, "big")).decode()
+
+
+def file_crc64nvme(path: Path, start: int = 0, length: int | None = None) -> str:
+    """The base64 CRC64NVME S3 reports, of `path` (or of `length` bytes from `start`)."""
+    from awscrt.checksums import crc64nvme
+
+    crc, left = 0, length
+    with path.open("rb") as handle:
+        handle.seek(start)
+        while left is None or left > 0:
+            chunk = handle.read(_READ if left is None else min(_READ, left))
+            if not chunk:
+                break
+            crc = crc64nvme(chunk, crc)
+            if left is not None:
+                left -= len(chunk)
+    return base64.b64encode(crc.to_bytes(8, "big")).decode()
+
+
+def file_digests(path: Path) -> tuple[str, str]:
+    """The file's base64 CRC64NVME and hex sha256, in one read."""
+    from awscrt.checksums import crc64nvme
+
+    crc, digest = 0, hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_READ):
+            crc = crc64nvme(chunk, crc)
+            digest.update(chunk)
+    return base64.b64encode(crc.to_bytes(8, "big")).decode(), digest.hexdigest()
+
+
+def check_bucket_name(name: str) -> str:
+    """AWS's bucket naming rules, checked before any call (the embedded endpoint is lax)."""
+    why = None
+    if not 3 <= len(name) <= 63:
+        why = "it must be 3 to 63 characters long"
+    elif not re.fullmatch(r"[a-z0-9][a-z0-9.-]*[a-z0-9]", name):
+        why = "only lower-case letters, digits, dots and hyphens, starting and ending alphanumeric"
+    elif ".." in name or ".-" in name or "-." in name:
+        why = "dots may not be doubled or next to a hyphen"
+    elif name.startswith(("xn--", "sthree-")) or name.endswith(("-s3alias", "--ol-s3")):
+        why = "that prefix or suffix is reserved by S3"
+    else:
+        with contextlib.suppress(ValueError):
+            ipaddress.ip_address(name)
+            why = "it may not look like an IP address"
+    if why:
+        raise ConfigError(f"bucket '{name}' is not a valid S3 bucket name: {why}")
+    return name
+
+
+def _code(exc: Exception) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def aws_error(exc: Exception, doing: str) -> S3Error:
+    """A botocore error as one operator line."""
+    code = _code(exc)
+    message = getattr(exc, "response", {}).get("Error", {}).get("Message", "") or str(exc)
+    return S3Error(f"{doing}: {code + ': ' if code else ''}{message}".replace("\n", " "))
+
+
+@contextlib.contextmanager
+def aws_calls(doing: str) -> Iterator[None]:
+    """Any botocore/CRT error inside becomes one operator line (never a traceback)."""
+    from awscrt.exceptions import AwsCrtError
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        raise aws_error(exc, doing) from None
+    except (BotoCoreError, AwsCrtError) as exc:
+        raise S3Error(f"{doing}: {exc}") from None
+
+
+class Bucket:
+    """One bucket at one target, with Suitcase's transfer settings."""
+
+    def __init__(self, target: AwsTarget, name: str, settings: TransferSettings) -> None:
+        self.target = target
+        self.name = check_bucket_name(name)
+        self.settings = settings
+        self.client = target.client("s3", max_pool_connections=max(10, settings.concurrency + 2))
+
+    def url(self, key: str = "") -> str:
+        return f"s3://{self.name}/{key}"
+
+    def ensure(self, create: bool, say: Say) -> None:
+        """The bucket exists (made here only when `create`), and is ours to write."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.name)
+            return
+        except ClientError as exc:
+            code = _code(exc)
+            if code in ("403", "AccessDenied", "Forbidden"):
+                raise S3Error(
+                    f"bucket {self.name} belongs to someone else (access denied); "
+                    "pick another site 'bucket'"
+                ) from None
+            if code not in ("404", "NoSuchBucket", "NotFound"):
+                raise aws_error(exc, f"cannot reach bucket {self.name}") from None
+        except BotoCoreError as exc:
+            raise S3Error(f"cannot reach {self.target.describe()}: {exc}") from None
+        if not create:
+            raise S3Error(
+                f"bucket {self.name} does not exist in {self.target.region}; create it, or pass "
+                "--create-bucket"
+            )
+        args: dict[str, Any] = {"Bucket": self.name}
+        if self.target.region != "us-east-1":
+            args["CreateBucketConfiguration"] = {"LocationConstraint": self.target.region}
+        try:
+            self.client.create_bucket(**args)
+        except ClientError as exc:
+            raise aws_error(exc, f"cannot create bucket {self.name}") from None
+        say(f"created bucket {self.name}")
+
+    def keys(self, prefix: str) -> dict[str, int]:
+        """Every key under `prefix` with its size."""
+        found: dict[str, int] = {}
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.name, Prefix=prefix
+        ):
+            found.update({o["Key"]: o["Size"] for o in page.get("Contents", [])})
+        return found
+
+    def unfinished(self, prefix: str) -> list[dict[str, Any]]:
+        """Multipart uploads begun under `prefix` and never completed nor aborted."""
+        uploads: list[dict[str, Any]] = []
+        for page in self.client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=self.name, Prefix=prefix
+        ):
+            uploads.extend(page.get("Uploads", []))
+        return uploads
+
+    def abort(self, key: str, upload_id: str) -> None:
+        from botocore.exceptions import ClientError
+
+        with contextlib.suppress(ClientError):  # already gone is what we want
+            self.client.abort_multipart_upload(Bucket=self.name, Key=key, UploadId=upload_id)
+
+    def head(self, key: str) -> dict[str, Any] | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return dict(self.client.head_object(Bucket=self.name, Key=key, ChecksumMode="ENABLED"))
+        except ClientError as exc:
+            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise aws_error(exc, f"cannot read {self.url(key)}") from None
+
+    def delete(self, keys: list[str]) -> None:
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": k} for k in keys[start : start + 1000]]
+            answer = self.client.delete_objects(
+                Bucket=self.name, Delete={"Objects": batch, "Quiet": True}
+            )
+            if answer.get("Errors"):
+                first = answer["Errors"][0]
+                raise S3Error(f"cannot delete {self.url(first['Key'])}: {first.get('Message')}")
+
+    # --- upload -------------------------------------------------------------------------------
+
+    def put(self, path: Path, key: str, sha256: str, say: Say, advance: Advance) -> StoredObject:
+        """Upload `path` to `key` unless it is there with the same checksum; confirm it.
+
+        The file must still have the manifest's `sha256`: checked while the upload runs (hashing
+        overlaps the transfer), and an object of a file that changed is removed again.
+        """
+        size = path.stat().st_size
+        wanted = StoredObject(key, size, file_crc64nvme(path), sha256)
+        head = self.head(key)
+        if (
+            head is not None
+            and _matches(head, wanted)
+            and head.get("Metadata", {}).get("sha256") == sha256
+        ):
+            say(f"{self.url(key)}: already there with the same checksum, skipped")
+            advance(size)
+            return wanted
+        with concurrent.futures.ThreadPoolExecutor(1) as hasher:
+            local_sha256 = hasher.submit(sha256_file, path)
+            try:
+                if not self._resume(path, wanted, say, advance):
+                    self._upload(path, wanted, advance)
+            except BaseException:
+                # Ctrl-C, SIGTERM or an error: leave no unfinished multipart upload behind
+                for upload in self.unfinished(key):
+                    if upload["Key"] == key:
+                        self.abort(key, upload["UploadId"])
+                raise
+            if local_sha256.result() != sha256:
+                self.delete([key])
+                raise S3Error(
+                    f"{path} no longer matches the sha256 its manifest records (object removed); "
+                    "rebuild it"
+                )
+        self.confirm(wanted)
+        return wanted
+
+    def confirm(self, wanted: StoredObject) -> None:
+        """S3's own full-object CRC64NVME and size equal the local file's, or the object goes."""
+        head = self.head(wanted.key)
+        if head is None:
+            raise S3Error(f"{self.url(wanted.key)} is missing right after its upload")
+        if not _matches(head, wanted):
+            held = head.get("ChecksumCRC64NVME"), head.get("ContentLength")
+            # a corrupt object must never be fetched or skipped as uploaded
+            self.delete([wanted.key])
+            raise S3Error(
+                f"{self.url(wanted.key)}: S3 holds CRC64NVME {held[0]} ({held[1]} bytes), the "
+                f"file has {wanted.crc64nvme} ({wanted.size} bytes): corrupted on the way, "
+                "object removed; run upload again"
+            )
+
+    def _upload(self, path: Path, wanted: StoredObject, advance: Advance) -> None:
+        from awscrt.exceptions import AwsCrtError
+        from boto3.exceptions import S3UploadFailedError
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        extra = {
+            "ChecksumAlgorithm": "CRC64NVME",
+            "ChecksumCRC64NVME": wanted.crc64nvme,
+            "Metadata": {"sha256": wanted.sha256},
+        }
+        try:
+            self.client.upload_file(
+                str(path),
+                self.name,
+                wanted.key,
+                ExtraArgs=extra,
+                Callback=advance,
+                Config=self.settings.transfer_config(upload=True),
+            )
+        except (S3UploadFailedError, ClientError, BotoCoreError, AwsCrtError) as exc:
+            raise S3Error(
+                f"upload of {path.name} to {self.url(wanted.key)} failed: {exc}"
+            ) from None
+
+    def _resume(self, path: Path, wanted: StoredObject, say: Say, advance: Advance) -> bool:
+        """Finish an interrupted multipart upload of `key` from its parts already in S3.
+
+        Parts are kept only when their size and checksum (CRC64NVME when S3 lists it, else the
+        part's ETag, an MD5) match the file; the others are sent again. When none match, the
+        upload is aborted. False: nothing to resume, upload afresh.
+        """
+        uploads = [u for u in self.unfinished(wanted.key) if u["Key"] == wanted.key]
+        uploads.sort(key=lambda u: u["Initiated"])
+        for stale in uploads[:-1]:
+            say(f"{self.url(wanted.key)}: aborting an older unfinished upload")
+            self.abort(wanted.key, stale["UploadId"])
+        if not uploads:
+            return False
+        upload_id = uploads[-1]["UploadId"]
+        parts = self._parts(wanted.key, upload_id)
+        part_size = self.settings.part_size
+        count = max(1, -(-wanted.size // part_size))
+        kept: dict[int, dict[str, Any]] = {}
+        for number, part in parts.items():
+            start = (number - 1) * part_size
+            length = min(part_size, wanted.size - start)
+            # a part that differs (cut short by the crash, another part size) is sent again
+            if number <= count and part["Size"] == length and _part_matches(path, start, part):
+                kept[number] = part
+        if not kept:
+            say(
+                f"{self.url(wanted.key)}: the unfinished upload does not match the file, "
+                "aborted; uploading afresh"
+            )
+            self.abort(wanted.key, upload_id)
+            return False
+        say(
+            f"{self.url(wanted.key)}: resuming an unfinished upload ({len(kept)} of {count} "
+            "parts already there)"
+        )
+        advance(sum(p["Size"] for p in kept.values()))
+
+        def send(number: int) -> dict[str, Any]:
+            start = (number - 1) * part_size
+            with path.open("rb") as handle:
+                handle.seek(start)
+                body = handle.read(min(part_size, wanted.size - start))
+            crc = crc64nvme_b64(body)
+            answer = self.client.upload_part(
+                Bucket=self.name,
+                Key=wanted.key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=body,
+                ChecksumAlgorithm="CRC64NVME",
+                ChecksumCRC64NVME=crc,
+            )
+            advance(len(body))
+            return {"PartNumber": number, "ETag": answer["ETag"], "ChecksumCRC64NVME": crc}
+
+        todo = [n for n in range(1, count + 1) if n not in kept]
+        with concurrent.futures.ThreadPoolExecutor(self.settings.concurrency) as pool:
+            sent = list(pool.map(send, todo))
+        done = [
+            {"PartNumber": n, "ETag": p["ETag"], **_part_crc(p)} for n, p in kept.items()
+        ] + sent
+        self.client.complete_multipart_upload(
+            Bucket=self.name,
+            Key=wanted.key,
+            UploadId=upload_id,
+            MultipartUpload={"Parts": sorted(done, key=lambda p: p["PartNumber"])},
+            ChecksumCRC64NVME=wanted.crc64nvme,
+            ChecksumType="FULL_OBJECT",
+        )
+        return True
+
+    def _parts(self, key: str, upload_id: str) -> dict[int, dict[str, Any]]:
+        parts: dict[int, dict[str, Any]] = {}
+        for page in self.client.get_paginator("list_parts").paginate(
+            Bucket=self.name, Key=key, UploadId=upload_id
+        ):
+            parts.update({p["PartNumber"]: p for p in page.get("Parts", [])})
+        return parts
+
+    # --- download -----------------------------------------------------------------------------
+
+    def get(self, key: str, dest: Path, size: int, sha256: str, advance: Advance) -> StoredObject:
+        """Download `key` to `dest` only if it has `size`, `sha256` and S3's CRC64NVME.
+
+        The bytes land under a temporary name beside `dest` and are renamed only once checked;
+        a bad download is removed and never seen under `dest`.
+        """
+        from awscrt.exceptions import AwsCrtError
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        head = self.head(key)
+        if head is None:
+            raise S3Error(f"{self.url(key)} does not exist")
+        part = dest.with_name(f".{dest.name}.fetching")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            try:
+                self.client.download_file(
+                    self.name,
+                    key,
+                    str(part),
+                    Callback=advance,
+                    Config=self.settings.transfer_config(),
+                )
+            except (ClientError, BotoCoreError, AwsCrtError) as exc:
+                raise S3Error(f"download of {self.url(key)} failed: {exc}") from None
+            crc, digest = file_digests(part)
+            got = StoredObject(key, part.stat().st_size, crc, digest)
+            held = head.get("ChecksumCRC64NVME")
+            problem = None
+            if got.size != size:
+                problem = f"{got.size} bytes, the manifest says {size}"
+            elif got.sha256 != sha256:
+                problem = "its sha256 differs from the manifest's"
+            elif held is not None and held != got.crc64nvme:
+                problem = f"its CRC64NVME {got.crc64nvme} differs from S3's {held}"
+            if problem:
+                raise S3Error(f"{self.url(key)} arrived corrupt ({problem}); nothing was kept")
+            part.replace(dest)
+            return got
+        finally:
+            part.unlink(missing_ok=True)
+
+    def get_bytes(self, key: str) -> bytes:
+        from botocore.exceptions import ClientError
+
+        try:
+            answer = self.client.get_object(Bucket=self.name, Key=key, ChecksumMode="ENABLED")
+            return bytes(answer["Body"].read())
+        except ClientError as exc:
+            raise aws_error(exc, f"cannot read {self.url(key)}") from None
+
+
+def _matches(head: dict[str, Any], wanted: StoredObject) -> bool:
+    return bool(
+        head.get("ContentLength") == wanted.size
+        and head.get("ChecksumCRC64NVME") == wanted.crc64nvme
+    )
+
+
+def _part_crc(part: dict[str, Any]) -> dict[str, str]:
+    crc = part.get("ChecksumCRC64NVME")
+    return {"ChecksumCRC64NVME": crc} if crc else {}
+
+
+def _part_matches(path: Path, start: int, part: dict[str, Any]) -> bool:
+    if part.get("ChecksumCRC64NVME"):
+        return bool(part["ChecksumCRC64NVME"] == file_crc64nvme(path, start, part["Size"]))
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as handle:
+        handle.seek(start)
+        left = part["Size"]
+        while left > 0 and (chunk := handle.read(min(_READ, left))):
+            digest.update(chunk)
+            left -= len(chunk)
+    return bool(part["ETag"].strip('"') == digest.hexdigest())

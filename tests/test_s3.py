@@ -1,0 +1,311 @@
+"""upload / fetch / delete against moto's server over HTTP (never in-process mocks), with a proxy
+of our own in front of it where the network has to misbehave."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from awscrt.checksums import crc64nvme
+from click.testing import CliRunner
+
+from suitcase.aws.ship import UPLOAD_COOKIE, read_cookie, real_upload
+from suitcase.cli import cli
+from suitcase.manifest import read_manifest
+from tests.aws_proxy import VENV_BIN, Fault, FaultProxy, is_s3_data, is_upload_part, moto_server
+from tests.s3_support import OS, TS, fake_build_set, point_at
+
+SITE = "s3:\n  part_size_mb: 5\n  concurrency: 4\n"
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[str]:
+    with moto_server() as url:
+        yield url
+
+
+@pytest.fixture
+def proxy(moto: str) -> Iterator[FaultProxy]:
+    with FaultProxy(moto, seed=7) as running:
+        yield running
+
+
+@pytest.fixture
+def bucket(proxy: FaultProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moto: str) -> str:
+    """A fresh bucket name; Suitcase talks to it through the proxy."""
+    name = f"suitcase-test-{uuid.uuid4().hex[:12]}"
+    point_at(monkeypatch, proxy.url, name, tmp_path)
+    return name
+
+
+@pytest.fixture
+def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "site.yaml").write_text(SITE)
+    monkeypatch.chdir(root)
+    return root
+
+
+def s3(moto: str) -> Any:
+    """A client straight to moto, bypassing the proxy: what S3 really holds."""
+    return boto3.client(
+        "s3",
+        endpoint_url=moto,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def suitcase(ws: Path, *args: str) -> Any:
+    result = CliRunner().invoke(cli, ["--workspace", str(ws), *args], catch_exceptions=False)
+    return result
+
+
+def crc_of(data: bytes) -> str:
+    return base64.b64encode(crc64nvme(data).to_bytes(8, "big")).decode()
+
+
+def held(moto: str, bucket: str) -> dict[str, bytes]:
+    client = s3(moto)
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    return {k: client.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys}
+
+
+def unfinished(moto: str, bucket: str) -> list[Any]:
+    return list(s3(moto).list_multipart_uploads(Bucket=bucket).get("Uploads", []))
+
+
+def upload_all(ws: Path, image: str = "all") -> Any:
+    return suitcase(ws, "upload", image, "--os", OS, "--timestamp", TS, "--create-bucket")
+
+
+def test_round_trip_every_object_matches_its_manifest(ws: Path, bucket: str, moto: str) -> None:
+    plan = fake_build_set(ws)
+    result = upload_all(ws)
+    assert result.exit_code == 0, result.output
+    objects = held(moto, bucket)
+    client = s3(moto)
+    for stage in plan.stages:
+        manifest = read_manifest(stage.directory)
+        assert manifest is not None
+        prefix = f"suitcase/{stage.image.name}/{OS}-{TS}/"
+        assert objects[prefix + "manifest.json"] == (stage.directory / "manifest.json").read_bytes()
+        for output in manifest.outputs:
+            data = objects[prefix + output.path]
+            assert len(data) == output.size
+            assert hashlib.sha256(data).hexdigest() == output.sha256
+            head = client.head_object(
+                Bucket=bucket, Key=prefix + output.path, ChecksumMode="ENABLED"
+            )
+            assert head["Metadata"]["sha256"] == output.sha256
+            assert head["ChecksumCRC64NVME"] == crc_of(data)
+            assert head["ChecksumType"] == "FULL_OBJECT"
+        cookie = real_upload(stage.directory, manifest)
+        assert cookie is not None and cookie["bucket"] == bucket
+        assert cookie["endpoint"].startswith("http://127.0.0.1:")
+        recorded = {o["key"]: (o["size"], o["crc64nvme"]) for o in cookie["objects"]}
+        assert recorded == {
+            k: (len(v), crc_of(v)) for k, v in objects.items() if k.startswith(prefix)
+        }
+    assert len(objects) == 3 * len(plan.stages)
+    assert unfinished(moto, bucket) == []
+    # the disks are multipart (12 MiB in 5 MiB parts): the ETag says how many parts
+    disk_key = next(k for k in objects if k.endswith(".img"))
+    assert client.head_object(Bucket=bucket, Key=disk_key)["ETag"].endswith('-3"')
+
+    again = upload_all(ws)
+    assert again.exit_code == 0
+    assert again.output.count("already there with the same checksum, skipped") == len(objects)
+
+
+def test_the_aws_cli_reads_back_what_suitcase_wrote(ws: Path, bucket: str, moto: str) -> None:
+    plan = fake_build_set(ws, "master")
+    assert upload_all(ws, "master").exit_code == 0
+    env = {"AWS_PAGER": ""}
+    base = [str(VENV_BIN / "aws"), "--endpoint-url", moto, "--output", "json", "s3api"]
+
+    def aws(*args: str) -> Any:
+        out = subprocess.run(
+            [*base, *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**__import__("os").environ, **env},
+        )
+        return json.loads(out.stdout)
+
+    listing = aws("list-objects-v2", "--bucket", bucket)
+    manifest = read_manifest(plan.stages[0].directory)
+    assert manifest is not None
+    prefix = f"suitcase/master/{OS}-{TS}/"
+    expected = {prefix + o.path: o for o in manifest.outputs}
+    listed = {o["Key"]: o["Size"] for o in listing["Contents"]}
+    assert listed == {
+        **{k: o.size for k, o in expected.items()},
+        prefix + "manifest.json": (plan.stages[0].directory / "manifest.json").stat().st_size,
+    }
+    for key, output in expected.items():
+        head = aws("head-object", "--bucket", bucket, "--key", key, "--checksum-mode", "ENABLED")
+        data = (plan.stages[0].directory / output.path).read_bytes()
+        assert head["ContentLength"] == output.size
+        assert head["ChecksumCRC64NVME"] == crc_of(data)
+        assert head["Metadata"] == {"sha256": output.sha256}
+
+
+def test_upload_all_then_fetch_all_into_an_empty_workspace_is_byte_for_byte(
+    ws: Path, bucket: str, tmp_path: Path
+) -> None:
+    plan = fake_build_set(ws)
+    assert upload_all(ws).exit_code == 0
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "site.yaml").write_text(SITE)
+    result = suitcase(other, "fetch", "all", "--os", OS, "--timestamp", TS)
+    assert result.exit_code == 0, result.output
+    for stage in plan.stages:
+        there = other / stage.directory.relative_to(ws)
+        mine = {
+            p.relative_to(stage.directory): p.read_bytes()
+            for p in stage.directory.rglob("*")
+            if p.is_file() and p.name != UPLOAD_COOKIE
+        }
+        theirs = {
+            p.relative_to(there): p.read_bytes()
+            for p in there.rglob("*")
+            if p.is_file() and p.name != UPLOAD_COOKIE
+        }
+        assert mine == theirs
+        assert real_upload(there) is not None
+    # the fetched stages count as done: later verbs continue from them
+    listing = suitcase(other, "plan", "all", "--os", OS, "--timestamp", TS)
+    assert "would run" not in listing.output and listing.output.count("done") == len(plan.stages)
+    again = suitcase(other, "fetch", "all", "--os", OS, "--timestamp", TS)
+    assert again.output.count("already here") == len(plan.stages)
+
+
+def test_network_faults_are_retried_and_the_data_stays_right(
+    ws: Path, bucket: str, moto: str, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    plan = fake_build_set(ws, "master")
+    # at least one of each for certain (the first part uploads), then a random mix on top:
+    # SlowDown on 20 % of all requests, and a few dropped connections, 500s and 503s
+    for kind in ("drop", "500", "503", "slowdown"):
+        proxy.add(Fault(kind, when=is_upload_part, limit=1))
+    proxy.add(Fault("slowdown", probability=0.2))
+    for kind in ("drop", "500", "503"):
+        proxy.add(Fault(kind, probability=0.03))
+    result = upload_all(ws, "master")
+    assert result.exit_code == 0, result.output
+    uploaded_hits = dict(proxy.hits)
+    assert set(uploaded_hits) == {"drop", "500", "503", "slowdown"}, uploaded_hits
+    # and the download: object data dropped and refused on its way back
+    proxy.add(Fault("drop", when=is_s3_data, limit=1))
+    proxy.add(Fault("503", when=is_s3_data, limit=1))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "site.yaml").write_text(SITE)
+    result = suitcase(other, "fetch", "master", "--os", OS, "--timestamp", TS)
+    assert result.exit_code == 0, result.output
+    assert sum(proxy.hits.values()) >= sum(uploaded_hits.values()) + 2, proxy.hits
+    for stage in plan.stages:
+        manifest = read_manifest(other / stage.directory.relative_to(ws))
+        assert manifest is not None
+        for output in manifest.outputs:
+            data = (other / stage.directory.relative_to(ws) / output.path).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == output.sha256
+    assert unfinished(moto, bucket) == []
+
+
+@pytest.mark.parametrize("target", ["part", "whole object"])
+def test_a_flipped_byte_on_the_wire_fails_loudly(
+    ws: Path, bucket: str, moto: str, proxy: FaultProxy, target: str
+) -> None:
+    plan = fake_build_set(ws, "master")
+    if target == "part":
+        proxy.add(Fault("flip", when=is_upload_part, limit=1))
+    else:  # the small file (one part)
+        proxy.add(
+            Fault(
+                "flip", when=lambda r: is_upload_part(r) and r.path.endswith("notes.txt"), limit=1
+            )
+        )
+    result = upload_all(ws, "master")
+    assert proxy.hits["flip"] == 1
+    assert result.exit_code == 1
+    assert "corrupted on the way" in result.output
+    errors = [line for line in result.output.splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith("suitcase: error: ")
+    assert "Traceback" not in result.output
+    stage = plan.stages[0].directory
+    assert not (stage / UPLOAD_COOKIE).exists()
+    corrupted = "disk-master.img" if target == "part" else "notes.txt"
+    assert not [k for k in held(moto, bucket) if k.endswith(corrupted)]  # removed, never kept
+    assert unfinished(moto, bucket) == []
+    proxy.clear()
+    assert upload_all(ws, "master").exit_code == 0
+    assert real_upload(stage) is not None
+
+
+def test_fake_upload_cookie_is_never_taken_for_an_upload(ws: Path, bucket: str, moto: str) -> None:
+    plan = fake_build_set(ws, "master")
+    stage = plan.stages[0].directory
+    result = suitcase(ws, "fake-upload", "master", "--os", OS, "--timestamp", TS)
+    assert result.exit_code == 0, result.output
+    cookie = read_cookie(stage)
+    assert cookie is not None and cookie["fake"] is True
+    assert real_upload(stage) is None
+    assert "uploaded (fake)" in suitcase(ws, "list").output
+    # upload still uploads; fetch finds nothing uploaded by the fake
+    other = stage.parent.parent.parent.parent / "other"
+    other.mkdir()
+    s3(moto).create_bucket(Bucket=bucket)
+    fetched = suitcase(other, "fetch", "master", "--os", OS, "--timestamp", TS)
+    assert fetched.exit_code == 1 and "was never uploaded" in fetched.output
+    assert upload_all(ws, "master").exit_code == 0
+    assert real_upload(stage) is not None
+    assert len(held(moto, bucket)) == 3
+
+
+def test_a_corrupt_object_in_s3_is_never_marked_done_by_fetch(
+    ws: Path, bucket: str, moto: str, tmp_path: Path
+) -> None:
+    plan = fake_build_set(ws, "master")
+    assert upload_all(ws, "master").exit_code == 0
+    key = f"suitcase/master/{OS}-{TS}/disk-master.img"
+    data = bytearray(s3(moto).get_object(Bucket=bucket, Key=key)["Body"].read())
+    data[len(data) // 2] ^= 0xFF
+    s3(moto).put_object(Bucket=bucket, Key=key, Body=bytes(data))
+    other = tmp_path / "other"
+    other.mkdir()
+    result = suitcase(other, "fetch", "master", "--os", OS, "--timestamp", TS)
+    assert result.exit_code == 1 and "arrived corrupt" in result.output, result.output
+    there = other / plan.stages[0].directory.relative_to(ws)
+    assert read_manifest(there) is None
+    assert not (there / "disk-master.img").exists()
+    assert [p.name for p in there.iterdir() if p.name.startswith(".")] == []
+
+
+def test_fetch_refuses_a_manifest_pointing_outside_its_stage(
+    ws: Path, bucket: str, moto: str, tmp_path: Path
+) -> None:
+    fake_build_set(ws, "master")
+    assert upload_all(ws, "master").exit_code == 0
+    key = f"suitcase/master/{OS}-{TS}/manifest.json"
+    data = json.loads(s3(moto).get_object(Bucket=bucket, Key=key)["Body"].read())
+    data["outputs"][0]["path"] = "../../../../escaped.img"
+    s3(moto).put_object(Bucket=bucket, Key=key, Body=json.dumps(data).encode())
+    other = tmp_path / "other"
+    other.mkdir()
+    result = suitcase(other, "fetch", "master", "--os", OS, "--timestamp", TS)
+    assert result.exit_code == 1 and "outside its stage folder" in result.output
+    assert list(other.iterdir()) == [] and not list(tmp_path.rglob("escaped.img"))

@@ -1,0 +1,337 @@
+"""upload / fetch / delete: interruption, deletion rules and bad input, over HTTP to moto."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from suitcase.aws import tags
+from suitcase.aws.s3 import file_crc64nvme
+from suitcase.aws.ship import UPLOAD_COOKIE, real_upload
+from tests.aws_proxy import VENV_BIN, Fault, FaultProxy, is_upload_part, moto_server
+from tests.s3_support import OS, TS, MiB, env_for, fake_build_set, point_at
+from tests.test_s3 import SITE, held, s3, suitcase, unfinished, upload_all
+
+BUILD_SET = f"{OS}-{TS}"
+DISK_KEY = f"suitcase/master/{BUILD_SET}/disk-master.img"
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[str]:
+    with moto_server() as url:
+        yield url
+
+
+@pytest.fixture
+def proxy(moto: str) -> Iterator[FaultProxy]:
+    with FaultProxy(moto, seed=3) as running:
+        yield running
+
+
+@pytest.fixture
+def bucket(proxy: FaultProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    name = f"suitcase-verbs-{os.urandom(6).hex()}"
+    point_at(monkeypatch, proxy.url, name, tmp_path)
+    return name
+
+
+@pytest.fixture
+def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "site.yaml").write_text(SITE.replace("concurrency: 4", "concurrency: 2"))
+    monkeypatch.chdir(root)
+    return root
+
+
+def _start_slow_upload(
+    ws: Path, proxy: FaultProxy, bucket: str, tmp_path: Path
+) -> subprocess.Popen[bytes]:
+    """`suitcase upload master` of a 60 MiB disk (12 parts) in a subprocess, parts slowed down."""
+    fake_build_set(ws, "master", disk_size=60 * MiB)
+    s3(proxy.upstream).create_bucket(Bucket=bucket)
+    proxy.add(Fault("delay", when=is_upload_part, seconds=0.4))
+    return subprocess.Popen(
+        [
+            str(VENV_BIN / "suitcase"),
+            "--workspace",
+            str(ws),
+            "upload",
+            "master",
+            "--os",
+            OS,
+            "--timestamp",
+            TS,
+        ],
+        env=env_for(proxy.url, bucket, tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _wait_for_parts(moto: str, bucket: str, proc: subprocess.Popen[bytes], count: int) -> int:
+    client = s3(moto)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        for upload in unfinished(moto, bucket):
+            if upload["Key"] == DISK_KEY:
+                parts = client.list_parts(Bucket=bucket, Key=DISK_KEY, UploadId=upload["UploadId"])
+                if len(parts.get("Parts", [])) >= count:
+                    return len(parts["Parts"])
+        time.sleep(0.1)
+    raise AssertionError(f"the upload never reached {count} parts: {proc.communicate()[0]!r}")
+
+
+def test_kill_9_midway_then_the_rerun_resumes_and_completes(
+    ws: Path, bucket: str, moto: str, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    proc = _start_slow_upload(ws, proxy, bucket, tmp_path)
+    try:
+        _wait_for_parts(moto, bucket, proc, 3)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    stage = ws / "images" / "master" / BUILD_SET
+    assert not (stage / UPLOAD_COOKIE).exists()
+    assert [u["Key"] for u in unfinished(moto, bucket)] == [DISK_KEY]  # killed midway indeed
+    assert DISK_KEY not in held(moto, bucket)
+    proxy.clear()
+    result = suitcase(ws, "upload", "master", "--os", OS, "--timestamp", TS)
+    assert result.exit_code == 0, result.output
+    assert "found an unfinished multipart upload" in result.output
+    assert "resuming an unfinished upload (" in result.output
+    assert unfinished(moto, bucket) == []
+    head = s3(moto).head_object(Bucket=bucket, Key=DISK_KEY, ChecksumMode="ENABLED")
+    assert head["ChecksumCRC64NVME"] == file_crc64nvme(stage / "disk-master.img")
+    assert real_upload(stage) is not None
+
+
+def test_sigterm_midway_leaves_no_unfinished_upload_and_no_cookie(
+    ws: Path, bucket: str, moto: str, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    proc = _start_slow_upload(ws, proxy, bucket, tmp_path)
+    try:
+        _wait_for_parts(moto, bucket, proc, 2)
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode != 0
+    assert unfinished(moto, bucket) == []
+    assert not (ws / "images" / "master" / BUILD_SET / UPLOAD_COOKIE).exists()
+
+
+def test_a_mismatched_unfinished_upload_is_aborted_not_resumed(
+    ws: Path, bucket: str, moto: str
+) -> None:
+    fake_build_set(ws, "master")
+    client = s3(moto)
+    client.create_bucket(Bucket=bucket)
+    upload = client.create_multipart_upload(Bucket=bucket, Key=DISK_KEY)
+    client.upload_part(
+        Bucket=bucket, Key=DISK_KEY, UploadId=upload["UploadId"], PartNumber=1, Body=b"x" * 5 * MiB
+    )
+    result = suitcase(ws, "upload", "master", "--os", OS, "--timestamp", TS)
+    assert result.exit_code == 0, result.output
+    assert "does not match the file, aborted" in result.output
+    assert unfinished(moto, bucket) == []
+
+
+def _ami(moto: str, build_set: str) -> str:
+    ec2 = boto3.client(
+        "ec2",
+        endpoint_url=moto,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    image = ec2.register_image(
+        Name=f"suitcase-{build_set}-{os.urandom(4).hex()}",
+        RootDeviceName="/dev/xvda",
+        VirtualizationType="hvm",
+    )["ImageId"]
+    ec2.create_tags(Resources=[image], Tags=[{"Key": tags.BUILD_SET, "Value": build_set}])
+    return str(image)
+
+
+def test_delete_refuses_while_an_ami_exists_lists_with_dry_run_and_forces(
+    ws: Path, bucket: str, moto: str
+) -> None:
+    fake_build_set(ws, "master")
+    ts = "20260202000000"
+    # an AMI of another build set does not hold this one back
+    assert upload_all(ws, "master").exit_code == 0
+    other_ami = _ami(moto, f"{OS}-{ts}")
+    assert (
+        suitcase(ws, "delete", "master", "--os", OS, "--timestamp", TS, "--dry-run").exit_code == 0
+    )
+    ami = _ami(moto, BUILD_SET)
+    refused = suitcase(ws, "delete", "master", "--os", OS, "--timestamp", TS)
+    assert refused.exit_code == 1
+    assert f"has registered AMIs ({ami})" in refused.output and other_ami not in refused.output
+    assert len(held(moto, bucket)) == 3
+    dry = suitcase(ws, "delete", "master", "--os", OS, "--timestamp", TS, "--dry-run", "--force")
+    assert dry.exit_code == 0 and dry.output.count("would delete s3://") == 3
+    assert len(held(moto, bucket)) == 3
+    stage = ws / "images" / "master" / BUILD_SET
+    assert real_upload(stage) is not None
+    forced = suitcase(ws, "delete", "master", "--os", OS, "--timestamp", TS, "--force")
+    assert forced.exit_code == 0, forced.output
+    assert "deleted 3 objects" in forced.output and ami in forced.output
+    assert held(moto, bucket) == {}
+    assert not (stage / UPLOAD_COOKIE).exists()
+    again = suitcase(ws, "delete", "master", "--os", OS, "--timestamp", TS, "--force")
+    assert again.exit_code == 1 and "no such build set in S3" in again.output
+
+
+def _one_line(result: object, code: int, text: str) -> None:
+    output = getattr(result, "output", "")
+    errors = [line for line in output.splitlines() if line.startswith("suitcase: error:")]
+    assert getattr(result, "exit_code", None) == code, output
+    assert len(errors) == 1 and text in errors[0], output
+    assert "Traceback" not in output
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "text"),
+    [
+        ("bad..bucket", 2, "dots may not be doubled"),
+        ("192.168.10.20", 2, "may not look like an IP address"),
+        ("xn--suitcase", 2, "reserved by S3"),
+        ("Upper_Case", 2, "is not a valid S3 bucket name"),
+    ],
+)
+def test_a_bucket_name_s3_rejects_is_one_line_and_nothing_is_made(
+    ws: Path,
+    bucket: str,
+    moto: str,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    code: int,
+    text: str,
+) -> None:
+    fake_build_set(ws, "master")
+    monkeypatch.setenv("SUITCASE_BUCKET", name)
+    _one_line(upload_all(ws, "master"), code, text)
+    assert s3(moto).list_buckets().get("Buckets", []) == [] or name not in [
+        b["Name"] for b in s3(moto).list_buckets()["Buckets"]
+    ]
+    assert not (ws / "images" / "master" / BUILD_SET / UPLOAD_COOKIE).exists()
+
+
+def test_bad_input_for_upload_fetch_and_delete(ws: Path, bucket: str, moto: str) -> None:
+    fake_build_set(ws, "master")
+    # no such build set here
+    _one_line(
+        suitcase(ws, "upload", "master", "--os", OS, "--timestamp", "20250101000000"),
+        2,
+        "no build set",
+    )
+    # a missing bucket is never created on an account without --create-bucket
+    _one_line(suitcase(ws, "upload", "master", "--os", OS, "--timestamp", TS), 1, "does not exist")
+    assert bucket not in [b["Name"] for b in s3(moto).list_buckets().get("Buckets", [])]
+    s3(moto).create_bucket(Bucket=bucket)
+    # a set never uploaded: nothing fetched, nothing written
+    before = sorted(p for p in ws.rglob("*"))
+    _one_line(suitcase(ws, "fetch", "master", "--os", OS, "--timestamp", TS), 1, "never uploaded")
+    assert sorted(p for p in ws.rglob("*")) == before
+    _one_line(suitcase(ws, "fetch", "master", "--os", OS), 2, "needs --timestamp")
+    _one_line(suitcase(ws, "fetch", "master", "--os", OS, "--timestamp", "latest"), 2, "explicit")
+    _one_line(
+        suitcase(ws, "delete", "master", "--os", OS, "--timestamp", "20250101000000"),
+        1,
+        "no such build set",
+    )
+    _one_line(suitcase(ws, "delete", "master", "--os", OS), 2, "needs --timestamp")
+    _one_line(suitcase(ws, "upload", "master", "--os", "Nope-1"), 2, "Nope-1")
+
+
+def test_a_file_changed_since_its_manifest_is_not_left_in_s3(
+    ws: Path, bucket: str, moto: str
+) -> None:
+    plan = fake_build_set(ws, "master")
+    disk = plan.stages[0].directory / "disk-master.img"
+    data = bytearray(disk.read_bytes())
+    data[100] ^= 0x01  # same size: only the sha256 can tell
+    disk.write_bytes(bytes(data))
+    result = upload_all(ws, "master")
+    _one_line(result, 1, "no longer matches the sha256 its manifest records")
+    assert DISK_KEY not in held(moto, bucket)
+    assert unfinished(moto, bucket) == []
+    assert not (plan.stages[0].directory / UPLOAD_COOKIE).exists()
+
+
+def test_a_resumed_upload_keeps_matching_parts_and_resends_the_rest(
+    ws: Path, bucket: str, moto: str, proxy: FaultProxy
+) -> None:
+    plan = fake_build_set(ws, "master")  # 12 MiB: parts of 5, 5 and 2 MiB
+    disk = (plan.stages[0].directory / "disk-master.img").read_bytes()
+    client = s3(moto)
+    client.create_bucket(Bucket=bucket)
+    upload = client.create_multipart_upload(
+        Bucket=bucket, Key=DISK_KEY, ChecksumAlgorithm="CRC64NVME", ChecksumType="FULL_OBJECT"
+    )
+    for number, body in ((1, disk[: 5 * MiB]), (2, b"\0" * 5 * MiB)):  # part 2 is wrong
+        client.upload_part(
+            Bucket=bucket, Key=DISK_KEY, UploadId=upload["UploadId"], PartNumber=number, Body=body
+        )
+    result = suitcase(ws, "upload", "master", "--os", OS, "--timestamp", TS)
+    assert result.exit_code == 0, result.output
+    assert "resuming an unfinished upload (1 of 3 parts already there)" in result.output
+    sent = [p for m, p, q in proxy.log if m == "PUT" and "partNumber" in q and p.endswith(".img")]
+    assert len(sent) == 2  # parts 2 and 3, never part 1 again
+    assert held(moto, bucket)[DISK_KEY] == disk
+    assert unfinished(moto, bucket) == []
+
+
+def test_an_endpoint_that_does_not_answer_is_one_line(
+    ws: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_build_set(ws, "master")
+    from tests.aws_proxy import free_port
+
+    point_at(monkeypatch, f"http://127.0.0.1:{free_port()}", "suitcase-nowhere", tmp_path)
+    for verb in ("upload", "fetch", "delete"):
+        result = suitcase(ws, verb, "master", "--os", OS, "--timestamp", TS)
+        _one_line(result, 1, "127.0.0.1")
+    assert not (ws / "images" / "master" / BUILD_SET / UPLOAD_COOKIE).exists()
+
+
+def test_a_missing_bucket_fails_before_anything_is_built(ws: Path, bucket: str) -> None:
+    stage = ws / "images" / "master" / BUILD_SET
+    stage.mkdir(parents=True)  # the set exists, its master is not built
+    result = suitcase(ws, "upload", "master", "--os", OS, "--timestamp", TS)
+    _one_line(result, 1, f"bucket {bucket} does not exist")
+    assert "building" not in result.output
+    assert list(stage.iterdir()) == []
+
+
+def test_an_empty_output_goes_up_and_comes_back(
+    ws: Path, bucket: str, moto: str, tmp_path: Path
+) -> None:
+    from suitcase.manifest import describe_output, read_manifest, write_manifest
+
+    plan = fake_build_set(ws, "master")
+    folder = plan.stages[0].directory
+    manifest = read_manifest(folder)
+    assert manifest is not None
+    (folder / "empty.log").write_bytes(b"")
+    manifest.outputs.append(describe_output(folder, folder / "empty.log", "log"))
+    write_manifest(folder, manifest)
+    assert upload_all(ws, "master").exit_code == 0
+    assert held(moto, bucket)[f"suitcase/master/{BUILD_SET}/empty.log"] == b""
+    other = tmp_path / "other"
+    other.mkdir()
+    result = suitcase(other, "fetch", "master", "--os", OS, "--timestamp", TS)
+    assert result.exit_code == 0, result.output
+    assert (other / "images" / "master" / BUILD_SET / "empty.log").read_bytes() == b""

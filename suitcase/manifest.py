@@ -57,7 +57,11 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
-        return _ADAPTER.validate_python(data)
+        """A manifest from parsed JSON, checked as strictly as one read from disk (ValueError)."""
+        try:
+            return _ADAPTER.validate_json(json.dumps(data))
+        except ValidationError as exc:
+            raise ValueError(explain(exc, lambda loc: (MANIFEST_NAME, True))) from None
 
     def output(self, kind: str) -> Output | None:
         return next((o for o in self.outputs if o.kind == kind), None)

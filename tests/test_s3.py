@@ -307,5 +307,5 @@ def test_fetch_refuses_a_manifest_pointing_outside_its_stage(
     other = tmp_path / "other"
     other.mkdir()
     result = suitcase(other, "fetch", "master", "--os", OS, "--timestamp", TS)
-    assert result.exit_code == 1 and "outside its stage folder" in result.output
+    assert result.exit_code == 1 and "inside the stage folder" in result.output
     assert list(other.iterdir()) == [] and not list(tmp_path.rglob("escaped.img"))

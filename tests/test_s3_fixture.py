@@ -62,7 +62,8 @@ def test_suitcase_upload_uploads_once_across_workers(
     before = len(proxy.log)
     again = pytester.runpytest_subprocess("specs", "--image=vagrant,aws-hvm", *ARGS)
     again.assert_outcomes(passed=5)
-    assert {method for method, _, _ in proxy.log[before:]} <= {"HEAD"}
+    # (POST / is the one STS GetCallerIdentity that checks the account's credentials)
+    assert {method for method, path, _ in proxy.log[before:] if path != "/"} <= {"HEAD"}
     # an object lost behind the cookie's back (an endpoint that lost its state) goes up again
     s3(url).delete_object(Bucket="suitcase-fixture", Key=f"suitcase/aws-hvm/{SET}/manifest.json")
     third = pytester.runpytest_subprocess("specs", "--image=aws-hvm", *ARGS)

@@ -205,10 +205,10 @@ def _one_line(result: object, code: int, text: str) -> None:
 @pytest.mark.parametrize(
     ("name", "code", "text"),
     [
-        ("bad..bucket", 2, "dots may not be doubled"),
+        ("bad..bucket", 2, "must be a valid S3 bucket name"),
         ("192.168.10.20", 2, "may not look like an IP address"),
         ("xn--suitcase", 2, "reserved by S3"),
-        ("Upper_Case", 2, "is not a valid S3 bucket name"),
+        ("Upper_Case", 2, "must be a valid S3 bucket name"),
     ],
 )
 def test_a_bucket_name_s3_rejects_is_one_line_and_nothing_is_made(

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from suitcase import verbs
-from suitcase.command import interrupt_on_sigterm
+from suitcase.command import Interrupted, interrupt_on_sigterm, signal_of
 from suitcase.context import Context
 from suitcase.errors import SuitcaseError
 
@@ -26,12 +26,26 @@ class OperatorError(click.ClickException):
         click.echo(f"suitcase: error: {self.message}", err=True)
 
 
+class Stopped(click.ClickException):
+    """Ctrl-C or SIGTERM: one line `suitcase: interrupted`, exit 128 + the signal (130, 143)."""
+
+    def __init__(self, interrupt: KeyboardInterrupt) -> None:
+        signum = signal_of(interrupt)
+        super().__init__(f"interrupted ({Interrupted(signum).name})")
+        self.exit_code = Interrupted(signum).exit_code  # type: ignore[misc]
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"suitcase: {self.message}", err=True)
+
+
 class SuitcaseGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except SuitcaseError as exc:
             raise OperatorError(exc) from None
+        except KeyboardInterrupt as exc:  # what it started is stopped by now; say so once
+            raise Stopped(exc) from None
 
 
 IMAGE_HELP = "master, vagrant, aws-hvm (awshvm), aws-paravirt (awspv), a comma list, or all"

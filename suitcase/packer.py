@@ -97,8 +97,13 @@ def build(
     on_message: Callable[[str], None],
     on_error: str = "cleanup",
     cache_dir: Path | None = None,
+    pidfile: Path | None = None,
 ) -> PackerRun:
-    """Run `packer build` for one stage; raise BuildError naming the log on failure."""
+    """Run `packer build` for one stage; raise BuildError naming the log on failure.
+
+    Packer, its plugins and its QEMU run contained and recorded in `pidfile` (see
+    `command.stream`): they die with Suitcase however it dies.
+    """
     if on_error not in ON_ERROR:
         raise ConfigError(f"--on-error must be one of {', '.join(ON_ERROR)}")
     var_file = write_var_file(workdir / "variables.json", variables)
@@ -137,6 +142,8 @@ def build(
         redact=redactor_for(variables),
         cwd=workdir,
         env=packer_env(cache_dir),
+        pidfile=pidfile,
+        leave_running=on_error == "abort",
     )
     if code != 0:
         reason = result.errors[-1] if result.errors else "see the log"

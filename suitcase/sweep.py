@@ -102,8 +102,12 @@ class Record:
         """Every live process of the recorded session (the leader too, if it still runs).
 
         The kernel never hands out a pid that is still some session's id, so a process in a
-        session numbered like our leader, started no earlier than it, belongs to that run.
+        session numbered like our leader, started no earlier than it, belongs to that run, unless
+        the pid now leads another session (a different start time): then none of it is ours.
         """
+        leader = start_time(self.pid)
+        if leader is not None and leader != self.start:
+            return []
         found = []
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():

@@ -8,6 +8,7 @@ stage's qcow2. The real CLI runs in a subprocess, as an operator's would. A few 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -147,17 +148,21 @@ def stubbed(home: Paths, workspace: Path, tmp_path: Path) -> Iterator[Stubbed]:
     try:
         yield stubbed
     finally:  # whatever happened, leave nothing mounted, attached or running
-        if (state / "pid").exists():
-            for pid in stubbed.stub_pids():
-                _kill(pid)
+        for pid in _stub_processes(state):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         release(tmp_path)
 
 
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+def _stub_processes(state: Path) -> list[int]:
+    """Every process started for this test's stubs (they carry its STUB_STATE)."""
+    mark = f"STUB_STATE={state}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and mark in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+    return found
 
 
 def _gone(pids: list[int], timeout: float = 10) -> bool:

@@ -142,7 +142,13 @@ def suitcase_host(
     ctx = suitcase_session.ctx
     key = build_key(ctx, suitcase_session.plan(suitcase_image))
     disk = disk_of(suitcase_session, suitcase_artifact)
-    with booted(disk, kind.login, key, accelerator=ctx.site.accelerator) as login:
+    with booted(
+        disk,
+        kind.login,
+        key,
+        accelerator=ctx.site.accelerator,
+        runs_dir=ctx.workspace.images_dir / ".runs",  # VMs of a killed run are swept from here
+    ) as login:
         yield ssh_host(login)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from suitcase import artifact, media, packer
 from suitcase.answerfile import boot_command, render
-from suitcase.command import Redactor, require, stream
+from suitcase.command import Redactor, require, signal_of, stream
 from suitcase.context import Context, git_revision, tool_versions
 from suitcase.errors import BootTimeout, BuildError, ConfigError
 from suitcase.keys import KeyPair, ensure_key_pair
@@ -26,11 +27,14 @@ from suitcase.manifest import (
 from suitcase.plan import BuildPlan, Stage
 from suitcase.redact import open_log
 from suitcase.safety import remove_tree, remove_tree_quietly
+from suitcase.sweep import release
 
 Say = Callable[[str], None]
 SSH_TIMEOUT = "10m"  # a disk boot answers in under a minute, even under TCG
 INSTALL_SSH_TIMEOUT = "90m"  # an installer answers SSH only once the install is done
 BOOTS = 2  # a guest that never answered SSH is booted once more before the stage fails
+#: The process tree a stage runs (bootstrap, then Packer), recorded while it runs.
+RUN_RECORD = ".run.json"
 
 
 @dataclass(frozen=True)
@@ -141,6 +145,11 @@ def build_stage(
         raise ConfigError(f"refusing to build into {directory}: it is a symlink")
     ctx.workspace.inside(directory.parent)
     directory.mkdir(parents=True, exist_ok=True)
+    # An earlier run killed mid-stage may have left processes, mounts or loop devices here:
+    # release them (or refuse) before anything in the folder is touched.
+    pidfile = directory / RUN_RECORD
+    for line in release(directory, pidfile):
+        say(f"[{name}] {line}")
     # The stage is no longer done from here on: its manifest goes first, its outputs last.
     (directory / MANIFEST_NAME).unlink(missing_ok=True)
     work = directory / ".build"
@@ -163,8 +172,12 @@ def build_stage(
 
     try:
         variables = stage_variables(ctx, plan, stage, keys, work)
+        if on_error == "abort":  # a failed VM is kept for debugging: it must outlive Packer
+            variables["qemu_binary"] = "qemu-system-x86_64"
         if stage.image.is_master and plan.os.method == "bootstrap":
-            variables["source_disk"] = str(_bootstrap(ctx, plan, keys, work, log, stage_say))
+            variables["source_disk"] = str(
+                _bootstrap(ctx, plan, keys, work, log, stage_say, pidfile)
+            )
         run = run_packer(
             stage.template,
             variables,
@@ -176,6 +189,7 @@ def build_stage(
             cache_dir=ctx.workspace.cache_dir,
             # an installer that never answered is not booted again: that would be a reinstall
             boots=1 if stage.image.is_master and plan.os.method == "installer" else BOOTS,
+            pidfile=pidfile,
         )
         stage_say("packer finished; writing artifacts")
         packer_bytes = sum(p.stat().st_blocks * 512 for p in (work / "packer").rglob("*"))
@@ -184,7 +198,13 @@ def build_stage(
         if on_error != "abort":
             remove_tree_quietly(work)
         raise BuildError(str(error) + _console_tail(directory / "console.log")) from None
-    except BaseException:
+    except BaseException as error:
+        if isinstance(error, KeyboardInterrupt):
+            signum = signal_of(error)
+            with log.open("a") as handle:
+                handle.write(
+                    f"suitcase: interrupted ({signal.Signals(signum).name}); {name} was not built\n"
+                )
         if on_error != "abort":
             remove_tree_quietly(work)
         raise
@@ -225,6 +245,7 @@ def run_packer(
     on_error: str,
     cache_dir: Path | None,
     boots: int = BOOTS,
+    pidfile: Path | None = None,
 ) -> packer.PackerRun:
     """`packer build`, booting again (up to `boots` in all) when the guest never answered SSH.
 
@@ -242,6 +263,7 @@ def run_packer(
                 on_message=say,
                 on_error=on_error,
                 cache_dir=cache_dir,
+                pidfile=pidfile,
             )
         except BootTimeout as error:
             if boot == boots or on_error != "cleanup":
@@ -310,6 +332,8 @@ def _common_variables(
         "ssh_private_key_file": str(keys.private),
         "ssh_timeout": SSH_TIMEOUT,
         "scripts_dir": str(ctx.paths.scripts_dir),
+        # QEMU with a parent-death signal: it dies with Packer however Packer dies
+        "qemu_binary": str(ctx.paths.scripts_dir / "host" / "qemu.sh"),
         "stage": stage.image.name,
         "os_family": plan.os.family,
         "os_name": plan.os.name,
@@ -320,9 +344,20 @@ def _common_variables(
 
 
 def _bootstrap(
-    ctx: Context, plan: BuildPlan, keys: KeyPair, work: Path, log: Path, say: Say
+    ctx: Context,
+    plan: BuildPlan,
+    keys: KeyPair,
+    work: Path,
+    log: Path,
+    say: Say,
+    pidfile: Path | None = None,
 ) -> Path:
-    """Debian: debootstrap into a bootable raw disk (packages cached under packer_cache/)."""
+    """Debian: debootstrap into a bootable raw disk (packages cached under packer_cache/).
+
+    The script runs in a private mount and PID namespace: the chroot's /proc, /sys, /dev and the
+    disk's mount are never visible outside it and vanish, with every process it started, however
+    it or Suitcase dies. Only its loop device is global; the next run's sweep detaches it.
+    """
     mirror = ctx.site.mirror(plan.os.distribution)
     if not mirror:
         raise ConfigError(
@@ -352,7 +387,9 @@ def _bootstrap(
         ",".join(boot["packages"]),
     ]
     say("bootstrapping the master disk with debootstrap")
-    code, tail = stream(argv, log=log, on_line=say, redact=Redactor())
+    code, tail = stream(
+        argv, log=log, on_line=say, redact=Redactor(), pidfile=pidfile, private_mounts=True
+    )
     if code != 0:
         raise BuildError(
             f"bootstrap failed (exit {code}); log: {log}\n"

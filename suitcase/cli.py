@@ -12,7 +12,7 @@ import click
 
 from suitcase import verbs
 from suitcase.aws import endpoint as aws_endpoint
-from suitcase.command import interrupt_on_sigterm
+from suitcase.command import Interrupted, interrupt_on_sigterm, signal_of
 from suitcase.context import Context
 from suitcase.errors import ConfigError, SuitcaseError
 
@@ -43,6 +43,18 @@ class SuitcaseCommand(click.Command):
             raise _usage_line(exc) from None
 
 
+class Stopped(click.ClickException):
+    """Ctrl-C or SIGTERM: one line `suitcase: interrupted`, exit 128 + the signal (130, 143)."""
+
+    def __init__(self, interrupt: KeyboardInterrupt) -> None:
+        signum = signal_of(interrupt)
+        super().__init__(f"interrupted ({Interrupted(signum).name})")
+        self.exit_code = Interrupted(signum).exit_code  # type: ignore[misc]
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"suitcase: {self.message}", err=True)
+
+
 class SuitcaseGroup(click.Group):
     command_class = SuitcaseCommand
 
@@ -62,6 +74,8 @@ class SuitcaseGroup(click.Group):
         except OSError as exc:  # the machine said no (read-only, full, gone): one line too
             where = f": {exc.filename}" if exc.filename else ""
             raise OperatorError(SuitcaseError(f"{exc.strerror or exc}{where}")) from None
+        except KeyboardInterrupt as exc:  # what it started is stopped by now; say so once
+            raise Stopped(exc) from None
 
 
 @dataclass

@@ -7,7 +7,9 @@ on failure and on Ctrl-C too. Neither ever writes to the artifact itself unless 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
+import os
 import re
 import shlex
 import socket
@@ -20,11 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from suitcase import artifact
-from suitcase.command import require, run
+from suitcase.command import dies_with_us, require, run
 from suitcase.errors import BootTimeout, BuildError, ToolError
 from suitcase.keys import KeyPair, connect_options, ensure_key_pair
 from suitcase.redact import redact_text
 from suitcase.safety import remove_tree_quietly
+from suitcase.sweep import Record, kill_recorded, stale_vm_records, wait_gone
 
 #: Where Debian's vagrant package keeps the well-known insecure key pair (not copied into the repo).
 VAGRANT_KEY_GLOBS = (
@@ -129,6 +132,7 @@ def booted(
     keep_dir: Path | None = None,
     boots: int = 2,
     first_boot_limit: float = 300,
+    runs_dir: Path | None = None,
 ) -> Iterator[Login]:
     """Boot `disk` (never modified: a qcow2 overlay takes the writes) and wait for SSH.
 
@@ -139,8 +143,17 @@ def booted(
     is stopped and the disk booted again from a fresh overlay, up to `boots` boots within
     `timeout` in all, with a BootRetryWarning. A machine that answers but does not settle, or
     refuses the login, is not retried: that is the image's fault.
+
+    QEMU dies with this process however it dies (parent-death signal) and forwards SSH from
+    127.0.0.1 only. With `runs_dir`, each VM is recorded there (a pid file) while it runs, and VMs
+    recorded by processes that have died are killed first.
     """
     require("qemu-system-x86_64")
+    pidfile = None
+    if runs_dir is not None:
+        for stale in stale_vm_records(runs_dir):
+            kill_recorded(stale)
+        pidfile = runs_dir / f"vm-{os.getpid()}-{next(_VM_NUMBERS)}.json"
     work = Path(tempfile.mkdtemp(prefix="suitcase-vm-", dir=keep_dir))
     proc: subprocess.Popen[bytes] | None = None
     try:
@@ -149,6 +162,7 @@ def booted(
             "qemu-system-x86_64",
             "-accel",
             _accel(accelerator),
+            *CPU,
             "-m",
             str(memory),
             "-smp",
@@ -190,7 +204,7 @@ def booted(
                 ]
             )
             drive = ["-drive", f"file={overlay},if=virtio,format=qcow2"]
-            proc, port = _start([*argv, *drive], work)
+            proc, port = _start([*argv, *drive], work, pidfile)
             who = Login(who.user, port, who.key)
             left = deadline - time.monotonic()
             budget = left if boot == boots else min(left / 2, first_boot_limit)
@@ -210,12 +224,24 @@ def booted(
         yield who
     finally:
         if proc is not None:
-            _stop(proc)
+            _stop(proc, pidfile)
         remove_tree_quietly(work)
 
 
-def _start(argv: list[str], work: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """Start QEMU with SSH forwarded from a free local port (another try if the port was taken)."""
+#: A CPU model every accelerator offers (TCG and KVM alike) with all the features it can: QEMU's
+#: default qemu64 lacks x86-64-v2, which EL9's glibc requires.
+CPU = ("-cpu", "max")
+_VM_NUMBERS = itertools.count(1)
+
+
+def _start(
+    argv: list[str], work: Path, pidfile: Path | None = None
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start QEMU with SSH forwarded from a free local port (another try if the port was taken).
+
+    QEMU gets a parent-death signal and a session of its own (Ctrl-C reaches Suitcase, which
+    stops it); `pidfile` records it while it runs.
+    """
     for _attempt in range(3):
         port = free_port()
         net = [
@@ -224,16 +250,22 @@ def _start(argv: list[str], work: Path) -> tuple[subprocess.Popen[bytes], int]:
             "-device",
             "virtio-net-pci,netdev=n0",
         ]
-        proc = subprocess.Popen(
-            [*argv, *net], stdout=subprocess.DEVNULL, stderr=(work / "qemu.err").open("wb")
-        )
+        with (work / "qemu.err").open("wb") as err:
+            proc = subprocess.Popen(
+                dies_with_us([*argv, *net]),
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                start_new_session=True,
+            )
+        if pidfile is not None:
+            Record.of(proc.pid, [*argv, *net]).write(pidfile)
         time.sleep(1)
         if proc.poll() is None:
             break
     return proc, port
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def _stop(proc: subprocess.Popen[bytes], pidfile: Path | None = None) -> None:
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -241,6 +273,11 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    if pidfile is not None:
+        record = Record.read(pidfile)
+        if record is not None and record.pid == proc.pid:
+            wait_gone(record, 30)
+            pidfile.unlink(missing_ok=True)
 
 
 def _accel(accelerator: str) -> str:

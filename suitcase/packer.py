@@ -173,8 +173,13 @@ def build(
     on_message: Callable[[str], None],
     on_error: str = "cleanup",
     cache_dir: Path | None = None,
+    pidfile: Path | None = None,
 ) -> PackerRun:
-    """Run `packer build` for one stage; raise BuildError naming the log on failure."""
+    """Run `packer build` for one stage; raise BuildError naming the log on failure.
+
+    Packer, its plugins and its QEMU run contained and recorded in `pidfile` (see
+    `command.stream`): they die with Suitcase however it dies.
+    """
     if on_error not in ON_ERROR:
         raise ConfigError(f"--on-error must be one of {', '.join(ON_ERROR)}")
     redact = redactor_for(variables, template)
@@ -213,7 +218,14 @@ def build(
 
     try:
         code, tail = stream(
-            argv, log=log, on_line=handle, redact=redact, cwd=workdir, env=packer_env(cache_dir)
+            argv,
+            log=log,
+            on_line=handle,
+            redact=redact,
+            cwd=workdir,
+            env=packer_env(cache_dir),
+            pidfile=pidfile,
+            leave_running=on_error == "abort",
         )
     finally:
         var_file.unlink(missing_ok=True)  # its secrets were for Packer alone

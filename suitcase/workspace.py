@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import filelock
 
 from suitcase.errors import BusyError, ConfigError
 from suitcase.imagetypes import IMAGE_TYPES
@@ -184,21 +184,23 @@ class Workspace:
 
     @contextlib.contextmanager
     def lock(self, build_set: BuildSet, wait: float = 0) -> Iterator[None]:
-        """Hold the build set; a second holder waits `wait` seconds (-1: forever), then refuses."""
+        """Hold the build set; a second holder waits `wait` seconds (-1: forever), then refuses.
+
+        The lock file is removed on release, so none accumulate under images/.locks; the kernel
+        drops the lock with its holder however the holder dies.
+        """
         locks = self.images_dir / ".locks"
         locks.mkdir(parents=True, exist_ok=True)
-        lock = filelock.FileLock(str(locks / f"{build_set.id}.lock"))
-        try:
-            lock.acquire(timeout=wait)
-        except filelock.Timeout:
+        fd = _acquire(locks / f"{build_set.id}.lock", wait)
+        if fd is None:
             raise BusyError(
                 f"build set {build_set.id} is in use by another suitcase process; "
                 "wait for it to finish or pick another --timestamp"
-            ) from None
+            )
         try:
             yield
         finally:
-            lock.release()
+            _release(locks / f"{build_set.id}.lock", fd)
 
     def clean(self, images: list[str], build_set: BuildSet | None, os_name: str) -> list[Path]:
         """Remove the stage folders of `images` for one build set (or every set of `os_name`).
@@ -272,3 +274,36 @@ class Workspace:
 
 def _why(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc)
+
+
+def _acquire(path: Path, wait: float) -> int | None:
+    """An exclusive flock on `path` (its open descriptor), or None after `wait` seconds.
+
+    A holder removes the file on release, so the file we opened may have been unlinked before
+    we locked it: then the lock guards nothing and we start again on the path as it is now.
+    """
+    deadline = None if wait < 0 else time.monotonic() + wait
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
+            continue
+        try:
+            current = os.stat(path).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(fd).st_ino:
+            return fd
+        os.close(fd)
+
+
+def _release(path: Path, fd: int) -> None:
+    # unlink while still holding it: a waiter that opened the old file sees it gone and retries
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    os.close(fd)

@@ -1,0 +1,176 @@
+"""Real QEMU: `kill -9` of Suitcase alone leaves no VM behind, and every port is on 127.0.0.1.
+
+A blank disk booted through the real qemu-disk template (Packer waits for an SSH that never
+comes) and by verification's booted(); while each runs, `ss -ltnp` shows every listening socket of
+its process tree on 127.0.0.1 (the SSH forward, VNC); then the Suitcase process is killed with
+SIGKILL and no process of that tree, QEMU above all, may survive. About a minute in all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from suitcase.config import PROJECT_ROOT
+from suitcase.keys import ensure_key_pair
+from suitcase.sweep import Record, start_time
+
+pytestmark = pytest.mark.slow
+
+PACKER_DRIVER = """
+import json, sys
+from pathlib import Path
+from suitcase.build import run_packer
+tmp = Path(sys.argv[1])
+(tmp / "work").mkdir()
+run_packer(
+    Path(sys.argv[2]), json.loads((tmp / "vars.json").read_text()), work=tmp / "work",
+    log=tmp / "build.log", console=tmp / "console.log", say=print, on_error="cleanup",
+    cache_dir=tmp / "cache", boots=1, pidfile=tmp / "run.json",
+)
+"""
+
+VM_DRIVER = """
+import sys, time
+from pathlib import Path
+from suitcase.keys import ensure_key_pair
+from suitcase.machine import booted
+tmp = Path(sys.argv[1])
+keys = ensure_key_pair(tmp / "keys", "suitcase-test")
+with booted(tmp / "blank.raw", "build-key", keys, memory=256, cpus=1, timeout=600, boots=1,
+            keep_dir=tmp, runs_dir=tmp / "runs"):
+    pass
+"""
+
+
+def _blank(tmp_path: Path) -> Path:
+    blank = tmp_path / "blank.raw"
+    subprocess.run(["truncate", "-s", "64M", str(blank)], check=True)
+    return blank
+
+
+def _listening(pids: set[int]) -> list[str]:
+    """Local addresses of every TCP socket listening in a process of `pids` (from ss -ltnp)."""
+    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+    found = []
+    for line in out.splitlines():
+        owners = {int(p) for p in re.findall(r"pid=(\d+)", line)}
+        if owners & pids:
+            found.append(line.split()[3])
+    return found
+
+
+def _qemu_of(pids: list[int]) -> list[int]:
+    return [p for p in pids if _comm(p).startswith("qemu-system")]
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _wait_for(what: str, check: object, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _kill_and_prove_gone(driver: subprocess.Popen[str], tree: list[int], marker: str) -> None:
+    os.kill(driver.pid, signal.SIGKILL)  # Suitcase alone, nothing else
+    driver.wait(timeout=10)
+    _wait_for("the VM's process tree to die", lambda: all(start_time(p) is None for p in tree), 20)
+    survivors = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout
+    assert survivors.strip() == "", f"a QEMU of the killed run survived: {survivors}"
+
+
+def _run_driver(code: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+    )
+
+
+def test_packer_qemu_listens_on_loopback_and_dies_with_suitcase(tmp_path: Path) -> None:
+    blank = _blank(tmp_path)
+    keys = ensure_key_pair(tmp_path / "keys", "suitcase-test")
+    variables = {
+        "vm_name": "killme",
+        "output_directory": str(tmp_path / "work" / "packer"),
+        "source_disk": str(blank),
+        "source_format": "raw",
+        "use_backing_file": False,
+        "disk_size": 64,
+        "accelerator": "tcg",
+        "cpus": 1,
+        "memory": 256,
+        "ssh_private_key_file": str(keys.private),
+        "ssh_timeout": "10m",
+        "scripts_dir": str(PROJECT_ROOT / "scripts"),
+        "qemu_binary": str(PROJECT_ROOT / "scripts" / "host" / "qemu.sh"),
+        "stage": "master",
+        "os_family": "debian",
+        "os_name": "Blank-1-x86_64",
+        "os_major": 1,
+        "build_id": "blank",
+        "serial_log": str(tmp_path / "console.log"),
+    }
+    (tmp_path / "vars.json").write_text(json.dumps(variables))
+    template = PROJECT_ROOT / "image-templates" / "qemu-disk.json"
+    driver = _run_driver(PACKER_DRIVER, str(tmp_path), str(template))
+    try:
+        log = tmp_path / "build.log"
+        _wait_for(
+            "Packer to wait for SSH",
+            lambda: log.exists() and "Waiting for SSH to become available" in log.read_text(),
+            180,
+        )
+        record = Record.read(tmp_path / "run.json")
+        assert record is not None
+        tree = record.members()
+        qemu = _qemu_of(tree)
+        assert qemu, f"no QEMU in the recorded tree {tree}"
+        assert "-cpu max" in " ".join(Path(f"/proc/{qemu[0]}/cmdline").read_text().split("\0"))
+        addresses = _listening(set(tree))
+        assert len(addresses) >= 2, addresses  # at least the SSH forward and VNC
+        assert all(a.startswith("127.0.0.1:") for a in addresses), addresses
+        _kill_and_prove_gone(driver, tree, str(blank))
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+
+
+def test_verification_vm_listens_on_loopback_and_dies_with_suitcase(tmp_path: Path) -> None:
+    blank = _blank(tmp_path)
+    driver = _run_driver(VM_DRIVER, str(tmp_path))
+    try:
+        runs = tmp_path / "runs"
+        _wait_for("the VM to be recorded", lambda: runs.is_dir() and any(runs.iterdir()), 60)
+        record = Record.read(next(runs.iterdir()))
+        assert record is not None
+        tree = record.members()
+        assert _qemu_of(tree) and "-cpu" in record.argv and "max" in record.argv
+        _wait_for("QEMU to listen", lambda: len(_listening(set(tree))) >= 1, 30)
+        addresses = _listening(set(tree))
+        assert all(a.startswith("127.0.0.1:") for a in addresses), addresses
+        _kill_and_prove_gone(driver, tree, str(blank))
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()

@@ -47,15 +47,13 @@ def moto(folder: Path) -> Iterator[str]:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     log = (folder / "moto.log").open("wb")
-    server = [str(BIN / "python"), str(ROOT / "benchmarks" / "moto_streaming.py")]
+    # the embedded endpoint as Suitcase runs it (its moto fixes stream a multipart completion);
+    # --stock-moto: moto_server as shipped
+    server = [str(BIN / "python"), "-m", "suitcase.aws.endpoint_server", "--dir", str(folder)]
     proc = subprocess.Popen(
-        [
-            *(server if STREAMING else [str(BIN / "moto_server")]),
-            "-H",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
+        [*server, "--port", str(port)]
+        if STREAMING
+        else [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, "MOTO_EC2_LOAD_DEFAULT_AMIS": "false"},

@@ -36,9 +36,3 @@ class BootTimeout(BuildError):
 
 class BusyError(SuitcaseError):
     """Another process holds the build set."""
-
-
-class NotYetAvailable(SuitcaseError):
-    """A verb whose work has not landed yet: never pretend it succeeded."""
-
-    exit_code = 3

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +112,18 @@ def read_block(ebs: Any, snapshot_id: str, index: int) -> bytes:
     got = ebs.get_snapshot_block(SnapshotId=snapshot_id, BlockIndex=index, BlockToken=token)
     data: bytes = got["BlockData"].read()
     return data
+
+
+@pytest.fixture(name="ws")
+def embedded_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A workspace with no AWS account configured; fails if an endpoint is left running."""
+    clean_aws_env(monkeypatch, tmp_path / "home")
+    for name in ("SUITCASE_WORKSPACE", "SUITCASE_SITE"):
+        monkeypatch.delenv(name, raising=False)
+    root = tmp_path / "ws"
+    root.mkdir()
+    monkeypatch.chdir(root)
+    yield root
+    EmbeddedEndpoint(root).stop(timeout=60)
+    left = kill_leftovers(tmp_path)
+    assert not left, f"endpoints left running: {left}"

@@ -16,7 +16,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,30 +30,14 @@ from suitcase.aws.presence import check_image, check_object, check_snapshot
 from suitcase.cli import cli
 from suitcase.context import Context
 from tests.endpoint_support import (
-    clean_aws_env,
+    embedded_workspace,  # noqa: F401  (the `ws` fixture)
     endpoint_pids,
-    kill_leftovers,
     put_snapshot,
     read_block,
 )
 
 BIN = Path(sys.executable).parent
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A workspace with no AWS account configured; fails if an endpoint is left running."""
-    clean_aws_env(monkeypatch, tmp_path / "home")
-    for name in ("SUITCASE_WORKSPACE", "SUITCASE_SITE"):
-        monkeypatch.delenv(name, raising=False)
-    root = tmp_path / "ws"
-    root.mkdir()
-    monkeypatch.chdir(root)
-    yield root
-    EmbeddedEndpoint(root).stop(timeout=60)
-    left = kill_leftovers(tmp_path)
-    assert not left, f"endpoints left running: {left}"
 
 
 def target_for(ws: Path) -> tuple[AwsTarget, list[str]]:

@@ -22,23 +22,12 @@ from suitcase.aws.presence import check_bucket
 from suitcase.cli import cli
 from suitcase.context import Context
 from suitcase.errors import ConfigError
-from tests.endpoint_support import clean_aws_env, endpoint_pids, kill_leftovers
+from tests.endpoint_support import (
+    embedded_workspace,  # noqa: F401  (the `ws` fixture)
+    endpoint_pids,
+)
 
 Other = Callable[..., str]
-
-
-@pytest.fixture
-def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    clean_aws_env(monkeypatch, tmp_path / "home")
-    for name in ("SUITCASE_WORKSPACE", "SUITCASE_SITE"):
-        monkeypatch.delenv(name, raising=False)
-    root = tmp_path / "ws"
-    root.mkdir()
-    monkeypatch.chdir(root)
-    yield root
-    EmbeddedEndpoint(root).stop(timeout=60)
-    left = kill_leftovers(tmp_path)
-    assert not left, f"endpoints left running: {left}"
 
 
 @pytest.fixture

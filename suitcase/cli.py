@@ -162,6 +162,14 @@ def _image_arg(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.argument("image", required=False, default="all", metavar="[IMAGE]")(f)
 
 
+def _wait_seconds(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if value < 0 and value != -1:
+        raise click.BadParameter(
+            f"{value} is neither 0 or more seconds nor -1 (as long as it takes)"
+        )
+    return value
+
+
 def _not_blank(variable: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
     """click takes an empty variable for an unset one; Suitcase refuses it instead:
     `SUITCASE_TIMESTAMP=$TS suitcase clean` with an empty $TS must not mean every build set."""
@@ -228,8 +236,9 @@ def cli(
 @click.option(
     "--wait",
     default=0.0,
-    type=click.FloatRange(min=0),
-    help="seconds to wait if another build holds the build set",
+    type=click.FloatRange(min=-1),
+    callback=_wait_seconds,
+    help="seconds to wait if another build holds the build set (-1: as long as it takes)",
 )
 @pass_ctx
 def build(

@@ -440,6 +440,11 @@ CATALOGUE: dict[str, tuple[Setup, int, str]] = {
         2,
         "Invalid value for '-n': -1 is not in the range",
     ),
+    "wait-negative-not-forever": (
+        _args("build", "--os", DEBIAN, "--wait", "-0.5"),
+        2,
+        "-0.5 is neither 0 or more seconds nor -1",
+    ),
     "bad-on-error-one-line": (
         _args("build", "--on-error", "explode"),
         2,

@@ -55,10 +55,11 @@ def _register(request: pytest.FixtureRequest, session: SuitcaseSession, image: s
     ctx = session.ctx
     target = aws_target(ctx, say)
     if target.kind != "embedded" and not register_wanted(request.config):
-        pytest.skip(
+        pytest.skip(  # decided before anything is uploaded to that account
             f"registers an AMI in {target.describe()}: only with --suitcase-register "
             "(the embedded endpoint needs no option)"
         )
+    request.getfixturevalue("suitcase_upload")  # register needs the stages uploaded first
     stage_dir = ctx.workspace.stage_dir(image, session.build_set)
     with ctx.workspace.lock(session.build_set, wait=-1):
         manifest = read_manifest(stage_dir)
@@ -87,7 +88,7 @@ def suitcase_ami(
     request: pytest.FixtureRequest,
     suitcase_session: SuitcaseSession,
     suitcase_image: str,
-    suitcase_upload: dict[str, Any],
+    suitcase_artifact: Manifest,
 ) -> Ami:
     """The AMI of the image under test: built, uploaded and registered first where missing."""
     if suitcase_image not in AMI_IMAGES:

@@ -23,7 +23,7 @@ from suitcase.manifest import Manifest, describe_output, read_manifest, write_ma
 from tests.aws_endpoint import REGION, Endpoint, start_endpoint
 from tests.s3_support import point_at
 from tests.test_plugin import ARGS, _specs, fake_home  # noqa: F401  (fixture)
-from tests.test_s3 import s3
+from tests.test_s3 import held, s3
 
 pytest_plugins = ["pytester"]
 SET = "Fake-12-x86_64-20260101000000"
@@ -141,6 +141,7 @@ def test_ami_specs_register_once_and_fail_on_another_disk(
     )
     ec2 = _target(account.url).client("ec2")
     assert ec2.describe_images(Owners=["self"])["Images"] == []
+    assert held(account.url, BUCKET) == {}  # nothing uploaded to that account either
 
     passed = pytester.runpytest_subprocess(
         "specs", "--image=aws-hvm", "--suitcase-register", "-n", "2", *ARGS

@@ -122,15 +122,18 @@ def pristine_host(session: SuitcaseSession, manifest: Manifest) -> Iterator[Any]
 
 
 @pytest.fixture(scope="session")
-def image(suitcase_session: SuitcaseSession, suitcase_artifact: Manifest) -> Iterator[Any]:
-    """testinfra host over the image as shipped (mounted read-only, never booted)."""
-    with pristine_host(suitcase_session, suitcase_artifact) as host:
-        yield host
+def image(suitcase_disk: Path) -> Iterator[Any]:
+    """testinfra host over the image as shipped (mounted read-only, never booted); with
+    --suitcase-source=ami, over the AMI's snapshot read back (pytest_suitcase.ami)."""
+    import testinfra
+
+    with mounted(suitcase_disk) as root:
+        yield testinfra.get_host(str(root), connection="chroot")
 
 
 @pytest.fixture(scope="session")
 def suitcase_host(
-    suitcase_session: SuitcaseSession, suitcase_image: str, suitcase_artifact: Manifest, image: Any
+    suitcase_session: SuitcaseSession, suitcase_image: str, suitcase_disk: Path, image: Any
 ) -> Iterator[Any]:
     """testinfra host of the image under test: booted in QEMU where it can boot, else offline."""
     from pytest_suitcase.ssh import ssh_host
@@ -141,9 +144,8 @@ def suitcase_host(
         return
     ctx = suitcase_session.ctx
     key = build_key(ctx, suitcase_session.plan(suitcase_image))
-    disk = disk_of(suitcase_session, suitcase_artifact)
     with booted(
-        disk,
+        suitcase_disk,
         kind.login,
         key,
         accelerator=ctx.site.accelerator,
@@ -162,7 +164,7 @@ def suitcase_build_key(suitcase_session: SuitcaseSession, suitcase_image: str) -
 def suitcase_parity(
     suitcase_session: SuitcaseSession,
     suitcase_image: str,
-    suitcase_artifact: Manifest,
+    suitcase_disk: Path,
     suitcase_master: Manifest,
 ) -> list[str]:
     """Differences between this image and its master outside the declared deltas."""
@@ -172,6 +174,6 @@ def suitcase_parity(
     family = suitcase_session.os.family
     with mounted(disk_of(suitcase_session, suitcase_master)) as root:
         master = snapshot(root, family, rules)
-    with mounted(disk_of(suitcase_session, suitcase_artifact)) as root:
+    with mounted(suitcase_disk) as root:
         derived = snapshot(root, family, rules)
     return compare(master, derived, suitcase_image, rules)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from pytest_suitcase import report
+from pytest_suitcase.ami import suitcase_ami, suitcase_disk  # noqa: F401  (fixtures)
 from pytest_suitcase.fixtures import (  # noqa: F401  (fixtures are found by name)
     image,
     suitcase_artifact,
@@ -33,6 +34,8 @@ MARKERS = (
     "suitcase_images(*names): run this spec only for these image types (master, vagrant, ...)",
     "suitcase_family(*families): run only on these OS families: debian, el, el6, el7, el8+, el9",
     "suitcase_booted: needs the running system (skipped with --suitcase-mode=offline)",
+    "suitcase_ami: an AMI spec: registers the image (embedded endpoint; an account only with "
+    "--suitcase-register) and checks the AMI and its snapshot against the verified disk",
 )
 
 
@@ -68,6 +71,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=("auto", "offline"),
         default="auto",
         help="auto: boot what can boot here; offline: mount every image, boot none",
+    )
+    group.addoption(
+        "--suitcase-register",
+        action="store_true",
+        default=False,
+        help="let AMI specs register in a real AWS account (the embedded endpoint needs no option)",
+    )
+    group.addoption(
+        "--suitcase-source",
+        choices=("artifact", "ami"),
+        default="artifact",
+        help="artifact: verify the built disk; ami: the AMI's snapshot read back (aws-hvm, "
+        "aws-paravirt only)",
     )
 
 

@@ -124,6 +124,8 @@ class Recorder:
             manifest.extra["verification"] = {
                 "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                 "mode": self.session.mode,
+                # artifact: the built disk; ami: the AMI's snapshot read back (--suitcase-source)
+                "source": self.session.source,
                 "passed": all(c["failed"] == 0 and c["error"] == 0 for c in folders.values()),
                 "folders": folders,
                 # from the first setup (build or reuse, boot) to the last teardown of its specs

@@ -13,7 +13,7 @@ from suitcase.errors import SuitcaseError
 from suitcase.imagetypes import IMAGE_TYPES, resolve_images
 from suitcase.ostemplate import OSTemplate
 from suitcase.plan import BuildPlan
-from suitcase.verbs import preflight_plan
+from suitcase.verbs import check_source, preflight_plan
 from suitcase.workspace import BuildSet
 
 
@@ -47,6 +47,7 @@ class SuitcaseSession:
     image_names: list[str]
     build_set: BuildSet
     mode: str
+    source: str = "artifact"  # or "ami": the specs look at the AMI's snapshot read back
 
     @staticmethod
     def wanted(config: pytest.Config) -> bool:
@@ -73,10 +74,12 @@ class SuitcaseSession:
             else:
                 timestamp = opt.suitcase_timestamp
             build_set = ctx.build_set(os_template, timestamp)
+            source = getattr(opt, "suitcase_source", None) or "artifact"
+            check_source(source, names)
         except SuitcaseError as exc:
             hint = "; see 'suitcase list' for what exists" if "unknown" in str(exc) else ""
             raise pytest.UsageError(f"suitcase: {exc}{hint}") from None
-        return cls(ctx, os_template, names, build_set, opt.suitcase_mode)
+        return cls(ctx, os_template, names, build_set, opt.suitcase_mode, source)
 
     def plan(self, image: str) -> BuildPlan:
         return self.ctx.plan(self.os.name, image, self.build_set.timestamp)

@@ -399,6 +399,14 @@ def deregister(ctx: Context, image: str, os_name: str | None, timestamp: str | N
     default="auto",
     help="auto: boot what can boot here; offline: mount every image instead",
 )
+@click.option(
+    "--from",
+    "source",
+    type=click.Choice(["artifact", "ami"]),
+    default="artifact",
+    help="artifact: the built disk; ami: the registered AMI's snapshot read back (aws-hvm, "
+    "aws-paravirt; registers first where needed)",
+)
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
 @pass_ctx
 def verify(
@@ -408,6 +416,7 @@ def verify(
     timestamp: str | None,
     workers: int,
     mode: str,
+    source: str,
     pytest_args: tuple[str, ...],
 ) -> None:
     """Run IMAGE's specs (specs/common and specs/IMAGE) against the built artifact.
@@ -415,7 +424,7 @@ def verify(
     Builds whatever is missing first; the build set defaults to the newest of the OS. Extra
     arguments after -- go to pytest.
     """
-    code = verbs.verify(ctx, image, os_name, timestamp, workers, mode, pytest_args)
+    code = verbs.verify(ctx, image, os_name, timestamp, workers, mode, pytest_args, source)
     if code:
         raise click.exceptions.Exit(code)
 

@@ -199,6 +199,20 @@ def _existing_plan(
     return ctx.plan(os_template.name, image, bset.timestamp)
 
 
+#: the image types whose specs can run on their AMI's snapshot read back
+AMI_IMAGES = ("aws-hvm", "aws-paravirt")
+
+
+def check_source(source: str, names: list[str]) -> None:
+    """Only AMIs can be verified from their AMI (`verify --from ami`, --suitcase-source=ami)."""
+    others = [n for n in names if n not in AMI_IMAGES]
+    if source == "ami" and others:
+        raise ConfigError(
+            f"--from ami verifies an AMI: {', '.join(others)} is not one (only "
+            f"{' and '.join(AMI_IMAGES)})"
+        )
+
+
 def verify(
     ctx: Context,
     image: str | None,
@@ -207,6 +221,7 @@ def verify(
     workers: int,
     mode: str,
     extra: tuple[str, ...] = (),
+    source: str = "artifact",
 ) -> int:
     """Run the specs through pytest (the plugin builds what is missing); returns pytest's code.
 
@@ -215,6 +230,7 @@ def verify(
     """
     os_template = ctx.os_template(os_name)
     names = ",".join(t.name for t in resolve_images(image))
+    check_source(source, names.split(","))
     if workers < 0:
         raise ConfigError(f"-n {workers}: the number of workers must be 0 or more")
     bset = existing_build_set(ctx, os_template.name, timestamp, allow_new=True)
@@ -240,6 +256,8 @@ def verify(
     ]
     if ctx.site_file is not None:
         argv += ["--suitcase-site", str(ctx.site_file)]
+    if source == "ami":  # asked for by name: registering in an account is no surprise here
+        argv += ["--suitcase-source", "ami", "--suitcase-register"]
     if workers:
         argv += ["-n", str(workers)]
     # the options that override the site (--builder, --accelerator) reach pytest as variables

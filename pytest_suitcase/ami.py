@@ -1,0 +1,131 @@
+"""AMI fixtures: the registered AMI of the image under test, and its snapshot read back as a disk.
+
+`suitcase_ami` builds, uploads and registers what is missing (once across xdist workers: the
+build-set lock is held, and `register_stage` finds an AMI another worker registered by its stage
+key). Against a real account it registers only with --suitcase-register: registering must never
+be a side effect anyone gets by surprise. `suitcase_disk` is the disk the specs look at: the
+built artifact, or with --suitcase-source=ami the AMI's root snapshot read back block by block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_suitcase.fixtures import _say, disk_of
+from pytest_suitcase.session import SuitcaseSession
+from suitcase.errors import SuitcaseError
+from suitcase.manifest import Manifest, read_manifest
+from suitcase.verbs import AMI_IMAGES
+
+#: the folder, inside the stage folder, a read-back snapshot is written to (removed afterwards)
+SCRATCH = ".ami-readback"
+
+
+@dataclass(frozen=True)
+class Ami:
+    """The registered AMI of the image under test, as the endpoint describes it."""
+
+    target: Any  # suitcase.aws.clients.AwsTarget
+    image_id: str
+    snapshot_id: str
+    description: dict[str, Any]  # DescribeImages' answer
+    snapshot: dict[str, Any]  # DescribeSnapshots' answer
+    manifest: Manifest  # the stage's manifest after registering (its `amis` recorded)
+    disk: Path  # the verified disk the snapshot was written from
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {t["Key"]: t["Value"] for t in self.description.get("Tags", [])}
+
+
+def register_wanted(config: pytest.Config) -> bool:
+    return bool(config.getoption("suitcase_register", False))
+
+
+def _register(request: pytest.FixtureRequest, session: SuitcaseSession, image: str) -> Ami:
+    from suitcase.aws.ami import KINDS, AmiSettings, register_stage
+    from suitcase.aws.clients import aws_target
+
+    say = _say(request)
+    ctx = session.ctx
+    target = aws_target(ctx, say)
+    if target.kind != "embedded" and not register_wanted(request.config):
+        pytest.skip(  # decided before anything is uploaded to that account
+            f"registers an AMI in {target.describe()}: only with --suitcase-register "
+            "(the embedded endpoint needs no option)"
+        )
+    request.getfixturevalue("suitcase_upload")  # register needs the stages uploaded first
+    stage_dir = ctx.workspace.stage_dir(image, session.build_set)
+    with ctx.workspace.lock(session.build_set, wait=-1):
+        manifest = read_manifest(stage_dir)
+        if manifest is None:
+            pytest.fail(f"{image} of {session.build_set.id} has no manifest", pytrace=False)
+        result = register_stage(target, stage_dir, manifest, AmiSettings.from_site(ctx.site), say)
+        manifest = read_manifest(stage_dir) or manifest
+    ec2 = target.client("ec2")
+    description = ec2.describe_images(ImageIds=[result.image_id])["Images"][0]
+    snapshots = ec2.describe_snapshots(SnapshotIds=[result.snapshot_id])["Snapshots"]
+    output = manifest.output(KINDS[image].disk_kind)
+    assert output is not None  # register_stage refused a stage without it
+    return Ami(
+        target,
+        result.image_id,
+        result.snapshot_id,
+        description,
+        snapshots[0] if snapshots else {},
+        manifest,
+        stage_dir / output.path,
+    )
+
+
+@pytest.fixture(scope="session")
+def suitcase_ami(
+    request: pytest.FixtureRequest,
+    suitcase_session: SuitcaseSession,
+    suitcase_image: str,
+    suitcase_artifact: Manifest,
+) -> Ami:
+    """The AMI of the image under test: built, uploaded and registered first where missing."""
+    if suitcase_image not in AMI_IMAGES:
+        pytest.fail(f"{suitcase_image} is not an AMI image type", pytrace=False)
+    try:
+        return _register(request, suitcase_session, suitcase_image)
+    except SuitcaseError as exc:
+        pytest.fail(f"suitcase register {suitcase_image}: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def suitcase_disk(
+    request: pytest.FixtureRequest,
+    suitcase_session: SuitcaseSession,
+    suitcase_image: str,
+    suitcase_artifact: Manifest,
+) -> Iterator[Path]:
+    """The disk the specs verify: the artifact's, or (--suitcase-source=ami) the AMI's snapshot
+    read back into the stage folder, removed again after the session."""
+    if suitcase_session.source != "ami":
+        yield disk_of(suitcase_session, suitcase_artifact)
+        return
+    from suitcase.aws.ebs import read_snapshot
+    from suitcase.safety import remove_tree
+
+    ami: Ami = request.getfixturevalue("suitcase_ami")
+    scratch = ami.disk.parent / SCRATCH
+    if scratch.exists():  # left by a killed run
+        remove_tree(scratch)
+    scratch.mkdir()
+    try:
+        disk = scratch / ami.disk.name
+        _say(request)(f"{suitcase_image}: reading snapshot {ami.snapshot_id} back into {disk}")
+        try:
+            read_snapshot(ami.target, ami.snapshot_id, disk)
+        except SuitcaseError as exc:
+            pytest.fail(f"reading back {ami.snapshot_id}: {exc}", pytrace=False)
+        yield disk
+    finally:
+        remove_tree(scratch)

@@ -127,6 +127,17 @@ def _fix_ebs() -> None:
     ebs_responses.EBSResponse.list_snapshot_blocks = list_snapshot_blocks  # type: ignore[method-assign]
 
 
+def _picklable(cls: type, name: str) -> None:
+    """Make a model class defined inside a fix picklable: the endpoint saves its backends with
+    pickle, which finds a class by module and name. The class claims moto's module (moto's model
+    registry files models by module), so it is published there under `name`; fixes run before a
+    saved state is loaded, so the name exists when the state is read back."""
+    import importlib
+
+    cls.__qualname__ = cls.__name__ = name
+    setattr(importlib.import_module(_MOTO_MODULE), name, cls)
+
+
 def _fix_register_image() -> None:
     """RegisterImage keeps what AWS keeps, on the snapshot it was given; a snapshot an AMI uses
     cannot be deleted (EC2 API reference: RegisterImage, DeleteSnapshot)."""
@@ -171,6 +182,8 @@ def _fix_register_image() -> None:
         @property
         def block_device_mappings(self) -> list[dict[str, Any]]:
             return self.mappings
+
+    _picklable(RegisteredImage, "SuitcaseRegisteredImage")
 
     def register_image(self: Any) -> ActionResult:
         from moto.ec2.exceptions import InvalidSnapshotIdError
@@ -344,6 +357,7 @@ def _fix_pv_grub_kernels() -> None:
         def block_device_mappings(self) -> list[dict[str, Any]]:
             return []
 
+    _picklable(KernelImage, "SuitcaseKernelImage")
     table = pv_grub_table()
     original_load = AmiBackend._load_amis
 

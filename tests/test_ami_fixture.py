@@ -54,7 +54,7 @@ def _built(pytester: pytest.Pytester) -> Path:
     """Build the fake aws-hvm stage, then give its disk data (the manifest follows it)."""
     _specs(pytester)
     shutil.copy(
-        PROJECT_ROOT / "specs" / "aws-hvm" / "test_ami.py", pytester.path / "specs" / "aws-hvm"
+        PROJECT_ROOT / "specs" / "aws-hvm" / "test_hvm_ami.py", pytester.path / "specs" / "aws-hvm"
     )
     pytester.runpytest_subprocess("specs", "--image=aws-hvm", "-k", "built", *ARGS).assert_outcomes(
         passed=1

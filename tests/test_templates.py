@@ -8,6 +8,7 @@ import pytest
 
 from suitcase import packer
 from suitcase.build import build_key, stage_variables
+from suitcase.config import PROJECT_ROOT
 from suitcase.context import Context
 
 CASES = [
@@ -54,3 +55,11 @@ def test_validate_catches_a_missing_variable(tmp_path: Path) -> None:
     var_file = packer.write_var_file(tmp_path / "vars.json", variables)
     with pytest.raises(Exception, match="does not validate"):
         packer.validate(stage.template, var_file)
+
+
+def test_spec_file_names_are_unique_across_spec_folders() -> None:
+    """pytest imports spec folders without packages: two files of one name fail to import."""
+    from collections import Counter
+
+    names = Counter(p.name for p in (PROJECT_ROOT / "specs").rglob("test_*.py"))
+    assert [name for name, count in names.items() if count > 1] == []

@@ -106,6 +106,19 @@ def tree(host: Any, path: str, depth: int | None = None) -> list[tuple[str, int,
     return sorted(entries, key=lambda e: e[2])
 
 
+def file_type(host: Any, path: str) -> str | None:
+    """find's %y letter of a path, not following a symlink (f, d, l, ...); None when absent."""
+    __tracebackhide__ = True
+    q = shlex.quote(path)
+    out = _checked(
+        host,
+        f"if [ ! -e {q} ] && [ ! -L {q} ]; then exit {MISSING}; fi; "
+        f"find {q} -maxdepth 0 -printf %y",
+        path,
+    )
+    return None if out is None else out.strip()
+
+
 def glob(host: Any, pattern: str) -> list[str]:
     """Paths matching a shell glob (none: []); the shell failing fails the spec."""
     __tracebackhide__ = True

@@ -219,6 +219,11 @@ def contents(root: Path, rules: Rules, packages: dict[str, str]) -> Snapshot:
 def compare(master: Snapshot, derived: Snapshot, image: str, rules: Rules) -> list[str]:
     """Every difference outside `image`'s declared deltas, one line each (empty: parity holds)."""
     problems = []
+    for side, snap in (("the master", master), (image, derived)):
+        present = [f for f, identity in snap.files.items() if identity != "absent"]
+        if not present or not any(name.startswith("user root ") for name in snap.accounts):
+            # two empty snapshots are equal: parity must never hold on nothing compared
+            problems.append(f"{side}: nothing to compare (no files or no root account found)")
     for name in sorted(set(master.packages) | set(derived.packages)):
         a, b = master.packages.get(name), derived.packages.get(name)
         if a == b:

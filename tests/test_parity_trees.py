@@ -149,3 +149,11 @@ def test_the_shipped_rules_load_and_a_bad_file_is_a_config_error(tmp_path: Path)
     (tmp_path / "specs" / "parity.yaml").write_text("deltas: [1, 2]\n")
     with pytest.raises(ConfigError, match="not a valid parity file"):
         Rules.load(Paths(tmp_path))
+
+
+def test_parity_never_holds_on_nothing(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    empty = contents(tmp_path / "a", RULES, {})
+    found = compare(empty, contents(tmp_path / "b", RULES, {}), "aws-hvm", RULES)
+    assert any("nothing to compare" in line for line in found)

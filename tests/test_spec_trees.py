@@ -163,6 +163,12 @@ DEFECTS: list[tuple[str, str, str, Change]] = [
     ("test_accounts.py", "test_sudo_rules_are_declared", "master", VAGRANT),
     (
         "test_accounts.py",
+        "test_sudo_rules_are_declared",
+        "master",
+        {"/etc/sudoers": DEBIAN_SUDOERS + "%sudo ALL=(ALL:ALL) NOPASSWD: ALL\n"},
+    ),
+    (
+        "test_accounts.py",
         "test_no_account_has_a_password",
         "master",
         {"/etc/shadow": SHADOW.replace("daemon:*", "daemon:$6$salt$hash")},

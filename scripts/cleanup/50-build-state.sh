@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # State the build's own boots and logins leave: DHCP leases, the resolver of the build network
 # (QEMU's 10.0.2.3) in resolv.conf, journals, wtmp/btmp/lastlog, package lists, cloud-init
-# state, files in /root. Scrubbed now, and on systemd once more at the very end of the build's
+# state, files in /root, nscd's caches. Scrubbed now, and on systemd once more at the very end of the build's
 # shutdown: dhclient's release, systemd-update-utmp's shutdown record and the journal of the
 # shutdown itself are written after this script ran.
 set -euo pipefail
@@ -25,6 +25,8 @@ done
 if [ -d /var/log/journal ]; then
     find /var/log/journal -mindepth 1 -maxdepth 1 -exec rm -rf {} +
 fi
+# nscd's persistent caches hold the build's lookups (hosts, users); nscd writes them on stop.
+rm -f /var/cache/nscd/* /var/db/nscd/* 2>/dev/null
 true
 SCRUB
 )

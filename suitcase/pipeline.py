@@ -80,10 +80,8 @@ class Pipeline:
         self.ctx = ctx
         self.say = say
         self.os = ctx.os_template(os_name)
-        self.images = [t.name for t in resolve_images(image)]
-        if "master" not in self.images:  # every derived image needs its master: shown too
-            self.images.insert(0, "master")
-        self.images.sort(key=list(IMAGE_TYPES).index)
+        # the selected image types, parents first (a derived image's upload ships its master)
+        self.images = sorted({t.name for t in resolve_images(image)}, key=list(IMAGE_TYPES).index)
         self.selector = ",".join(self.images)
 
     def run(self, timestamp: str | None, on_error: str, mode: str = "auto") -> Outcome:

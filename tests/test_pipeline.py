@@ -240,3 +240,60 @@ def test_workers_and_vcpus() -> None:
 
 def test_human_size() -> None:
     assert [human_size(n) for n in (0, 2048, 4 * 1024**3)] == ["0 B", "2.0 KiB", "4.0 GiB"]
+
+
+def test_aws_hvm_outputs_convert_side_by_side_and_are_checksummed_once_each(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """_finish of aws-hvm with real qemu-img: a raw disk and a streamOptimized VMDK of the same
+    content, each with the sha256 of its file, every file checksummed exactly once."""
+    import hashlib
+
+    from suitcase import build, manifest
+    from suitcase.artifact import disk_info
+    from suitcase.context import Context
+
+    ctx = Context.create(workspace)
+    plan = ctx.plan(OS, "aws-hvm", TS)
+    stage = plan.stage("aws-hvm")
+    stage.directory.mkdir(parents=True)
+    work = stage.directory / ".build"
+    (work / "packer").mkdir(parents=True)
+    base = work / "base.raw"
+    with base.open("wb") as handle:
+        handle.truncate(32 * 2**20)
+        handle.seek(2**20)
+        handle.write(b"suitcase" * 4096)
+    subprocess.run(
+        [
+            "qemu-img",
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-F",
+            "raw",
+            "-b",
+            str(base),
+            str(work / "packer" / "disk.qcow2"),
+        ],
+        check=True,
+    )
+    hashed: list[str] = []
+    real = manifest.sha256_file
+
+    def counting(path: Path) -> str:
+        hashed.append(path.name)
+        return real(path)
+
+    monkeypatch.setattr(manifest, "sha256_file", counting)
+    outputs = build._finish(ctx, plan, stage, work, None, lambda _: None)  # type: ignore[arg-type]
+    assert [(o.path, o.kind) for o in outputs] == [("disk.raw", "raw"), ("disk.vmdk", "vmdk")]
+    for output in outputs:
+        path = stage.directory / output.path
+        assert output.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert output.size == path.stat().st_size
+    assert sorted(hashed) == ["disk.raw", "disk.vmdk"]
+    assert (stage.directory / "disk.raw").read_bytes() == base.read_bytes()
+    assert disk_info(stage.directory / "disk.vmdk")["format"] == "vmdk"
+    assert not list(stage.directory.glob("*.partial"))

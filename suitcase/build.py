@@ -60,8 +60,15 @@ def run_plan(
     say: Say,
     on_error: str = "cleanup",
     wait: float = 0,
+    after_stage: Callable[[StageResult], None] | None = None,
+    before_unlock: Callable[[], None] | None = None,
 ) -> list[StageResult]:
-    """Build every stage of `plan` that is not done, parents first, holding the build-set lock."""
+    """Build every stage of `plan` that is not done, parents first, holding the build-set lock.
+
+    `after_stage` is told of each done stage (built or skipped) as soon as it is done, and
+    `before_unlock` runs last, still under the lock: `all` uploads finished stages while the
+    next one builds, and waits for those uploads before another process may take the set.
+    """
     results: list[StageResult] = []
     with ctx.workspace.lock(plan.build_set, wait=wait):
         states = plan.states()
@@ -71,13 +78,17 @@ def run_plan(
             if state.done and state.manifest is not None:
                 say(f"[{name}] up to date (key {state.stage.key[:12]}), skipped")
                 results.append(StageResult(name, False, 0.0, state.manifest))
-                continue
-            say(f"[{name}] building: {state.reason}")
-            started = time.monotonic()
-            manifest = build_stage(ctx, plan, state.stage, say, on_error, state.reason)
-            seconds = time.monotonic() - started
-            results.append(StageResult(name, True, seconds, manifest))
-            say(summary_line(name, seconds, manifest))
+            else:
+                say(f"[{name}] building: {state.reason}")
+                started = time.monotonic()
+                manifest = build_stage(ctx, plan, state.stage, say, on_error, state.reason)
+                seconds = time.monotonic() - started
+                results.append(StageResult(name, True, seconds, manifest))
+                say(summary_line(name, seconds, manifest))
+            if after_stage is not None:
+                after_stage(results[-1])
+        if before_unlock is not None:
+            before_unlock()
     return results
 
 

@@ -452,6 +452,12 @@ def parity(ctx: Context, image: str, os_name: str | None, timestamp: str | None)
     default="auto",
     help="verification: auto boots what can boot here; offline mounts every image instead",
 )
+@click.option(
+    "--ship-after-verify",
+    is_flag=True,
+    help="upload only once verification passed (default: each stage uploads while the next "
+    "one builds; AMIs are registered only after verification either way)",
+)
 @pass_ctx
 def all_(
     ctx: Context,
@@ -460,6 +466,7 @@ def all_(
     timestamp: str | None,
     on_error: str,
     mode: str,
+    ship_after_verify: bool,
 ) -> None:
     """Build, verify, upload and register IMAGE, verify the aws-hvm AMI: the whole pipeline.
 
@@ -468,7 +475,9 @@ def all_(
     """
     from suitcase.pipeline import Pipeline
 
-    outcome = Pipeline(ctx, image, os_name, _say).run(timestamp, on_error, mode)
+    outcome = Pipeline(ctx, image, os_name, _say).run(
+        timestamp, on_error, mode, overlap=not ship_after_verify
+    )
     click.echo(outcome.text)
     if not outcome.ok:
         raise click.exceptions.Exit(1)

@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from suitcase import verbs
+from suitcase.build import StageResult, run_plan
 from suitcase.context import Context
 from suitcase.imagetypes import IMAGE_TYPES, resolve_images
 from suitcase.manifest import Manifest, read_manifest
+from suitcase.overlap import BackgroundUploads
 from suitcase.summary import (
     AMI_VERIFIED,
     PipelineRecord,
@@ -83,16 +85,16 @@ class Pipeline:
         # the selected image types, parents first (a derived image's upload ships its master)
         self.images = sorted({t.name for t in resolve_images(image)}, key=list(IMAGE_TYPES).index)
         self.selector = ",".join(self.images)
+        self.uploaded_now: set[str] = set()
 
-    def run(self, timestamp: str | None, on_error: str, mode: str = "auto") -> Outcome:
+    def run(
+        self, timestamp: str | None, on_error: str, mode: str = "auto", overlap: bool = True
+    ) -> Outcome:
         started = time.monotonic()
         wall: dict[str, float] = {}
         step_start = time.monotonic()
-        results = verbs.build(
-            self.ctx, self.selector, self.os.name, timestamp, on_error, 0, self.say
-        )
+        results, uploads = self._build(timestamp, on_error, overlap)
         bset = BuildSet(self.os.name, results[0].manifest.timestamp)
-        self.bset = bset
         record = PipelineRecord.load(record_path(self.ctx.workspace, bset))
         for result in results:
             seconds = result.seconds if result.built else _manifest_seconds(result.manifest)
@@ -104,6 +106,18 @@ class Pipeline:
                 StepRecord(status, round(seconds, 1), result.manifest.key, note),
             )
         wall["build"] = time.monotonic() - step_start
+        if uploads is not None:
+            self.uploaded_now = {n for n in uploads.seconds if n not in uploads.skipped}
+            for name, seconds in uploads.seconds.items():
+                if name in self.images:
+                    key = next(r.manifest.key for r in results if r.stage == name)
+                    skipped = name in uploads.skipped
+                    entry = StepRecord("ran", seconds, key, "while the next stage built")
+                    if skipped:
+                        before = record.get("upload", name)
+                        earlier = before.seconds if before and before.key == key else 0.0
+                        entry = StepRecord("skipped", earlier, key, "uploaded before")
+                    record.put("upload", name, entry)
 
         manifests = {r.stage: r.manifest for r in results}
         ok = self._verify(bset, manifests, record, mode, wall)
@@ -112,11 +126,39 @@ class Pipeline:
             self._register(bset, manifests, record, wall)
             ok = self._verify_ami(bset, record, mode, wall)
         else:
-            self.say("verification failed: nothing is uploaded or registered")
+            shipped = "uploaded while building, but " if self.uploaded_now else "nothing uploaded, "
+            self.say(f"verification failed: {shipped}no AMI registered")
         wall["total"] = time.monotonic() - started
         record.wall = {k: round(v, 1) for k, v in wall.items()}
         record.save()
         return self.summary(bset, record)
+
+    def _build(
+        self, timestamp: str | None, on_error: str, overlap: bool
+    ) -> tuple[list[StageResult], BackgroundUploads | None]:
+        """`build` of the selection; with `overlap`, each finished stage uploads while the next
+        one builds (under the same build-set lock, waited for before it is released)."""
+        plan = self.ctx.plan(self.os.name, self.selector, timestamp)
+        self.ctx.workspace.check_writable()
+        self.say(
+            f"build set {plan.build_set.id} (builder {plan.builder}, {self.ctx.site.accelerator})"
+        )
+        if not overlap:
+            return run_plan(self.ctx, plan, self.say, on_error=on_error), None
+        uploads = BackgroundUploads(self.ctx, self.os.name, plan.build_set, self.say)
+        try:
+            results = run_plan(
+                self.ctx,
+                plan,
+                self.say,
+                on_error=on_error,
+                after_stage=uploads.submit,
+                before_unlock=uploads.finish,
+            )
+        except BaseException:
+            uploads.abort()
+            raise
+        return results, uploads
 
     def summary(self, bset: BuildSet, record: PipelineRecord) -> Outcome:
         rows = build_rows(self.ctx.workspace, bset, self.images, record)
@@ -250,6 +292,8 @@ class Pipeline:
         began = time.monotonic()
         bucket = ready_bucket(self.ctx, False, self.say)
         for image in self.images:
+            if image in self.uploaded_now:  # uploaded while the next stage built
+                continue
             step = time.monotonic()
             plan = self.ctx.plan(self.os.name, image, bset.timestamp)
             lines = upload_plan(

@@ -107,7 +107,8 @@ class Pipeline:
             )
         wall["build"] = time.monotonic() - step_start
         if uploads is not None:
-            self.uploaded_now = {n for n in uploads.seconds if n not in uploads.skipped}
+            # handled while building (uploaded, or found uploaded): not checked again below
+            self.uploaded_now = set(uploads.seconds)
             for name, seconds in uploads.seconds.items():
                 if name in self.images:
                     key = next(r.manifest.key for r in results if r.stage == name)
@@ -126,7 +127,7 @@ class Pipeline:
             self._register(bset, manifests, record, wall)
             ok = self._verify_ami(bset, record, mode, wall)
         else:
-            shipped = "uploaded while building, but " if self.uploaded_now else "nothing uploaded, "
+            shipped = "uploaded while building, but " if self.uploaded_now else ""
             self.say(f"verification failed: {shipped}no AMI registered")
         wall["total"] = time.monotonic() - started
         record.wall = {k: round(v, 1) for k, v in wall.items()}

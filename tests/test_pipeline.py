@@ -251,6 +251,7 @@ def test_aws_hvm_outputs_convert_side_by_side_and_are_checksummed_once_each(
 
     from suitcase import build, manifest
     from suitcase.artifact import disk_info
+    from suitcase.aws.s3 import file_crc64nvme
     from suitcase.context import Context
 
     ctx = Context.create(workspace)
@@ -280,20 +281,34 @@ def test_aws_hvm_outputs_convert_side_by_side_and_are_checksummed_once_each(
         check=True,
     )
     hashed: list[str] = []
-    real = manifest.sha256_file
+    real = manifest.file_digests
 
-    def counting(path: Path) -> str:
+    def counting(path: Path) -> tuple[str, str]:
         hashed.append(path.name)
         return real(path)
 
-    monkeypatch.setattr(manifest, "sha256_file", counting)
+    monkeypatch.setattr(manifest, "file_digests", counting)
     outputs = build._finish(ctx, plan, stage, work, None, lambda _: None)  # type: ignore[arg-type]
     assert [(o.path, o.kind) for o in outputs] == [("disk.raw", "raw"), ("disk.vmdk", "vmdk")]
     for output in outputs:
         path = stage.directory / output.path
         assert output.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
         assert output.size == path.stat().st_size
+        assert output.crc64nvme == file_crc64nvme(path)  # S3's checksum, from the same read
     assert sorted(hashed) == ["disk.raw", "disk.vmdk"]
     assert (stage.directory / "disk.raw").read_bytes() == base.read_bytes()
     assert disk_info(stage.directory / "disk.vmdk")["format"] == "vmdk"
     assert not list(stage.directory.glob("*.partial"))
+
+
+def test_a_manifest_written_before_crc64nvme_was_recorded_still_reads(tmp_path: Path) -> None:
+    from suitcase.manifest import Manifest
+
+    stage = fake_stage(tmp_path, "master", OS, TS)
+    data = json.loads((stage / "manifest.json").read_text())
+    assert data["outputs"][0]["crc64nvme"]
+    del data["outputs"][0]["crc64nvme"]
+    assert Manifest.from_dict(data).outputs[0].crc64nvme is None
+    data["outputs"][0]["crc64nvme"] = "not base64!"
+    with pytest.raises(ValueError, match="crc64nvme"):
+        Manifest.from_dict(data)

@@ -175,7 +175,11 @@ def _upload_plan(
             for output in manifest.outputs:
                 path = stage.directory / output.path
                 advance = track(f"{stage.image.name}/{output.path}", output.size)
-                objects.append(bucket.put(path, prefix + output.path, output.sha256, say, advance))
+                objects.append(
+                    bucket.put(
+                        path, prefix + output.path, output.sha256, say, advance, output.crc64nvme
+                    )
+                )
             manifest_path = stage.directory / MANIFEST_NAME
             advance = track(f"{stage.image.name}/{MANIFEST_NAME}", manifest_path.stat().st_size)
             objects.append(

@@ -14,12 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import RESULTS, ROOT, hardlink_copy, save, suitcase
+from common import RESULTS, ROOT, hardlink_copy, save
 
 sys.path.insert(0, str(ROOT))
 
@@ -49,10 +50,25 @@ def main() -> None:
         ws.mkdir(parents=True, exist_ok=True)
         load = os.getloadavg()[0]
         started = time.monotonic()
+        log, table = RESULTS / "pipeline-last.log", RESULTS / "pipeline-last.out"
         try:
-            seconds, _err = suitcase(ws, *argv)
-        finally:
-            suitcase(ws, "endpoint", "stop")
+            with log.open("w") as err, table.open("w") as out:  # watchable while it runs
+                run = subprocess.run(
+                    [sys.executable, "-m", "suitcase", "--workspace", str(ws), *argv],
+                    stdout=out,
+                    stderr=err,
+                    check=False,
+                )
+            seconds = time.monotonic() - started
+        finally:  # the endpoint `all` started; a failed save must not lose the measurement
+            subprocess.run(
+                [sys.executable, "-m", "suitcase", "--workspace", str(ws), "endpoint", "stop"],
+                capture_output=True,
+                check=False,
+            )
+        summary = table.read_text()
+        if run.returncode != 0:
+            raise SystemExit(f"suitcase all failed ({run.returncode}):\n{summary[-3000:]}")
         records = sorted((ws / "reports").glob("pipeline-*.json"), key=lambda p: p.stat().st_mtime)
         record = json.loads(records[-1].read_text())
         what = "built set copied (builds skipped)" if args.quick else "empty workspace"
@@ -60,6 +76,7 @@ def main() -> None:
             "on": f"{args.os}, {what}, {len(os.sched_getaffinity(0))} cores, TCG",
             "quick": args.quick,
             "seconds": round(seconds, 1),
+            "summary": summary,
             "wall": record["wall"],
             "steps": record["steps"],
             "load_average_before": load,

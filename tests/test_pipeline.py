@@ -312,3 +312,53 @@ def test_a_manifest_written_before_crc64nvme_was_recorded_still_reads(tmp_path: 
     data["outputs"][0]["crc64nvme"] = "not base64!"
     with pytest.raises(ValueError, match="crc64nvme"):
         Manifest.from_dict(data)
+
+
+def test_a_rerun_verifies_only_what_did_not_pass_for_its_stage_key(
+    workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pipeline._verify with verbs.verify replaced by a real pytest run writing the report."""
+    from suitcase import pipeline as pipeline_module
+    from suitcase.context import Context
+
+    record = shipped_set(workspace, tmp_path)
+    ctx = Context.create(workspace)
+    calls: list[tuple[str, int, tuple[str, ...]]] = []
+
+    def verify(
+        ctx: Context,
+        image: str,
+        os_name: str,
+        ts: str,
+        workers: int,
+        mode: str,
+        extra: tuple[str, ...] = (),
+        source: str = "artifact",
+    ) -> int:
+        calls.append((image, workers, extra))
+        junit = Path(extra[-1].removeprefix("--junitxml="))
+        real_junit(tmp_path, junit, image.split(","))
+        return 0
+
+    monkeypatch.setattr(pipeline_module.verbs, "verify", verify)
+    pipe = pipeline_module.Pipeline(ctx, "all", OS, lambda _: None)
+    manifests = {}
+    for image in IMAGES:
+        manifest = read_manifest(workspace / "images" / image / BSET.id)
+        assert manifest is not None
+        manifests[image] = manifest
+    wall: dict[str, float] = {}
+    assert pipe._verify(BSET, manifests, record, "auto", wall)
+    assert calls == []  # every image type passed for its key, its report still there
+    assert {record.get("verify", i).status for i in IMAGES} == {"skipped"}  # type: ignore[union-attr]
+
+    manifests["vagrant"].key = "1" * 64  # rebuilt since
+    assert pipe._verify(BSET, manifests, record, "auto", wall)
+    junit = workspace / "reports" / f"junit-{BSET.id}-vagrant.xml"
+    assert calls == [("vagrant", 0, ("-q", f"--junitxml={junit}"))]
+    assert record.get("verify", "vagrant") == StepRecord("ran", 0.0, "1" * 64, "", str(junit))
+
+    calls.clear()
+    (workspace / "reports" / f"junit-{BSET.id}.xml").unlink()  # the reports went: again
+    assert pipe._verify(BSET, manifests, record, "auto", wall)
+    assert [(c[0], c[1]) for c in calls] == [("master,aws-hvm,aws-paravirt", 3)]

@@ -179,6 +179,8 @@ def pipeline_rows(data: dict[str, Any]) -> list[Row]:
         for step in ("build", "verify", "upload", "register", "verify-ami")
         if step in wall
     ]
+    if wall.get("upload-during-build"):
+        parts.append(f"(+ upload {wall['upload-during-build']:.0f} s while building)")
     rows: list[Row] = [
         (
             "whole pipeline per stage (`suitcase all`)",

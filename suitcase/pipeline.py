@@ -109,6 +109,8 @@ class Pipeline:
         if uploads is not None:
             # handled while building (uploaded, or found uploaded): not checked again below
             self.uploaded_now = set(uploads.seconds)
+            # hidden in the build's wall time: said on its own in the summary
+            wall["upload-during-build"] = sum(uploads.seconds.values())
             for name, seconds in uploads.seconds.items():
                 if name in self.images:
                     key = next(r.manifest.key for r in results if r.stage == name)

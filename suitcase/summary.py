@@ -290,6 +290,8 @@ def render(rows: list[Row], title: str, wall: dict[str, float], width: int | Non
     console = Console(file=out, width=width or 320, force_terminal=False, color_system=None)
     console.print(table)
     steps = ", ".join(f"{step} {wall[step]:.0f} s" for step in STEPS if step in wall)
+    if wall.get("upload-during-build"):
+        steps += f" (+ upload {wall['upload-during-build']:.0f} s while building)"
     total = wall.get("total")
     lines = [line.rstrip() for line in out.getvalue().rstrip("\n").splitlines()]
     if steps:

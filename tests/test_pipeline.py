@@ -362,3 +362,28 @@ def test_a_rerun_verifies_only_what_did_not_pass_for_its_stage_key(
     (workspace / "reports" / f"junit-{BSET.id}.xml").unlink()  # the reports went: again
     assert pipe._verify(BSET, manifests, record, "auto", wall)
     assert [(c[0], c[1]) for c in calls] == [("master,aws-hvm,aws-paravirt", 3)]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["all", "bogus", "--os", OS], "bogus"),
+        (["all", "--os", "Nope-1"], "Nope-1"),
+        (["all", "--os", OS, "--mode", "sideways"], "sideways"),
+        (["all", "--os", OS, "--timestamp", "2026"], "2026"),
+    ],
+)
+def test_all_refuses_bad_input_in_one_line_and_writes_nothing(
+    workspace: Path, args: list[str], message: str
+) -> None:
+    from click.testing import CliRunner
+
+    from suitcase.cli import cli
+    from tests.conftest import tree_snapshot
+
+    before = tree_snapshot(workspace)
+    result = CliRunner().invoke(cli, ["--workspace", str(workspace), *args])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("suitcase: error: ") and message in lines[0]
+    assert tree_snapshot(workspace) == before

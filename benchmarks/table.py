@@ -220,13 +220,16 @@ def table(results: Path, rerun: set[str]) -> str:
     for name in NAMES:
         found = newest(results, name)
         if found is None:
-            lines.append(f"| {name} | - | no result file | - | not run |")
+            missing = "no result file here (earlier figures below)"
+            lines.append(f"| {name} | - | {missing} | - | not rerun |")
             continue
         data, date = found
         rows = ROWS[name](data)
         source = f"{date}" + ("" if name in rerun else ", not rerun")
         if data.get("quick"):
             source += ", --quick"
+        if data.get("note"):
+            source += f"; {data['note']}"
         for what, on, figure, ratio in rows or [(name, "-", "no figures in the result", "-")]:
             lines.append(f"| {what} | {on} | {figure} | {ratio} | {source} |")
     return "\n".join(lines)

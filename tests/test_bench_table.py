@@ -62,7 +62,7 @@ def test_the_table_is_rewritten_between_the_markers_from_the_newest_results(
     assert "build 55%" in pipeline
     assert "x1.50 faster" in by["whole pipeline vs before this change"]
     assert by["verification -n 3 vs -n 0"].endswith("not rerun |")
-    assert "| endpoint | - | no result file | - | not run |" in text
+    assert "| endpoint | - | no result file here (earlier figures below) | - | not rerun |" in text
 
 
 def test_rewriting_twice_gives_the_same_readme(tmp_path: Path) -> None:

@@ -12,12 +12,13 @@ status is then 1, and the table keeps that benchmark's previous result, marked n
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
 
-from common import ROOT
-from table import NAMES
+from common import RESULTS, ROOT
+from table import NAMES, newest_path
 
 BENCH = ROOT / "benchmarks"
 
@@ -39,6 +40,15 @@ QUICK: dict[str, list[str]] = {
 }
 
 
+def mark_quick(name: str) -> None:
+    """Say in the newest result of `name` that it was taken with --quick's small sizes."""
+    found = newest_path(RESULTS, name)
+    if found is not None:
+        data = json.loads(found.read_text())
+        data["quick"] = True
+        found.write_text(json.dumps(data, indent=2) + "\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, one round")
@@ -57,6 +67,8 @@ def main() -> int:
         result = subprocess.run([sys.executable, str(BENCH / f"{name}.py"), *extra], check=False)
         print(f"== {name}: exit {result.returncode} in {time.monotonic() - started:.0f} s")
         (rerun if result.returncode == 0 else failed).append(name)
+        if result.returncode == 0 and args.quick:
+            mark_quick(name)
     table = subprocess.run(
         [sys.executable, str(BENCH / "table.py"), "--rerun", ",".join(rerun)], check=False
     )

@@ -24,16 +24,24 @@ STAMP = re.compile(r"-(\d{14})\.json$")
 Row = tuple[str, str, str, str]
 
 
-def newest(results: Path, name: str) -> tuple[dict[str, Any], str] | None:
-    """The newest `<name>-<YYYYmmddHHMMSS>.json` in `results` and its date, if any."""
+def newest_path(results: Path, name: str) -> Path | None:
+    """The newest `<name>-<YYYYmmddHHMMSS>.json` in `results`, if any."""
     found = sorted(
         (m.group(1), p)
         for p in results.glob(f"{name}-*.json")
         if (m := STAMP.search(p.name)) and p.name[: m.start()] == name
     )
-    if not found:
+    return found[-1][1] if found else None
+
+
+def newest(results: Path, name: str) -> tuple[dict[str, Any], str] | None:
+    """The newest result of `name` and its date, if any."""
+    path = newest_path(results, name)
+    if path is None:
         return None
-    stamp, path = found[-1]
+    match = STAMP.search(path.name)
+    assert match is not None
+    stamp = match.group(1)
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):

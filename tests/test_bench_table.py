@@ -57,6 +57,9 @@ def test_the_table_is_rewritten_between_the_markers_from_the_newest_results(
     assert "x1.21 faster" in by["verification -n 3 vs -n 0"]
     assert "0.195 of the disk, 0.926 of its allocation" in by["EBS direct: bytes sent vs disk"]
     assert "21.5 s" in by["register (snapshot + RegisterImage)"]
+    assert by["register (snapshot + RegisterImage)"].endswith(
+        "| 2026-11-27 12:00, not rerun, --quick |"
+    )
     pipeline = by["whole pipeline per stage (`suitcase all`)"]
     assert "build 330 s, verify 120 s, upload 60 s, register 15 s, verify-ami 75 s" in pipeline
     assert "build 55%" in pipeline

@@ -25,6 +25,7 @@ BENCH = ROOT / "benchmarks"
 FULL: dict[str, list[str]] = {
     "build_stages": [],
     "verify_parallel": [],
+    "vcpus": [],
     "upload": [],
     "register": [],
     "endpoint": [],
@@ -33,6 +34,7 @@ FULL: dict[str, list[str]] = {
 QUICK: dict[str, list[str]] = {
     "build_stages": [],  # the built test set is reused: a no-op rebuild and one aws-hvm pair
     "verify_parallel": [],
+    "vcpus": [],
     "upload": ["--size-gib", "0.25", "--rounds", "1"],
     "register": ["--size-gib", "1", "--data-mib", "100", "--workers", "8"],
     "endpoint": ["--object-mib", "64", "--snapshot-mib", "16"],

@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any
 
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
-NAMES = ("build_stages", "verify_parallel", "upload", "register", "endpoint", "pipeline")
+NAMES = (
+    "build_stages",
+    "verify_parallel",
+    "vcpus",
+    "upload",
+    "register",
+    "endpoint",
+    "pipeline",
+)
 STAMP = re.compile(r"-(\d{14})\.json$")
 Row = tuple[str, str, str, str]
 
@@ -106,6 +114,22 @@ def verify_rows(data: dict[str, Any]) -> list[Row]:
             what,
             figure,
             f"x{data.get('speedup_n3_over_n0')} faster (limit x2 on 2 cores)",
+        )
+    ]
+
+
+def vcpus_rows(data: dict[str, Any]) -> list[Row]:
+    one, two = data.get("seconds_smp1", []), data.get("seconds_smp2", [])
+    if not one or not two:
+        return []
+    vms, cores = data.get("vms", 3), data.get("cores", 2)
+    return [
+        (
+            f"{vms} verification VMs at once: `-smp 1` vs `-smp 2`",
+            f"Debian 12 master booted to a settled first boot, {cores} cores, TCG",
+            f"-smp 1 {_median(one):.0f} s, -smp 2 {_median(two):.0f} s "
+            f"(one VM alone {float(data.get('seconds_one_vm_alone', 0)):.0f} s)",
+            f"x{data.get('speedup_smp1_over_smp2')} faster sized to the cores",
         )
     ]
 
@@ -213,6 +237,7 @@ def pipeline_rows(data: dict[str, Any]) -> list[Row]:
 ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "build_stages": build_rows,
     "verify_parallel": verify_rows,
+    "vcpus": vcpus_rows,
     "upload": upload_rows,
     "register": register_rows,
     "endpoint": endpoint_rows,

@@ -55,6 +55,8 @@ def test_the_table_is_rewritten_between_the_markers_from_the_newest_results(
     )
     assert "time x0.971, bytes x132.0" in by["derive aws-hvm: full copy vs qcow2 overlay"]
     assert "x1.21 faster" in by["verification -n 3 vs -n 0"]
+    vcpus = by["3 verification VMs at once: `-smp 1` vs `-smp 2`"]
+    assert "-smp 1 100 s, -smp 2 150 s (one VM alone 40 s) | x1.5 faster" in vcpus
     assert "0.195 of the disk, 0.926 of its allocation" in by["EBS direct: bytes sent vs disk"]
     assert "21.5 s" in by["register (snapshot + RegisterImage)"]
     assert by["register (snapshot + RegisterImage)"].endswith(

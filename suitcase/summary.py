@@ -95,7 +95,7 @@ class PipelineRecord:
                 record.steps[step] = {
                     image: StepRecord(**{k: v for k, v in entry.items() if k in _FIELDS})
                     for image, entry in images.items()
-                    if isinstance(entry, dict) and isinstance(entry.get("status"), str)
+                    if _well_formed(entry)
                 }
         wall = data.get("wall") or {}
         record.wall = {k: float(v) for k, v in wall.items() if isinstance(v, int | float)}
@@ -120,6 +120,16 @@ class PipelineRecord:
 
 
 _FIELDS = ("status", "seconds", "key", "note", "junit")
+
+
+def _well_formed(entry: object) -> bool:
+    """A record entry as `save` writes it; anything else (a hand edit, a torn file) is dropped."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("status"), str):
+        return False
+    seconds = entry.get("seconds", 0.0)
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        return False
+    return all(isinstance(entry.get(k, ""), str) for k in ("key", "note", "junit"))
 
 
 def record_path(workspace: Workspace, build_set: BuildSet) -> Path:

@@ -216,7 +216,8 @@ def test_the_record_survives_a_reload_and_ignores_junk(tmp_path: Path) -> None:
     record.put("verify", "master", StepRecord("ran", 31.5, "k", junit="/r.xml"))
     again = PipelineRecord.load(path)
     assert again.get("verify", "master") == StepRecord("ran", 31.5, "k", "", "/r.xml")
-    path.write_text(json.dumps({"steps": {"bogus": {}, "build": {"x": "y"}}, "wall": {"a": "b"}}))
+    bad = {"x": "y", "m": {"status": "ran", "seconds": "ten"}, "v": {"status": "ran", "key": 1}}
+    path.write_text(json.dumps({"steps": {"bogus": {}, "build": bad}, "wall": {"a": "b"}}))
     junk = PipelineRecord.load(path)
     assert junk.steps == {"build": {}} and junk.wall == {}
     path.write_text("[1, 2]")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from pytest_suitcase.session import SuitcaseSession
 from suitcase.build import build_key, run_plan
 from suitcase.errors import SuitcaseError
 from suitcase.imagetypes import IMAGE_TYPES
-from suitcase.machine import booted, mounted
+from suitcase.machine import booted, mounted, vm_cpus
 from suitcase.manifest import Manifest
 
 
@@ -149,6 +150,8 @@ def suitcase_host(
         kind.login,
         key,
         accelerator=ctx.site.accelerator,
+        # xdist: one VM per worker at once, each sized to its share of the cores
+        cpus=vm_cpus(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))),
         runs_dir=ctx.workspace.images_dir / ".runs",  # VMs of a killed run are swept from here
     ) as login:
         yield ssh_host(login)

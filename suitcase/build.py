@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import shutil
 import signal
@@ -59,8 +60,15 @@ def run_plan(
     say: Say,
     on_error: str = "cleanup",
     wait: float = 0,
+    after_stage: Callable[[StageResult], None] | None = None,
+    before_unlock: Callable[[], None] | None = None,
 ) -> list[StageResult]:
-    """Build every stage of `plan` that is not done, parents first, holding the build-set lock."""
+    """Build every stage of `plan` that is not done, parents first, holding the build-set lock.
+
+    `after_stage` is told of each done stage (built or skipped) as soon as it is done, and
+    `before_unlock` runs last, still under the lock: `all` uploads finished stages while the
+    next one builds, and waits for those uploads before another process may take the set.
+    """
     results: list[StageResult] = []
     with ctx.workspace.lock(plan.build_set, wait=wait):
         states = plan.states()
@@ -70,13 +78,17 @@ def run_plan(
             if state.done and state.manifest is not None:
                 say(f"[{name}] up to date (key {state.stage.key[:12]}), skipped")
                 results.append(StageResult(name, False, 0.0, state.manifest))
-                continue
-            say(f"[{name}] building: {state.reason}")
-            started = time.monotonic()
-            manifest = build_stage(ctx, plan, state.stage, say, on_error, state.reason)
-            seconds = time.monotonic() - started
-            results.append(StageResult(name, True, seconds, manifest))
-            say(summary_line(name, seconds, manifest))
+            else:
+                say(f"[{name}] building: {state.reason}")
+                started = time.monotonic()
+                manifest = build_stage(ctx, plan, state.stage, say, on_error, state.reason)
+                seconds = time.monotonic() - started
+                results.append(StageResult(name, True, seconds, manifest))
+                say(summary_line(name, seconds, manifest))
+            if after_stage is not None:
+                after_stage(results[-1])
+        if before_unlock is not None:
+            before_unlock()
     return results
 
 
@@ -463,12 +475,26 @@ def _finish(
         box = artifact.libvirt_box(disk, directory / f"{plan.build_set.id}.box")
         files += [(box, "box"), (disk, "disk")]
     elif name == "aws-hvm":
-        say("flattening into a raw disk and a streamOptimized VMDK")
-        raw = artifact.convert(produced, directory / "disk.raw", "raw")
-        vmdk = artifact.convert(
-            produced, directory / "disk.vmdk", "vmdk", "subformat=streamOptimized"
-        )
-        files += [(raw, "raw"), (vmdk, "vmdk")]
+        say("flattening into a raw disk and a streamOptimized VMDK (side by side)")
+        # The VMDK (compressed, CPU-bound) converts while the raw disk is written and then
+        # checksummed: both read the same overlay, and nothing is checksummed twice.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            vmdk_job = pool.submit(
+                artifact.convert,
+                produced,
+                directory / "disk.vmdk",
+                "vmdk",
+                "subformat=streamOptimized",
+            )
+            try:
+                raw = artifact.convert(produced, directory / "disk.raw", "raw")
+                raw_output = describe_output(directory, raw, "raw")
+                vmdk = vmdk_job.result()
+            except BaseException:
+                vmdk_job.cancel()
+                raise
+        say("checksumming the VMDK (the raw disk was checksummed while it converted)")
+        return [raw_output, describe_output(directory, vmdk, "vmdk")]
     elif name == "aws-paravirt":
         say("extracting the root filesystem as a single-partition disk")
         full = artifact.convert(produced, work / "full.raw", "raw")

@@ -446,20 +446,41 @@ def parity(ctx: Context, image: str, os_name: str | None, timestamp: str | None)
 @cli.command("all")
 @_common
 @click.option("--on-error", default="cleanup", help="Packer's -on-error for the build step")
+@click.option(
+    "--mode",
+    type=click.Choice(["auto", "offline"]),
+    default="auto",
+    help="verification: auto boots what can boot here; offline mounts every image instead",
+)
+@click.option(
+    "--ship-after-verify",
+    is_flag=True,
+    help="upload only once verification passed (default: each stage uploads while the next "
+    "one builds; AMIs are registered only after verification either way)",
+)
 @pass_ctx
 def all_(
-    ctx: Context, image: str, os_name: str | None, timestamp: str | None, on_error: str
+    ctx: Context,
+    image: str,
+    os_name: str | None,
+    timestamp: str | None,
+    on_error: str,
+    mode: str,
+    ship_after_verify: bool,
 ) -> None:
-    """Build, verify, upload and register IMAGE: the whole pipeline."""
-    results = verbs.build(ctx, image, os_name, timestamp, on_error, 0, _say)
-    timestamp = results[0].manifest.timestamp if results else timestamp
-    code = verbs.verify(ctx, image, os_name, timestamp, 0, "auto")
-    if code:
-        raise click.exceptions.Exit(code)
-    for line in verbs.upload(ctx, image, os_name, timestamp, False, _say):
-        click.echo(line)
-    for line in verbs.register_amis(ctx, image, os_name, timestamp, _say):
-        click.echo(line)
+    """Build, verify, upload and register IMAGE, verify the aws-hvm AMI: the whole pipeline.
+
+    Ends with one table (artifact, size, sha256, specs, S3, AMI, JUnit report, stage timings);
+    exit 0 only when all of it holds. With --timestamp latest only what is missing runs.
+    """
+    from suitcase.pipeline import Pipeline
+
+    outcome = Pipeline(ctx, image, os_name, _say).run(
+        timestamp, on_error, mode, overlap=not ship_after_verify
+    )
+    click.echo(outcome.text)
+    if not outcome.ok:
+        raise click.exceptions.Exit(1)
 
 
 def _say(text: str) -> None:

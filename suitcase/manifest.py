@@ -32,6 +32,10 @@ class Output:
     kind: Annotated[str, matching(r"[a-z0-9][a-z0-9-]{0,39}", "an output kind such as disk")]
     size: Annotated[int, Field(ge=0)]
     sha256: Annotated[str, matching(r"[0-9a-f]{64}", "64 hex digits")]
+    # S3's full-object checksum, computed in the same read as the sha256: an upload needs no
+    # read of its own before sending, and S3's CRC64NVME of what it got proves the object is
+    # the file as built (None in manifests written before it was recorded)
+    crc64nvme: Annotated[str, matching(r"[A-Za-z0-9+/]{11}=", "a base64 CRC64NVME")] | None = None
 
 
 @dataclass(config=_CONFIG)
@@ -78,12 +82,28 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def file_digests(path: Path) -> tuple[str, str]:
+    """The file's hex sha256 and base64 CRC64NVME (S3's full-object checksum), in one read."""
+    import base64
+
+    from awscrt.checksums import crc64nvme
+
+    crc, digest = 0, hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            crc = crc64nvme(chunk, crc)
+            digest.update(chunk)
+    return digest.hexdigest(), base64.b64encode(crc.to_bytes(8, "big")).decode()
+
+
 def describe_output(stage_dir: Path, path: Path, kind: str) -> Output:
+    sha256, crc = file_digests(path)
     return Output(
         path=str(path.relative_to(stage_dir)),
         kind=kind,
         size=path.stat().st_size,
-        sha256=sha256_file(path),
+        sha256=sha256,
+        crc64nvme=crc,
     )
 
 

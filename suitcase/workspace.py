@@ -257,8 +257,9 @@ class Workspace:
         folder = self.root / "reports"
         if not folder.is_dir():
             return []
-        # <kind>-<set>.<ext>: the kind is one word, so another OS's set never matches
-        pattern = re.compile(rf"[a-z]+-{re.escape(bset.id)}\.[a-z]+")
+        # <kind>-<set>[-<part>].<ext>: the kind is one word, so another OS's set never matches,
+        # and a part starts with a letter, so a longer timestamp never does (junit-<set>-ami.xml)
+        pattern = re.compile(rf"[a-z]+-{re.escape(bset.id)}(-[a-z][a-z0-9-]*)?\.[a-z]+")
         return sorted(p for p in folder.iterdir() if pattern.fullmatch(p.name))
 
     def _check_removable(self, path: Path) -> None:

@@ -265,7 +265,7 @@ def test_a_file_changed_since_its_manifest_is_not_left_in_s3(
     data[100] ^= 0x01  # same size: only the sha256 can tell
     disk.write_bytes(bytes(data))
     result = upload_all(ws, "master")
-    _one_line(result, 1, "no longer matches the sha256 its manifest records")
+    _one_line(result, 1, "no longer matches the checksums its manifest records")
     assert DISK_KEY not in held(moto, bucket)
     assert unfinished(moto, bucket) == []
     assert not (plan.stages[0].directory / UPLOAD_COOKIE).exists()

@@ -20,7 +20,7 @@ from typing import Any
 
 from suitcase.aws.clients import AwsTarget
 from suitcase.errors import ConfigError, SuitcaseError
-from suitcase.manifest import sha256_file
+from suitcase.manifest import file_digests as sha256_and_crc
 
 MiB = 1024 * 1024
 _READ = 8 * MiB
@@ -257,14 +257,32 @@ class Bucket:
 
     # --- upload -------------------------------------------------------------------------------
 
-    def put(self, path: Path, key: str, sha256: str, say: Say, advance: Advance) -> StoredObject:
+    def put(
+        self,
+        path: Path,
+        key: str,
+        sha256: str,
+        say: Say,
+        advance: Advance,
+        crc64nvme: str | None = None,
+    ) -> StoredObject:
         """Upload `path` to `key` unless it is there with the same checksum; confirm it.
 
-        The file must still have the manifest's `sha256`: checked while the upload runs (hashing
-        overlaps the transfer), and an object of a file that changed is removed again.
+        The object must be the file as its manifest records it. With the manifest's `crc64nvme`
+        (computed with its sha256 when the stage was built) the file is read only to send it:
+        S3's CRC64NVME of what it received must equal the manifest's, else the object is removed
+        (a file changed since its manifest, or corrupted on the way). Without it, the file is
+        read once for both checksums before sending, and refused when its sha256 changed.
         """
         size = path.stat().st_size
-        wanted = StoredObject(key, size, file_crc64nvme(path), sha256)
+        if crc64nvme is None:
+            file_sha256, crc64nvme = sha256_and_crc(path)
+            if file_sha256 != sha256:
+                raise S3Error(
+                    f"{path} no longer matches the sha256 its manifest records (nothing was "
+                    "uploaded); rebuild it"
+                )
+        wanted = StoredObject(key, size, crc64nvme, sha256)
         head = self.head(key)
         if (
             head is not None
@@ -274,27 +292,19 @@ class Bucket:
             say(f"{self.url(key)}: already there with the same checksum, skipped")
             advance(size)
             return wanted
-        with concurrent.futures.ThreadPoolExecutor(1) as hasher:
-            local_sha256 = hasher.submit(sha256_file, path)
-            try:
-                if not self._resume(path, wanted, say, advance):
-                    self._upload(path, wanted, advance)
-            except BaseException:
-                # Ctrl-C, SIGTERM or an error: leave no unfinished multipart upload behind
-                for upload in self.unfinished(key):
-                    if upload["Key"] == key:
-                        self.abort(key, upload["UploadId"])
-                raise
-            if local_sha256.result() != sha256:
-                self.delete([key])
-                raise S3Error(
-                    f"{path} no longer matches the sha256 its manifest records (object removed); "
-                    "rebuild it"
-                )
-        self.confirm(wanted)
+        try:
+            if not self._resume(path, wanted, say, advance):
+                self._upload(path, wanted, advance)
+        except BaseException:
+            # Ctrl-C, SIGTERM or an error: leave no unfinished multipart upload behind
+            for upload in self.unfinished(key):
+                if upload["Key"] == key:
+                    self.abort(key, upload["UploadId"])
+            raise
+        self.confirm(wanted, path)
         return wanted
 
-    def confirm(self, wanted: StoredObject) -> None:
+    def confirm(self, wanted: StoredObject, path: Path | None = None) -> None:
         """S3's own full-object CRC64NVME and size equal the local file's, or the object goes."""
         head = self.head(wanted.key)
         if head is None:
@@ -303,10 +313,16 @@ class Bucket:
             held = head.get("ChecksumCRC64NVME"), head.get("ContentLength")
             # a corrupt object must never be fetched or skipped as uploaded
             self.delete([wanted.key])
+            changed = path is not None and held[1] == wanted.size
             raise S3Error(
                 f"{self.url(wanted.key)}: S3 holds CRC64NVME {held[0]} ({held[1]} bytes), the "
-                f"file has {wanted.crc64nvme} ({wanted.size} bytes): corrupted on the way, "
-                "object removed; run upload again"
+                f"manifest records {wanted.crc64nvme} ({wanted.size} bytes): "
+                + (
+                    f"{path} no longer matches the checksums its manifest records, or was "
+                    "corrupted on the way; object removed (rebuild it, or run upload again)"
+                    if changed
+                    else "corrupted on the way, object removed; run upload again"
+                )
             )
 
     def _upload(self, path: Path, wanted: StoredObject, advance: Advance) -> None:

@@ -7,6 +7,7 @@ Objects live at `s3://<bucket>/<prefix>/<type>/<os>-<timestamp>/<output path>`, 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from collections.abc import Callable
@@ -114,8 +115,12 @@ def upload_plan(
     wait: float = 0,
     trust_cookies: bool = False,
     bucket: Bucket | None = None,
+    held: bool = False,
 ) -> list[str]:
     """Upload every stage of `plan` (all must be done); a cookie per stage once confirmed.
+
+    `held`: the caller holds the build-set lock already (`all` uploading a finished stage while
+    the next one builds, see run_plan's `after_stage`), so it is not taken again.
 
     `wait`: seconds to wait for another holder of the build set (-1: forever).
     `trust_cookies`: a stage whose real cookie matches its manifest, and whose recorded objects
@@ -123,7 +128,7 @@ def upload_plan(
     worker waits for the lock, then finds the first one's work done.
     """
     with aws_calls(f"upload of {plan.build_set.id}"):
-        return _upload_plan(ctx, plan, create_bucket, say, wait, trust_cookies, bucket)
+        return _upload_plan(ctx, plan, create_bucket, say, wait, trust_cookies, bucket, held)
 
 
 def _upload_plan(
@@ -134,11 +139,13 @@ def _upload_plan(
     wait: float = 0,
     trust_cookies: bool = False,
     bucket: Bucket | None = None,
+    held: bool = False,
 ) -> list[str]:
     if bucket is None:
         bucket = _ready_bucket(ctx, create_bucket, say)
     lines: list[str] = []
-    with ctx.workspace.lock(plan.build_set, wait=wait), transfers() as track:
+    lock = contextlib.nullcontext() if held else ctx.workspace.lock(plan.build_set, wait=wait)
+    with lock, transfers() as track:
         states = plan.states()
         for state in states:
             if not state.done or state.manifest is None:
@@ -168,7 +175,11 @@ def _upload_plan(
             for output in manifest.outputs:
                 path = stage.directory / output.path
                 advance = track(f"{stage.image.name}/{output.path}", output.size)
-                objects.append(bucket.put(path, prefix + output.path, output.sha256, say, advance))
+                objects.append(
+                    bucket.put(
+                        path, prefix + output.path, output.sha256, say, advance, output.crc64nvme
+                    )
+                )
             manifest_path = stage.directory / MANIFEST_NAME
             advance = track(f"{stage.image.name}/{MANIFEST_NAME}", manifest_path.stat().st_size)
             objects.append(

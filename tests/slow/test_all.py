@@ -1,0 +1,63 @@
+"""`suitcase all` on a hard-linked copy of the shared built set: no build runs, the table shows
+one AMI per AWS image type, and a rerun with --timestamp latest only checks (kept cheap: the two
+AWS image types, verified offline, against the embedded endpoint)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.slow.conftest import OS_NAME, BuiltSet, hardlink_workspace, suitcase
+
+pytestmark = pytest.mark.slow
+
+AWS = ("aws-hvm", "aws-paravirt")
+
+
+def _row(stdout: str, image: str) -> list[str]:
+    line = next(line for line in stdout.splitlines() if re.match(rf"│ {re.escape(image)} +│", line))
+    return [cell.strip() for cell in line.strip("│").split("│")]
+
+
+def test_all_ships_the_built_set_and_a_rerun_only_checks(
+    built_set: BuiltSet, tmp_path: Path
+) -> None:
+    ws = hardlink_workspace(built_set.workspace, tmp_path / "ws")
+    args = ("all", ",".join(AWS), "--os", OS_NAME, "--timestamp", built_set.timestamp)
+    try:
+        first = suitcase(*args, "--mode", "offline", workspace=ws)
+        assert "building:" not in first.stderr  # every stage was built already: none rebuilt
+        assert "up to date" in first.stderr
+        amis = {}
+        for image in AWS:
+            cells = _row(first.stdout, image)
+            assert re.fullmatch(r"ami-[0-9a-f]+", cells[6]), cells  # exactly one AMI
+            assert re.fullmatch(r"[0-9]+/0/[0-9]+", cells[4]) and not cells[4].startswith("0/")
+            assert cells[5].startswith("s3://") and cells[7].startswith("reports/junit-")
+            amis[image] = cells[6]
+        ami_row = _row(first.stdout, "aws-hvm (AMI)")
+        assert ami_row[6] == amis["aws-hvm"] and ami_row[7].endswith("-ami.xml")
+        assert "all of it holds" in first.stdout
+        record = json.loads(
+            (ws / "reports" / f"pipeline-{OS_NAME}-{built_set.timestamp}.json").read_text()
+        )
+        assert set(record["steps"]) == {"build", "verify", "upload", "register", "verify-ami"}
+
+        again = suitcase(*args[:-1], "latest", "--mode", "offline", workspace=ws)
+        assert "verifying" not in again.stderr  # nothing verified, uploaded or registered again
+        for image in AWS:
+            assert _row(again.stdout, image)[6] == amis[image]
+        skipped = again.stdout.split("skipped (already done): ")[1]
+        for step in (
+            "build aws-hvm",
+            "verify aws-hvm",
+            "upload aws-paravirt",
+            "register aws-hvm",
+            "verify-ami aws-hvm",
+        ):
+            assert step in skipped
+    finally:
+        suitcase("endpoint", "stop", workspace=ws, check=False)

@@ -2,7 +2,7 @@
 
     benchmarks/run-all [--quick] [--only build_stages,verify_parallel,...] [--table-only]
 
-Run it under the shared lock on a shared machine (`flock /work/.slow.lock benchmarks/run-all`).
+Run it on an otherwise idle machine: the figures are ratios, but load still skews them.
 --quick takes small sizes (a 256 MiB upload, a 1 GiB disk to register, one round each, the
 pipeline on a copy of the built test set); the table marks each row --quick and says which rows
 were not rerun this time. A benchmark that fails is reported and the others still run; the exit

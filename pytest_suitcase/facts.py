@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shlex
+import subprocess
 from typing import Any
+
+import pytest
 
 # Where each boot loader keeps kernel command lines, in the order they are looked at. BLS
 # entries (EL8/9: /boot/loader/entries/*.conf, `options` lines) come before grub2's grub.cfg,
@@ -25,23 +29,121 @@ class NoKernelLine(AssertionError):
     """No boot loader configuration of the image holds a kernel command line."""
 
 
-def read(host: Any, path: str) -> str:
-    """File content, or "" when the file does not exist (root-only files through sudo)."""
-    result = host.run("cat " + shlex.quote(path))
-    return str(result.stdout) if result.rc == 0 else ""
+# Exit code of the shell snippets below when what they look at does not exist; anything else
+# that is not 0 (a broken sudo, an unreadable file, a missing tool) fails the spec.
+MISSING = 99
+
+
+def _fail(message: str) -> None:
+    __tracebackhide__ = True
+    pytest.fail(message, pytrace=False)
+
+
+def _checked(host: Any, command: str, what: str) -> str | None:
+    """stdout of `command`, None when it exits MISSING; any other failure fails the spec."""
+    __tracebackhide__ = True
+    result = host.run(command)
+    if result.rc == MISSING:
+        return None
+    if result.rc != 0:
+        detail = (str(result.stderr).strip() or str(result.stdout).strip())[:300]
+        _fail(f"cannot read {what} (exit {result.rc}): {detail or 'no output'}")
+    return str(result.stdout)
+
+
+def read(host: Any, path: str) -> str | None:
+    """File content (root-only files through sudo), None when there is no such file.
+
+    A file that exists but cannot be read (permissions, a broken sudo, a folder) fails the spec
+    naming the path: a check must never run on an empty string it mistook for the file.
+    """
+    __tracebackhide__ = True
+    q = shlex.quote(path)
+    return _checked(host, f"if [ ! -e {q} ]; then exit {MISSING}; fi; cat -- {q}", path)
+
+
+def read_required(host: Any, path: str) -> str:
+    """File content; a missing file fails the spec like an unreadable one."""
+    __tracebackhide__ = True
+    text = read(host, path)
+    if text is None:
+        _fail(f"{path} does not exist")
+    return str(text)
+
+
+def exists(host: Any, path: str) -> bool:
+    """Whether a path (or a symlink, dangling or not) exists; an error fails the spec instead
+    of answering "no" (testinfra's `file().exists` says False when sudo itself fails)."""
+    __tracebackhide__ = True
+    q = shlex.quote(path)
+    out = _checked(host, f"if [ -e {q} ] || [ -L {q} ]; then echo yes; else echo no; fi", path)
+    if out is None or out.strip() not in ("yes", "no"):
+        _fail(f"cannot tell whether {path} exists (answer {out!r})")
+    return str(out).strip() == "yes"
+
+
+def tree(host: Any, path: str, depth: int | None = None) -> list[tuple[str, int, str]] | None:
+    """(type, size, path relative to `path`) of everything below a folder, None when it is absent.
+
+    Types are find's %y letters (f file, d folder, l symlink, ...). `find` failing fails the spec.
+    """
+    __tracebackhide__ = True
+    q = shlex.quote(path)
+    limit = f" -maxdepth {depth}" if depth is not None else ""
+    out = _checked(
+        host,
+        f"if [ ! -e {q} ]; then exit {MISSING}; fi; "
+        f"find {q}/ -mindepth 1{limit} -printf '%y %s %P\\n'",
+        path,
+    )
+    if out is None:
+        return None
+    entries = []
+    for line in out.splitlines():
+        kind, size, name = [*line.split(" ", 2), "", ""][:3]
+        if kind and size.isdigit():
+            entries.append((kind, int(size), name))
+    return sorted(entries, key=lambda e: e[2])
+
+
+def file_type(host: Any, path: str) -> str | None:
+    """find's %y letter of a path, not following a symlink (f, d, l, ...); None when absent."""
+    __tracebackhide__ = True
+    q = shlex.quote(path)
+    out = _checked(
+        host,
+        f"if [ ! -e {q} ] && [ ! -L {q} ]; then exit {MISSING}; fi; "
+        f"find {q} -maxdepth 0 -printf %y",
+        path,
+    )
+    return None if out is None else out.strip()
+
+
+def glob(host: Any, pattern: str) -> list[str]:
+    """Paths matching a shell glob (none: []); the shell failing fails the spec."""
+    __tracebackhide__ = True
+    script = f'for f in {pattern}; do if [ -e "$f" ] || [ -L "$f" ]; then echo "$f"; fi; done'
+    return sorted((_checked(host, script, pattern) or "").splitlines())
 
 
 def _bls_text(host: Any) -> str:
     """The `options` of every BLS entry but rescue ones, `$kernelopts` (EL8) taken from grubenv."""
-    listing = host.run(f"ls -1 {BLS_ENTRIES}/*.conf 2>/dev/null").stdout.split()
+    listing = glob(host, f"{BLS_ENTRIES}/*.conf")
     env: dict[str, str] = {}
     for path in GRUBENV:
-        for line in read(host, path).splitlines():
+        for line in (read(host, path) or "").splitlines():
             name, sep, value = line.partition("=")
             if sep and not name.startswith("#"):
                 env.setdefault(name.strip(), value.strip())
-    text = "".join(read(host, p) for p in sorted(listing) if "rescue" not in p.rsplit("/", 1)[-1])
+    text = "".join(
+        read(host, p) or "" for p in sorted(listing) if "rescue" not in p.rsplit("/", 1)[-1]
+    )
     return re.sub(r"\$\{?(\w+)\}?", lambda m: env.get(m.group(1), m.group(0)), text)
+
+
+def _config_lines(host: Any, path: str, pattern: str) -> list[str]:
+    text = _bls_text(host) if path == BLS_ENTRIES else read(host, path) or ""
+    return [m.group(1).strip() for m in re.finditer(pattern, text, re.M)]
 
 
 def kernel_lines(host: Any, config: str | None = None) -> list[str]:
@@ -55,18 +157,33 @@ def kernel_lines(host: Any, config: str | None = None) -> list[str]:
         if config is not None and path != config:
             continue
         searched.append(path)
-        text = _bls_text(host) if path == BLS_ENTRIES else read(host, path)
-        lines = [m.group(1).strip() for m in re.finditer(pattern, text, re.M)]
+        lines = _config_lines(host, path, pattern)
         if lines:
             return lines
     raise NoKernelLine(f"no kernel command line found in {', '.join(searched) or config}")
+
+
+def all_kernel_lines(host: Any) -> dict[str, list[str]]:
+    """Every boot loader configuration present with its kernel lines (an entry in any of them
+    can be booted, so specs about the root device look at all of them). NoKernelLine if none."""
+    found = {}
+    for path, pattern in BOOT_CONFIGS:
+        lines = _config_lines(host, path, pattern)
+        if lines:
+            found[path] = lines
+    if not found:
+        raise NoKernelLine(
+            f"no kernel command line found in {', '.join(p for p, _ in BOOT_CONFIGS)}"
+        )
+    return found
 
 
 def sshd_option(host: Any, name: str) -> str | None:
     """The effective value of an sshd_config keyword: the first one wins, Include files inline."""
 
     def walk(path: str, depth: int = 0) -> str | None:
-        for line in read(host, path).splitlines():
+        text = read_required(host, path) if depth == 0 else read(host, path) or ""
+        for line in text.splitlines():
             words = line.split()
             if not words or words[0].startswith("#"):
                 continue
@@ -74,8 +191,7 @@ def sshd_option(host: Any, name: str) -> str | None:
                 for pattern in words[1:]:
                     if not pattern.startswith("/"):
                         pattern = "/etc/ssh/" + pattern
-                    listing = host.run(f"ls -1 {pattern} 2>/dev/null").stdout.split()
-                    for included in sorted(listing):
+                    for included in glob(host, pattern):
                         value = walk(included, depth + 1)
                         if value is not None:
                             return value
@@ -89,22 +205,22 @@ def sshd_option(host: Any, name: str) -> str | None:
 
 
 def initramfs_modules(host: Any) -> dict[str, set[str]]:
-    """Kernel module names inside each initramfs in /boot."""
+    """Kernel module names inside each initramfs in /boot (a lister failing fails the spec)."""
+    __tracebackhide__ = True
     found: dict[str, set[str]] = {}
-    images = host.run("ls -1 /boot/initrd.img-* /boot/initramfs-*.img 2>/dev/null").stdout.split()
-    for image in images:
+    for image in glob(host, "/boot/initrd.img-* /boot/initramfs-*.img"):
         if "kdump" in image or "rescue" in image:
             continue
         lister = "lsinitramfs" if "initrd.img-" in image else "lsinitrd"
-        listing = host.run(f"{lister} {shlex.quote(image)}").stdout
+        listing = _checked(host, f"{lister} {shlex.quote(image)}", image) or ""
         names = re.findall(r"/([A-Za-z0-9_-]+)\.ko(?:\.[a-z]+)?$", listing, re.M)
         found[image] = {n.replace("-", "_") for n in names}
     return found
 
 
 def fstab_entry(host: Any, mount_point: str) -> list[str] | None:
-    """The fields of the fstab line that mounts `mount_point`."""
-    for line in read(host, "/etc/fstab").splitlines():
+    """The fields of the fstab line that mounts `mount_point` (a missing fstab fails)."""
+    for line in read_required(host, "/etc/fstab").splitlines():
         words = line.split()
         if len(words) >= 3 and not words[0].startswith("#") and words[1] == mount_point:
             return words
@@ -118,18 +234,155 @@ def root_filesystem(host: Any) -> str | None:
 
 
 def authorized_keys(host: Any, user_home: str) -> str | None:
-    """The raw authorized_keys of a home folder, or None if absent."""
-    path = f"{user_home}/.ssh/authorized_keys"
-    if host.run("test -e " + shlex.quote(path)).rc != 0:
-        return None
-    return read(host, path)
+    """The raw authorized_keys of a home folder, or None if absent (unreadable fails)."""
+    return read(host, f"{user_home}/.ssh/authorized_keys")
+
+
+def passwd(host: Any) -> list[list[str]]:
+    """/etc/passwd as lists of its seven fields (a missing or unreadable file fails)."""
+    rows = []
+    for line in read_required(host, "/etc/passwd").splitlines():
+        parts = line.split(":")
+        if line.strip() and not line.startswith("#"):
+            rows.append([*parts, *[""] * 7][:7])
+    if not any(row[0] == "root" for row in rows):
+        _fail("/etc/passwd has no root entry: not an account database")
+    return rows
 
 
 def login_users(host: Any) -> list[str]:
     """Accounts with a UID of 1000 or more (people, not system users), nobody excepted."""
-    users = []
-    for line in read(host, "/etc/passwd").splitlines():
-        parts = line.split(":")
-        if len(parts) > 2 and parts[2].isdigit() and 1000 <= int(parts[2]) < 65534:
-            users.append(parts[0])
-    return users
+    return [r[0] for r in passwd(host) if r[2].isdigit() and 1000 <= int(r[2]) < 65534]
+
+
+def uid0_accounts(host: Any) -> list[str]:
+    """Every account whose UID is 0 (or not a number, which some tools read as 0)."""
+    return [r[0] for r in passwd(host) if not r[2].isdigit() or int(r[2]) == 0]
+
+
+def password_states(host: Any) -> dict[str, str]:
+    """Per account of /etc/shadow: 'none' (no usable password: `*`, `!`, `!!`), 'empty' (a login
+    without any password), 'hash' (a password hash, locked with `!` or not). Never the hash."""
+    states = {}
+    for line in read_required(host, "/etc/shadow").splitlines():
+        name, _, rest = line.partition(":")
+        field = rest.split(":", 1)[0]
+        if not name or line.startswith("#"):
+            continue
+        bare = field.lstrip("!")
+        if field == "":
+            states[name] = "empty"
+        elif bare == "" or bare.startswith("*") or bare in ("x", "LK", "NP"):
+            states[name] = "none"
+        else:
+            states[name] = "hash"
+    return states
+
+
+def root_filesystem_ids(host: Any) -> dict[str, str]:
+    """The root file system's real UUID and LABEL (keys present only when set).
+
+    A mounted image (testinfra's chroot backend) is probed from the build host, where its loop
+    device is; a booted system probes its own root device.
+    """
+    __tracebackhide__ = True
+    backend = getattr(host, "backend", None)
+    if getattr(backend, "NAME", None) == "chroot":
+        root = str(getattr(backend, "name", ""))
+        source = subprocess.run(
+            ["findmnt", "-n", "-o", "SOURCE", "--mountpoint", root],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        if not source:
+            _fail(f"cannot find the device mounted at {root}")
+        probe = subprocess.run(
+            ["blkid", "-p", "-o", "export", source], capture_output=True, text=True, check=False
+        )
+        text = probe.stdout if probe.returncode == 0 else None
+        what = f"{source} (the image's root)"
+    else:
+        text = _checked(
+            host,
+            "dev=$(findmnt -n -o SOURCE /) || "
+            "dev=$(awk '$2 == \"/\" {print $1}' /proc/mounts | tail -1); "
+            'blkid -p -o export "$dev"',
+            "the root file system's ids",
+        )
+        what = "the root device"
+    if not text:
+        _fail(f"blkid found no file system on {what}")
+    ids = dict(line.split("=", 1) for line in str(text).splitlines() if "=" in line)
+    return {k: v for k, v in ids.items() if k in ("UUID", "LABEL") and v}
+
+
+def names_root(spec: str, ids: dict[str, str]) -> bool:
+    """Whether a `LABEL=x`/`UUID=x` device spec (as in fstab or root=) is the root file system."""
+    kind, sep, value = spec.partition("=")
+    return bool(sep) and kind in ("UUID", "LABEL") and ids.get(kind) == value.strip("\"'")
+
+
+def kernel_root(line: str) -> str | None:
+    """The `root=` value of a kernel command line (the last one wins, as in the kernel)."""
+    roots = [w[len("root=") :] for w in line.split() if w.startswith("root=")]
+    return roots[-1] if roots else None
+
+
+def build_network_address(text: str) -> str | None:
+    """The first address of QEMU's user network (10.0.2.0/24, the build's) in a text."""
+    for word in re.findall(r"\b10\.0\.2\.\d{1,3}\b", text):
+        try:
+            if ipaddress.ip_address(word) in ipaddress.ip_network("10.0.2.0/24"):
+                return str(word)
+        except ValueError:
+            continue
+    return None
+
+
+def cloud_datasources(host: Any) -> list[str] | None:
+    """cloud-init's effective `datasource_list`: cloud.cfg, then cloud.cfg.d/*.cfg in name order,
+    the last file that sets it wins (None: no file sets it, cloud-init's built-in list)."""
+    import yaml
+
+    __tracebackhide__ = True
+    found = None
+    for path in ["/etc/cloud/cloud.cfg", *glob(host, "/etc/cloud/cloud.cfg.d/*.cfg")]:
+        text = read(host, path)
+        if text is None:
+            continue
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            _fail(f"{path} is not YAML cloud-init can read: {exc}")
+        if isinstance(data, dict) and "datasource_list" in data:
+            value = data["datasource_list"]
+            found = [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    return found
+
+
+def size(host: Any, path: str) -> int | None:
+    """Size in bytes of a file (None when absent; `stat` failing fails the spec)."""
+    __tracebackhide__ = True
+    q = shlex.quote(path)
+    out = _checked(host, f"if [ ! -e {q} ]; then exit {MISSING}; fi; stat -L -c %s {q}", path)
+    if out is None:
+        return None
+    if not out.strip().isdigit():
+        _fail(f"cannot tell the size of {path} (stat said {out.strip()!r})")
+    return int(out.strip())
+
+
+def world_writable(host: Any, folder: str) -> list[str]:
+    """Paths below `folder` anyone may write: not symlinks (always 0777), not sticky folders."""
+    __tracebackhide__ = True
+    q = shlex.quote(folder)
+    out = _checked(
+        host,
+        f"if [ ! -d {q} ]; then exit {MISSING}; fi; "
+        f"find {q}/ ! -type l -perm -0002 ! \\( -type d -perm -1000 \\) -print",
+        folder,
+    )
+    if out is None:
+        _fail(f"{folder} does not exist")
+    return sorted(p.rstrip("/") for p in str(out).splitlines())

@@ -171,6 +171,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     session = config.stash.get(SuitcaseSession.KEY, None)
     if session is None:
         return
+    from pytest_suitcase.markers import validate
+
+    validate(items)
     for item in items:
         marker = item.get_closest_marker("suitcase_family")
         if marker is not None and not family_matches(session.os, marker.args):

@@ -1,15 +1,20 @@
 """Parity: a derived image must equal its master except for its image type's declared deltas.
 
-Compared on the images as shipped (mounted read-only): installed packages with versions, and the
-content of the configuration files listed in specs/parity.yaml.
+Compared on the images as shipped (mounted read-only): installed packages with versions; every
+file, folder and link of the trees in specs/parity.yaml (`/etc`, `/boot`: content hash, type,
+mode, owner); the user accounts (passwd, shadow, group, gshadow: password *states*, never a
+hash); and the `authorized_keys` of every user. Deltas are globs of paths an image type may
+change, users it may add or change, and key files that may only lose keys.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
+import stat
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,44 +27,175 @@ PACKAGE_QUERY = {
     "debian": ["dpkg-query", "-W", "-f", "${Package}\t${Version}\t${db:Status-Abbrev}\n"],
     "el": ["rpm", "-qa", "--qf", "%{NAME}.%{ARCH}\t%{VERSION}-%{RELEASE}\tii\n"],
 }
+ACCOUNT_FILES = ("/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow")
+# Fields of shadow/gshadow that hold a password: only its state is kept ("none", "empty", "hash").
+SECRET_FIELD = {"/etc/shadow": 1, "/etc/gshadow": 1}
 
 
 @dataclass(frozen=True)
 class Snapshot:
     packages: dict[str, str]
     files: dict[str, str]
+    accounts: dict[str, str] = field(default_factory=dict)
+    keys: dict[str, frozenset[str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Delta:
+    paths: list[str]  # globs: `*` stays within a folder, `**` crosses folders
+    users: set[str]
+    fewer_keys: list[str]  # globs of authorized_keys files that may only lose keys
 
 
 @dataclass(frozen=True)
 class Rules:
+    trees: list[str]
     files: list[str]
-    deltas: dict[str, set[str]]
+    ignore: list[str]
+    deltas: dict[str, Delta]
 
     @classmethod
     def load(cls, paths: Paths) -> Rules:
         path = paths.specs_dir / "parity.yaml"
         try:
             data: Any = yaml.safe_load(path.read_text())
-            files = [str(f) for f in data["files"]]
-            deltas = {k: set(v.get("files", [])) for k, v in (data.get("deltas") or {}).items()}
-        except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
+            deltas = {
+                str(k): Delta(
+                    [str(p) for p in v.get("files", [])],
+                    {str(u) for u in v.get("users", [])},
+                    [str(p) for p in v.get("fewer_keys", [])],
+                )
+                for k, v in (data.get("deltas") or {}).items()
+            }
+            rules = cls(
+                [str(t) for t in data.get("trees", [])],
+                [str(f) for f in data.get("files", [])],
+                [str(i) for i in data.get("ignore", [])],
+                deltas,
+            )
+        except (OSError, yaml.YAMLError, TypeError, AttributeError, ValueError):
             raise ConfigError(
-                f"{path}: not a valid parity file (files: [...], deltas: {{}})"
+                f"{path}: not a valid parity file "
+                "(trees: [...], files: [...], ignore: [...], deltas: {type: {files, users}})"
             ) from None
-        return cls(files, deltas)
+        if not all(p.startswith("/") for p in [*rules.trees, *rules.files]):
+            raise ConfigError(f"{path}: trees and files must be absolute paths")
+        return rules
 
 
-def _file_identity(root: Path, name: str) -> str:
-    path = root / name.lstrip("/")
-    if path.is_symlink():
-        return "link:" + os.readlink(path)
-    if not path.exists():
-        return "absent"
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def matches(name: str, patterns: list[str]) -> bool:
+    """Whether `name` matches a glob: `*`/`?`/`[...]` within one path element, `**` across."""
+    return any(_glob_match(name, pattern) for pattern in patterns)
+
+
+def _glob_match(name: str, pattern: str) -> bool:
+    parts, names = pattern.strip("/").split("/"), name.strip("/").split("/")
+
+    def walk(i: int, j: int) -> bool:
+        if i == len(parts):
+            return j == len(names)
+        if parts[i] == "**":
+            return any(walk(i + 1, k) for k in range(j, len(names) + 1))
+        return j < len(names) and fnmatch.fnmatchcase(names[j], parts[i]) and walk(i + 1, j + 1)
+
+    return walk(0, 0)
+
+
+def _identity(path: Path, st: os.stat_result) -> str:
+    owner = f"{st.st_uid}:{st.st_gid} {stat.S_IMODE(st.st_mode):04o}"
+    if stat.S_ISLNK(st.st_mode):
+        return "link -> " + os.readlink(path)
+    if stat.S_ISDIR(st.st_mode):
+        return f"folder {owner}"
+    if stat.S_ISREG(st.st_mode):
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return f"file {owner} sha256:{digest.hexdigest()[:16]}"
+    return f"special {stat.S_IFMT(st.st_mode):o} {owner}"
+
+
+def _inside(root: Path, name: str) -> Path:
+    return root / name.lstrip("/")
+
+
+def _files(root: Path, rules: Rules) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for tree in rules.trees:
+        top = _inside(root, tree)
+        if not top.is_dir() or top.is_symlink():
+            found[tree] = "absent" if not os.path.lexists(top) else _identity(top, top.lstat())
+            continue
+        device = top.stat().st_dev
+        for folder, dirs, names in os.walk(top):
+            here = Path(folder)
+            # never into another file system (a bound /proc, a separate /boot/efi)
+            dirs[:] = [d for d in dirs if (here / d).lstat().st_dev == device]
+            for name in [*dirs, *names]:
+                path = here / name
+                key = "/" + str(path.relative_to(root))
+                if not matches(key, rules.ignore):
+                    found[key] = _identity(path, path.lstat())
+    for name in rules.files:
+        path = _inside(root, name)
+        found[name] = _identity(path, path.lstat()) if os.path.lexists(path) else "absent"
+    return found
+
+
+def _password_state(value: str) -> str:
+    bare = value.lstrip("!")
+    if value == "":
+        return "empty"
+    if bare == "" or bare.startswith("*") or bare in ("x", "LK", "NP"):
+        return "none"
+    return "hash"
+
+
+def _accounts(root: Path) -> dict[str, str]:
+    """`user NAME`/`group NAME` per account file, with password fields reduced to their state."""
+    found: dict[str, str] = {}
+    for name in ACCOUNT_FILES:
+        path = _inside(root, name)
+        if not path.is_file():
+            continue
+        kind = "user" if name in ("/etc/passwd", "/etc/shadow") else "group"
+        for line in path.read_text(errors="replace").splitlines():
+            fields = line.split(":")
+            if not fields[0] or line.startswith("#"):
+                continue
+            secret = SECRET_FIELD.get(name)
+            if secret is not None and len(fields) > secret:
+                fields[secret] = "password " + _password_state(fields[secret])
+            found[f"{kind} {fields[0]} ({name})"] = ":".join(fields[1:])
+    return found
+
+
+def _keys(root: Path, accounts: dict[str, str]) -> dict[str, frozenset[str]]:
+    """The keys (type and body, hashed) of every user's authorized_keys and authorized_keys2."""
+    homes = {"/root"}
+    for key, value in accounts.items():
+        if key.startswith("user ") and key.endswith("(/etc/passwd)"):
+            fields = value.split(":")
+            if len(fields) >= 5 and fields[4].startswith("/"):
+                homes.add(fields[4])
+    found: dict[str, frozenset[str]] = {}
+    for home in sorted(homes):
+        for name in ("authorized_keys", "authorized_keys2"):
+            path = _inside(root, f"{home}/.ssh/{name}")
+            if path.is_symlink() or not path.is_file():
+                continue
+            keys = set()
+            for line in path.read_text(errors="replace").splitlines():
+                words = line.split()
+                if words and not words[0].startswith("#"):
+                    keys.add(hashlib.sha256(" ".join(words).encode()).hexdigest()[:16])
+            found[f"{home}/.ssh/{name}"] = frozenset(keys)
+    return found
 
 
 def snapshot(root: Path, family: str, rules: Rules) -> Snapshot:
-    """Packages and file identities of the image mounted at `root`."""
+    """Packages, file identities, accounts and keys of the image mounted at `root`."""
     query = PACKAGE_QUERY[family]
     result = subprocess.run(
         ["chroot", str(root), *query], capture_output=True, text=True, check=False
@@ -71,13 +207,23 @@ def snapshot(root: Path, family: str, rules: Rules) -> Snapshot:
         name, version, status = [*line.split("\t"), "", ""][:3]
         if status.strip().startswith("i"):
             packages[name] = version
-    files = {name: _file_identity(root, name) for name in rules.files}
-    return Snapshot(packages, files)
+    return contents(root, rules, packages)
+
+
+def contents(root: Path, rules: Rules, packages: dict[str, str]) -> Snapshot:
+    """The snapshot of a tree at `root` with its package list already known."""
+    accounts = _accounts(root)
+    return Snapshot(packages, _files(root, rules), accounts, _keys(root, accounts))
 
 
 def compare(master: Snapshot, derived: Snapshot, image: str, rules: Rules) -> list[str]:
     """Every difference outside `image`'s declared deltas, one line each (empty: parity holds)."""
     problems = []
+    for side, snap in (("the master", master), (image, derived)):
+        present = [f for f, identity in snap.files.items() if identity != "absent"]
+        if not present or not any(name.startswith("user root ") for name in snap.accounts):
+            # two empty snapshots are equal: parity must never hold on nothing compared
+            problems.append(f"{side}: nothing to compare (no files or no root account found)")
     for name in sorted(set(master.packages) | set(derived.packages)):
         a, b = master.packages.get(name), derived.packages.get(name)
         if a == b:
@@ -88,8 +234,29 @@ def compare(master: Snapshot, derived: Snapshot, image: str, rules: Rules) -> li
             problems.append(f"package {name} {a} is in the master but not in {image}")
         else:
             problems.append(f"package {name} is {b} in {image} but {a} in the master")
-    allowed = rules.deltas.get(image, set())
-    for name in rules.files:
-        if master.files[name] != derived.files[name] and name not in allowed:
-            problems.append(f"file {name} differs from the master (not a declared {image} delta)")
+    delta = rules.deltas.get(image, Delta([], set(), []))
+    for name in sorted(set(master.files) | set(derived.files)):
+        a, b = master.files.get(name, "absent"), derived.files.get(name, "absent")
+        if a != b and not matches(name, delta.paths):
+            if "absent" not in (a, b):
+                what = "differs from the master"
+            else:
+                what = "is not in the master" if a == "absent" else "is missing, unlike the master"
+            problems.append(f"{name} {what} (not a declared {image} delta)")
+    for name in sorted(set(master.accounts) | set(derived.accounts)):
+        a, b = master.accounts.get(name), derived.accounts.get(name)
+        if a != b and name.split()[1] not in delta.users:
+            problems.append(f"{name} is {b!r} in {image} but {a!r} in the master")
+    for path in sorted(set(master.keys) | set(derived.keys)):
+        had, has = master.keys.get(path), derived.keys.get(path)
+        if had == has or matches(path, delta.paths):
+            continue
+        before, after = had or frozenset(), has or frozenset()
+        if matches(path, delta.fewer_keys) and has is not None and after <= before:
+            continue
+        added, removed = len(after - before), len(before - after)
+        problems.append(
+            f"{path}: {added} key(s) added, {removed} removed against the master "
+            f"(not a declared {image} delta)"
+        )
     return problems

@@ -1,13 +1,29 @@
 """cloud-init really configures the instance at boot (the same NoCloud path EC2's datasource uses)."""
 
+import json
+
 import pytest
+
+from pytest_suitcase import facts
 
 
 @pytest.mark.suitcase_booted
 def test_cloud_init_finished_without_errors(host):
-    """We logged in with a key cloud-init installed; it must also report a clean finish."""
+    """We logged in with a key cloud-init installed; it must also report a clean finish.
+
+    "status: done" can follow recoverable errors: the per-stage errors in status.json and the
+    errors of result.json must be empty as well."""
     result = host.run("cloud-init status --wait")
-    assert "status: done" in result.stdout
+    assert result.rc == 0 and "status: done" in result.stdout, result.stdout + result.stderr
+    outcome = json.loads(facts.read_required(host, "/run/cloud-init/result.json"))
+    assert outcome["v1"]["errors"] == [], outcome["v1"]["errors"]
+    status = json.loads(facts.read_required(host, "/run/cloud-init/status.json"))["v1"]
+    stages = [s for s in ("init-local", "init", "modules-config", "modules-final") if s in status]
+    assert "modules-final" in stages, f"cloud-init stages that ran: {stages}"
+    for stage in stages:
+        state = status[stage] or {}
+        assert state.get("errors", []) == [], f"{stage}: {state.get('errors')}"
+        assert not state.get("recoverable_errors"), f"{stage}: {state.get('recoverable_errors')}"
 
 
 @pytest.mark.suitcase_booted

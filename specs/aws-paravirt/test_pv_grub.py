@@ -14,7 +14,8 @@ def test_menu_lst_links_to_grub_conf(host):
 
 def test_root_hd0(host):
     """The paravirt disk has no partition table: GRUB's root is the whole disk, (hd0)."""
-    assert any(line.split() == ["root", "(hd0)"] for line in facts.read(host, GRUB).splitlines())
+    text = facts.read_required(host, GRUB)
+    assert any(line.split() == ["root", "(hd0)"] for line in text.splitlines())
 
 
 def test_console_hvc0(host):
@@ -25,7 +26,11 @@ def test_console_hvc0(host):
 
 def test_kernel_and_initrd_exist(host):
     """A menu entry pointing at a missing kernel cannot boot."""
-    for line in facts.read(host, GRUB).splitlines():
-        words = line.split()
-        if words and words[0] in ("kernel", "initrd"):
-            assert host.file(words[1]).exists, words[1]
+    named = [
+        words[:2]
+        for words in map(str.split, facts.read_required(host, GRUB).splitlines())
+        if words and words[0] in ("kernel", "initrd")
+    ]
+    assert {kind for kind, *_ in named} == {"kernel", "initrd"}, f"{GRUB} entries: {named}"
+    for kind, *path in named:
+        assert path and facts.exists(host, path[0]), f"{kind} {path} does not exist"

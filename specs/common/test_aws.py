@@ -17,16 +17,23 @@ def test_xen_blkfront_in_initramfs(image):
 
 def test_cloud_init_enabled(image):
     """cloud-init installs the instance's SSH key; disabled, nobody can log in."""
-    assert not image.file("/etc/cloud/cloud-init.disabled").exists
+    assert not facts.exists(image, "/etc/cloud/cloud-init.disabled")
     for unit in CLOUD_INIT_UNITS:
         assert image.service(unit).is_enabled, unit
 
 
 def test_no_vagrant_user(image):
     """The vagrant user and its public insecure key must never reach a cloud image."""
-    assert not image.user("vagrant").exists
+    assert "vagrant" not in [row[0] for row in facts.passwd(image)]
 
 
 def test_root_authorized_keys_only_a_newline(image):
     """cloud-init fills keys in at boot; anything baked in is a back door."""
     assert facts.authorized_keys(image, "/root") in (None, "", "\n")
+
+
+def test_ec2_datasource_listed(image):
+    """Without Ec2 in cloud-init's datasource list an instance never gets its key pair."""
+    datasources = facts.cloud_datasources(image)
+    # None: no file sets the list, and cloud-init's built-in list includes Ec2
+    assert datasources is None or "Ec2" in datasources, f"datasource_list is {datasources}"

@@ -251,8 +251,13 @@ def passwd(host: Any) -> list[list[str]]:
 
 
 def login_users(host: Any) -> list[str]:
-    """Accounts with a UID of 1000 or more (people, not system users), nobody excepted."""
-    return [r[0] for r in passwd(host) if r[2].isdigit() and 1000 <= int(r[2]) < 65534]
+    """Accounts with a UID from login.defs' UID_MIN (1000; EL6: 500) below nobody's 65534."""
+    first = 1000
+    for line in (read(host, "/etc/login.defs") or "").splitlines():
+        words = line.split()
+        if len(words) == 2 and words[0] == "UID_MIN" and words[1].isdigit():
+            first = int(words[1])
+    return [r[0] for r in passwd(host) if r[2].isdigit() and first <= int(r[2]) < 65534]
 
 
 def uid0_accounts(host: Any) -> list[str]:

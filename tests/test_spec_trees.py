@@ -499,3 +499,15 @@ def test_root_filesystem_ids_of_a_mounted_image(tmp_path: Path) -> None:
         assert not facts.names_root("UUID=0000", IDS) and not facts.names_root("/dev/vda1", IDS)
     finally:
         subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_el6_login_users_start_at_login_defs_uid_min(tmp_path: Path) -> None:
+    el6_vagrant = {
+        "/etc/login.defs": "PASS_MAX_DAYS\t99999\nUID_MIN\t\t\t  500\n",
+        "/etc/passwd": PASSWD + "vagrant:x:500:500:vagrant:/home/vagrant:/bin/bash\n",
+    }
+    host = make(tmp_path, EL, VAGRANT, el6_vagrant)
+    assert outcome("test_accounts.py", "test_login_users_are_declared", host, "vagrant") == "passed"
+    tree(tmp_path, {"/etc/passwd": el6_vagrant["/etc/passwd"] + "packer:x:501:501::/:/bin/sh\n"})
+    result = outcome("test_accounts.py", "test_login_users_are_declared", host, "vagrant")
+    assert result.startswith("failed") and "packer" in result

@@ -56,6 +56,13 @@ ExecStop=/bin/bash /run/suitcase-scrub.sh
 UNIT
     systemctl daemon-reload
     systemctl start suitcase-scrub.service
+elif [ -d /etc/rc.d/rc0.d ]; then
+    # sysvinit (EL6): an S00 script of runlevel 0 runs after every K script stopped the network
+    # and before halt; it removes itself, so it never ships.
+    hook=/etc/rc.d/rc0.d/S00suitcase-scrub
+    say "the same once more at the end of this boot's shutdown ($hook)"
+    { printf '#!/bin/bash\n'; printf '%s\n' "$SCRUB"; printf 'rm -f %s\n' "$hook"; } > "$hook"
+    chmod 0755 "$hook"
 fi
 
 say "package lists"

@@ -29,12 +29,14 @@ def sudo_rules(text):
 
 def test_only_root_has_uid_0(image):
     """A second uid-0 account is root under another name, outside every audit of root."""
-    assert facts.uid0_accounts(image) == ["root"]
+    accounts = facts.uid0_accounts(image)
+    assert accounts == ["root"], f"uid-0 accounts: {accounts}"
 
 
 def test_login_users_are_declared(image, suitcase_image):
     """No leftover installer or build user may ship; vagrant has exactly its own user."""
-    assert facts.login_users(image) == DECLARED_USERS.get(suitcase_image, [])
+    users = facts.login_users(image)
+    assert users == DECLARED_USERS.get(suitcase_image, []), f"login users: {users}"
 
 
 def test_sudo_rules_are_declared(image, suitcase_image):

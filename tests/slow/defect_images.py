@@ -125,29 +125,37 @@ def plant(
 ) -> None:
     """Give the stage in `stage_dir` (of a hard-linked workspace) defected outputs of its own.
 
-    With no injections at all the outputs still go through the same copy, conversion and
-    repacking, so a clean run of the result proves the pipeline itself plants nothing.
+    The defected disk goes where the specs look: vagrant's disk.qcow2, or, once the plugin
+    verifies the box (fixture `suitcase_box`), the box's box.img (disk.qcow2 then stays as built:
+    one defected copy instead of two keeps the suite inside the shared disk's room).
     """
     data = json.loads((stage_dir / MANIFEST_NAME).read_text())
     outputs = {o["kind"]: o["path"] for o in data["outputs"]}
     disk = stage_dir / outputs[IMAGE_TYPES[image].disk]
-    changed = {outputs[IMAGE_TYPES[image].disk]}
+    in_box = "box" in outputs and box_is_verified()
+    assert in_box or not box_injections, f"{image}: the box is not verified here"
+    changed: set[str] = set()
     if artifact.disk_info(disk).get("format") == "raw":
         _fresh_copy(disk)
         _inject_raw(disk, disk_injections, kit)
+        changed.add(outputs[IMAGE_TYPES[image].disk])
     else:
         raw = stage_dir / ".defect.raw"
-        artifact.convert(disk, raw, "raw")
+        target = stage_dir / ".defect.qcow2" if in_box else disk
         try:
+            artifact.convert(disk, raw, "raw")
             _inject_raw(raw, disk_injections, kit)
-            artifact.convert(raw, disk, "qcow2")  # to a .partial, then renamed: a new inode
+            artifact.convert(raw, target, "qcow2")  # to a .partial, then renamed: a new inode
+            raw.unlink()
+            if in_box:
+                _repack_box(stage_dir / outputs["box"], target, box_injections, kit)
+                changed.add(outputs["box"])
+            else:
+                changed.add(outputs[IMAGE_TYPES[image].disk])
         finally:
             raw.unlink(missing_ok=True)
-    if "box" in outputs:
-        _repack_box(stage_dir / outputs["box"], disk, box_injections, kit)
-        changed.add(outputs["box"])
-    else:
-        assert not box_injections, f"{image} ships no box"
+            if in_box:
+                target.unlink(missing_ok=True)
     if "vmdk" in outputs:  # what ships to EC2 beside the raw disk: made again from it
         artifact.convert(disk, stage_dir / outputs["vmdk"], "vmdk", "subformat=streamOptimized")
         changed.add(outputs["vmdk"])

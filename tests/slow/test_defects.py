@@ -1,19 +1,20 @@
 """Specs must catch defects: planted into copies of every image type, verified by the full specs.
 
-The defects of tests/slow/defects.py run in four groups, each one hard-linked workspace and one
-pytest run of ALL the specs (AMI specs aside: they have fault tests of their own and would upload
-and register every copy): the master's `auto` defects (booted), the derived images' `auto`
-defects beside a clean master (vagrant and aws-hvm booted, aws-paravirt offline), everybody's
-`offline` defects (--suitcase-mode offline), and a clean copy made by the same pipeline, which
-must pass with zero failures. In each run exactly the specs the table names fail, and no other
-(parity may fail in a derived image of a run in which it or its master carries a defect).
+The defects of tests/slow/defects.py run in groups, one per image type and mode: each group is one
+hard-linked workspace whose image carries all of the group's defects, and one pytest run of ALL
+the specs on it (AMI specs aside: they have fault tests of their own and would upload and register
+every copy). `auto` groups are verified as usual (master, vagrant and aws-hvm booted in QEMU,
+aws-paravirt offline), `offline` groups with --suitcase-mode offline. In each run exactly the
+specs the table names fail, and no other (parity may fail with any defect in a derived image).
+The clean run verifies the built set's own files, all four types, and must have no failure.
+One image per run keeps a run's copies (and the specs' scratch conversions) small: the disk
+is shared by every engineer's builds.
 """
 
 from __future__ import annotations
 
 import time
 import xml.etree.ElementTree as ET
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,30 +33,32 @@ ALL = ("master", "vagrant", "aws-hvm", "aws-paravirt")
 
 @dataclass(frozen=True)
 class Run:
-    """One defective workspace and the specs run on it."""
+    """One defective workspace (one image type's copy) and the specs run on it."""
 
-    images: tuple[str, ...]  # verified in this run
+    image: str
     defects: tuple[str, ...]  # planted in this run
     offline: bool
 
 
-def _chosen(images: tuple[str, ...], mode: str) -> tuple[str, ...]:
+def _runs() -> dict[str, Run]:
+    """One run per image type and mode that has defects, plus the clean set."""
     box = box_is_verified()
-    return tuple(
-        sorted(
-            name
-            for name, d in DEFECTS.items()
-            if d.image in images and d.mode == mode and (d.target != "box" or box)
-        )
-    )
+    runs = {"clean": Run("all", (), offline=True)}
+    for image in ALL:
+        for mode in ("auto", "offline"):
+            chosen = tuple(
+                sorted(
+                    name
+                    for name, d in DEFECTS.items()
+                    if d.image == image and d.mode == mode and (d.target != "box" or box)
+                )
+            )
+            if chosen:
+                runs[f"{image}-{mode}"] = Run(image, chosen, offline=mode == "offline")
+    return runs
 
 
-RUNS = {
-    "master-booted": Run(("master",), _chosen(("master",), "auto"), offline=False),
-    "derived-booted": Run(ALL[1:], _chosen(ALL[1:], "auto"), offline=False),
-    "offline": Run(ALL[:3], _chosen(ALL, "offline"), offline=True),
-    "clean": Run(ALL, (), offline=True),
-}
+RUNS = _runs()
 
 
 def outcomes(junit: Path) -> dict[tuple[str, str], str]:
@@ -76,18 +79,15 @@ def outcomes(junit: Path) -> dict[tuple[str, str], str]:
     return found
 
 
-def expectations(run: Run, existing: set[str]) -> tuple[dict[tuple[str, str], str], set[str]]:
-    """(spec, image) that must fail -> the defect meant for it; and the derived images in which
-    parity may fail as well."""
+def expectations(run: Run, existing: set[str]) -> dict[tuple[str, str], str]:
+    """(spec, image) that must fail -> the defect meant for it."""
     must: dict[tuple[str, str], str] = {}
     for name in run.defects:
         defect: Defect = DEFECTS[name]
         for spec in sorted(defect.specs & existing):
             assert (spec, defect.image) not in must, f"{name} and {must[spec, defect.image]}"
             must[spec, defect.image] = name
-    defected = {DEFECTS[n].image for n in run.defects}
-    may_parity = {i for i in run.images if i != "master" and ({i, "master"} & defected)}
-    return must, may_parity
+    return must
 
 
 @pytest.mark.parametrize("run_name", sorted(RUNS))
@@ -100,26 +100,21 @@ def test_specs_fail_exactly_for_the_planted_defects(
     kit = Kit(build_key_line(workspace, build_set))
     started = time.monotonic()
     try:
-
-        def plant_image(image: str) -> None:
-            chosen = [DEFECTS[n] for n in run.defects if DEFECTS[n].image == image]
+        if run.defects:  # the clean run verifies the built set's own files (hard links)
+            chosen = [DEFECTS[n] for n in run.defects]
             plant(
-                workspace / "images" / image / build_set,
-                image,
+                workspace / "images" / run.image / build_set,
+                run.image,
                 [d.inject for d in chosen if d.target == "disk"],
                 [d.inject for d in chosen if d.target == "box"],
                 kit,
             )
-
-        # each image gets files of its own, even a clean one (the same pipeline); two at a time
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            list(pool.map(plant_image, run.images))
         planted = time.monotonic() - started
         junit = tmp_path / "junit.xml"
         extra = ["--suitcase-mode", "offline"] if run.offline else []
         result = run_specs(
             workspace,
-            ",".join(run.images),
+            run.image,
             *extra,
             "-m",
             "not suitcase_ami",
@@ -134,7 +129,7 @@ def test_specs_fail_exactly_for_the_planted_defects(
     finally:
         remove_tree(tmp_path / "ws")
     print(f"{run_name}: planted in {planted:.0f} s, verified in {time.monotonic() - started:.0f} s")
-    must, may_parity = expectations(run, spec_names())
+    must = expectations(run, spec_names())
     missed = {
         f"{spec}[{image}] ({must[spec, image]})": seen.get((spec, image), "not run")
         for spec, image in must
@@ -145,12 +140,13 @@ def test_specs_fail_exactly_for_the_planted_defects(
         for (spec, image), state in seen.items()
         if state in ("failed", "error")
         and (spec, image) not in must
-        and not (spec == PARITY and image in may_parity)
+        and not (spec == PARITY and run.defects)
     )
     assert not missed and not unexpected, (
         f"defects the specs missed: {missed}\nspecs failing for no planted defect: {unexpected}\n"
         + out
     )
     passed = [k for k, state in seen.items() if state == "passed"]
-    assert len(passed) > 20 * len(run.images) // 2, out  # the run really verified something
-    assert sorted({image for _, image in seen}) == sorted(run.images), out
+    assert len(passed) > 20, out  # the run really verified something
+    images = list(ALL) if run.image == "all" else [run.image]
+    assert sorted({image for _, image in seen}) == sorted(images), out

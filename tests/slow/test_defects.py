@@ -149,4 +149,6 @@ def test_specs_fail_exactly_for_the_planted_defects(
     passed = [k for k, state in seen.items() if state == "passed"]
     assert len(passed) > 20, out  # the run really verified something
     images = list(ALL) if run.image == "all" else [run.image]
-    assert sorted({image for _, image in seen}) == sorted(images), out
+    # (a spec whose marker leaves no image of this run is collected once as "[NOTSET]", skipped)
+    ran = {image for (_, image), state in seen.items() if state != "skipped"}
+    assert sorted(ran) == sorted(images), out

@@ -147,7 +147,7 @@ def test_specs_fail_exactly_for_the_planted_defects(
         + out
     )
     passed = [k for k, state in seen.items() if state == "passed"]
-    assert len(passed) > 20, out  # the run really verified something
+    assert len(passed) >= 10, out  # the run really verified something
     images = list(ALL) if run.image == "all" else [run.image]
     # (a spec whose marker leaves no image of this run is collected once as "[NOTSET]", skipped)
     ran = {image for (_, image), state in seen.items() if state != "skipped"}

@@ -1,11 +1,12 @@
 """Plant defects into copies of a built set: every image type, as it ships.
 
 A defective workspace is a hard-linked copy of the built set (cheap: Suitcase replaces files,
-never rewrites them) in which each defected output is a NEW file: raw disks are copied sparsely,
-qcow2 disks are flattened to a temporary raw disk, defected, and converted back, the Vagrant box
-is packed again around the defected disk (box.img) and its catalog re-checksummed, aws-hvm's VMDK
-is made again from the defected raw disk, and the manifest records the new sizes and sha256s.
-The built set's own files (hard links shared with other checkouts) are never written.
+never rewrites them) in which each defected output is a NEW file: a raw disk is copied sparsely
+and mounted by offset, a qcow2 disk is converted to a temporary raw disk, defected and converted
+back; vagrant's defected disk becomes disk.qcow2, or, once the specs verify the box, the box's
+box.img (the box packed again, its catalog re-checksummed); aws-hvm's VMDK is made again from the
+defected raw disk; and the manifest records the new sizes and sha256s. The built set's own files
+(hard links shared with other checkouts) are never written.
 """
 
 from __future__ import annotations

@@ -178,10 +178,25 @@ def all_kernel_lines(host: Any) -> dict[str, list[str]]:
     return found
 
 
-def sshd_option(host: Any, name: str) -> str | None:
-    """The effective value of an sshd_config keyword: the first one wins, Include files inline."""
+def run_as_login_user(host: Any, command: str) -> Any:
+    """Run `command` as the SSH login user, without the sudo testinfra wraps commands in."""
+    backend = host.backend
+    saved = backend.sudo
+    backend.sudo = False
+    try:
+        return host.run(command)
+    finally:
+        backend.sudo = saved
 
-    def walk(path: str, depth: int = 0) -> str | None:
+
+def sshd_options(host: Any, name: str) -> list[str]:
+    """Every value an sshd_config keyword is given, in sshd's reading order (Include files
+    inline, nothing after the first Match): sshd takes the first for most keywords, all of them
+    for list keywords such as HostKey."""
+    values: list[str] = []
+
+    def walk(path: str, depth: int = 0) -> bool:
+        """Collect `name`'s values from `path`; False once a Match block starts."""
         text = read_required(host, path) if depth == 0 else read(host, path) or ""
         for line in text.splitlines():
             words = line.split()
@@ -192,16 +207,22 @@ def sshd_option(host: Any, name: str) -> str | None:
                     if not pattern.startswith("/"):
                         pattern = "/etc/ssh/" + pattern
                     for included in glob(host, pattern):
-                        value = walk(included, depth + 1)
-                        if value is not None:
-                            return value
+                        if not walk(included, depth + 1):
+                            return False
             elif words[0].lower() == "match":
-                return None  # options after Match are conditional: stop like sshd does
+                return False  # options after Match are conditional: stop like sshd does
             elif words[0].lower() == name.lower() and len(words) > 1:
-                return words[1]
-        return None
+                values.append(words[1])
+        return True
 
-    return walk("/etc/ssh/sshd_config")
+    walk("/etc/ssh/sshd_config")
+    return values
+
+
+def sshd_option(host: Any, name: str) -> str | None:
+    """The effective value of an sshd_config keyword: the first one wins, Include files inline."""
+    values = sshd_options(host, name)
+    return values[0] if values else None
 
 
 def initramfs_modules(host: Any) -> dict[str, set[str]]:

@@ -6,14 +6,16 @@ from pytest_suitcase import facts
 
 
 def test_no_ssh_host_keys(image):
-    """Shared host keys let one instance impersonate every other built from the same image."""
-    keys = [
-        name
-        for _, _, name in facts.tree(image, "/etc/ssh", depth=1) or []
-        if name.startswith("ssh_host_")
-    ]
+    """Shared host keys let one instance impersonate every other built from the same image:
+    none under /etc/ssh (at any depth), and none wherever a HostKey line points."""
     assert facts.exists(image, "/etc/ssh/sshd_config"), "no /etc/ssh/sshd_config: wrong tree?"
-    assert keys == []
+    keys = [
+        "/etc/ssh/" + name
+        for kind, _, name in facts.tree(image, "/etc/ssh") or []
+        if kind != "d" and name.rsplit("/", 1)[-1].startswith("ssh_host_")
+    ]
+    keys += [p for p in facts.sshd_options(image, "HostKey") if facts.exists(image, p)]
+    assert sorted(set(keys)) == []
 
 
 def test_machine_id_empty(image):

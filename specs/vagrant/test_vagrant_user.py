@@ -30,7 +30,7 @@ def test_root_keys_wiped(image):
 @pytest.mark.suitcase_booted
 def test_vagrant_can_sudo(host):
     """What `vagrant up` does first, done for real on the booted box."""
-    # testinfra already runs every command through sudo (as root): become vagrant first, so the
-    # inner sudo is vagrant's own, without a password and without a terminal, as Vagrant's.
-    result = host.run("sudo -u vagrant sh -c 'test \"$(id -un)\" = vagrant && sudo -n true'")
+    # testinfra runs every command through sudo (as root): this one runs as vagrant itself,
+    # over vagrant's own SSH login, with no terminal, as Vagrant's first command does.
+    result = facts.run_as_login_user(host, 'test "$(id -un)" = vagrant && sudo -n true')
     assert result.rc == 0, result.stderr

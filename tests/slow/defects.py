@@ -419,7 +419,7 @@ DEFECTS: dict[str, Defect] = {
     "master-permit-root-login": _d(M, permit_root_login, "test_root_login_by_key_only"),
     "master-password-authentication": _d(M, password_authentication, "test_password_authentication_off"),
     "master-var-tmp-leftover": _d(M, tmp_leftover, "test_temporary_folders_empty"),
-    "master-dangling-resolv-conf": _d(M, dangling_resolv_conf, "test_resolv_conf_resolves"),
+    "master-dangling-resolv-conf": _d(M, dangling_resolv_conf, "test_resolv_conf_resolves", "test_resolv_conf_has_no_build_resolver"),
     "master-eth0-renamed": _d(M, eth0_renamed, "test_eth0_is_up_with_an_address"),
     "master-build-journal": _d(M, build_journal, "test_no_build_logins_or_journals"),
     # master, offline: these stop the boot or the build key's login
@@ -449,14 +449,14 @@ DEFECTS: dict[str, Defect] = {
     # aws-hvm, booted with a NoCloud seed
     "aws-hvm-vagrant-user": _d(H, vagrant_user, "test_no_vagrant_user", "test_login_users_are_declared"),
     "aws-hvm-root-key": _d(H, intruder_root_key, "test_root_authorized_keys_only_a_newline"),
-    "aws-hvm-host-keys-left": _d(H, host_keys_left, "test_no_ssh_host_keys"),
+    "aws-hvm-host-keys-left": _d(H, host_keys_left, "test_no_ssh_host_keys", mode=OFF),
     "aws-hvm-wrong-console": _d(H, wrong_serial_console, "test_serial_console_on_kernel_line", "test_booted_kernel_uses_the_serial_console"),
     "aws-hvm-no-ec2-datasource": _d(H, no_ec2_datasource, "test_ec2_datasource_listed"),
     "aws-hvm-pinned-mac": _d(H, pinned_mac, "test_no_interface_pinned_to_the_build_network"),
     "aws-hvm-build-resolver": _d(H, build_resolver, "test_resolv_conf_has_no_build_resolver"),
     "aws-hvm-world-writable-boot": _d(H, world_writable_boot, "test_nothing_world_writable_in_system_trees"),
     "aws-hvm-sshd-restarted": _d(H, sshd_restarted_by_cloud_init, "test_first_boot_does_not_restart_sshd"),
-    "aws-hvm-host-key-baked-elsewhere": _d(H, host_key_baked_elsewhere, "test_host_keys_generated_at_first_boot"),
+    "aws-hvm-host-key-baked-elsewhere": _d(H, host_key_baked_elsewhere, "test_host_keys_generated_at_first_boot", "test_no_ssh_host_keys"),
     "aws-hvm-no-sriov-driver": _d(H, no_sriov_driver, "test_sriov_drivers_shipped"),
     "aws-hvm-cloud-init-error": _d(H, cloud_init_error, "test_cloud_init_finished_without_errors"),
     # aws-hvm, offline: cloud-init must not run, or the boot would repair the defect
@@ -465,6 +465,7 @@ DEFECTS: dict[str, Defect] = {
     "aws-hvm-no-nvme-in-initramfs": _d(H, no_nvme_in_initramfs, "test_nitro_drivers_in_initramfs", mode=OFF),
     "aws-hvm-cloud-init-state": _d(H, cloud_init_state, "test_cloud_init_state_clean", mode=OFF),
     # aws-paravirt (verified offline: it cannot boot here)
+    "aws-paravirt-dangling-resolv-conf": _d(P, dangling_resolv_conf, "test_resolv_conf_has_no_build_resolver"),
     "aws-paravirt-menu-lst-missing": _d(P, menu_lst_missing, "test_menu_lst_links_to_grub_conf"),
     "aws-paravirt-root-partition": _d(P, grub_root_partition, "test_root_hd0"),
     "aws-paravirt-console-tty0": _d(P, pv_console_tty, "test_console_hvc0"),

@@ -176,3 +176,27 @@ def test_verify_verb_refuses_a_stale_stage_in_one_line(fake_home: Path, tmp_path
     ]
     rebuilt = CliRunner().invoke(cli, ["verify", "aws-hvm", "--build", "stale", *ts])
     assert rebuilt.exit_code == 0, rebuilt.output
+
+
+def test_the_manifest_names_the_build_key_and_a_lost_key_is_an_error(
+    pytester: pytest.Pytester, fake_home: Path
+) -> None:
+    from suitcase.keys import fingerprint
+
+    _specs(pytester)
+    (pytester.path / "specs" / "common" / "test_key.py").write_text(
+        "def test_key(suitcase_build_key):\n    assert suitcase_build_key.startswith('ssh-')\n"
+    )
+    result = pytester.runpytest_subprocess("specs", "--image=aws-hvm", *ARGS)
+    result.assert_outcomes(passed=2)
+    keys = pytester.path / "keys" / SET
+    public = next(keys.glob("*.pub")).read_text()
+    for image in ("master", "aws-hvm"):
+        assert _manifest(pytester.path, image)["extra"]["build_key"] == fingerprint(public)
+    shutil.rmtree(keys)
+    result = pytester.runpytest_subprocess("specs", "--image=aws-hvm", *ARGS)
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [f"*build set {SET} has built stages (master, aws-hvm) but its build key*missing*"]
+    )
+    assert not keys.exists()

@@ -343,7 +343,14 @@ def _wait_for_ssh(who: Login, proc: subprocess.Popen[bytes], work: Path, timeout
                     return
         except (OSError, paramiko.SSHException) as exc:
             last = str(exc) or type(exc).__name__
-            # sshd answered and refused the key: the image's fault, never a hung boot
+            # sshd answered and refused the key: the image's fault, never a hung boot, and no
+            # later try will do better (paramiko may raise a bare SSHException for it)
+            if _refused(client, exc):
+                raise LoginRefused(
+                    f"the guest refused the SSH login of {who.user} with key "
+                    f"{_key_fingerprint(who.key)} on 127.0.0.1:{who.port} ({last}); the image "
+                    f"does not authorize that key for {who.user}"
+                ) from None
             answered = answered or isinstance(exc, paramiko.AuthenticationException)
         finally:
             client.close()
@@ -354,6 +361,31 @@ def _wait_for_ssh(who: Login, proc: subprocess.Popen[bytes], work: Path, timeout
         f"no SSH to {who.user}@127.0.0.1:{who.port} within {int(timeout)} s ({last}); "
         "console: " + " | ".join(console)
     )
+
+
+class LoginRefused(BuildError):
+    """The guest's sshd answered and refused the login: the image's fault, reported at once."""
+
+
+def _refused(client: object, exc: BaseException) -> bool:
+    """Did the key exchange finish and authentication fail (not time out) on this try?"""
+    import paramiko
+
+    transport = client.get_transport()  # type: ignore[attr-defined]
+    if transport is None or transport.session_id is None or transport.is_authenticated():
+        return False  # no SSH session yet: sshd is not (fully) up, try again
+    if not isinstance(exc, paramiko.SSHException) or isinstance(exc, paramiko.ChannelException):
+        return False
+    return "timeout" not in str(exc).lower()  # a slow guest may not answer auth in time
+
+
+def _key_fingerprint(key: Path) -> str:
+    import paramiko
+
+    try:
+        return str(paramiko.PKey.from_path(key).fingerprint)
+    except (OSError, paramiko.SSHException, ValueError):
+        return f"{key} (unreadable)"
 
 
 @contextlib.contextmanager

@@ -233,6 +233,8 @@ def verify(
     os_template = ctx.os_template(os_name)
     names = ",".join(t.name for t in resolve_images(image))
     check_source(source, names.split(","))
+    if not ctx.workspace.root.is_dir():  # a typo must not start a whole new workspace
+        raise ConfigError(f"workspace {ctx.workspace.root} does not exist; create it first")
     if workers < 0:
         raise ConfigError(f"-n {workers}: the number of workers must be 0 or more")
     bset = existing_build_set(ctx, os_template.name, timestamp, allow_new=True)

@@ -20,6 +20,7 @@ import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from suitcase.errors import BuildError, ConfigError, SuitcaseError
 from suitcase.imagetypes import IMAGE_TYPES
@@ -181,10 +182,9 @@ def unpack_box(box: Path, dest: Path) -> Path:
     return dest
 
 
-def _sparse_write(source: object, target: Path, size: int) -> None:
-    read = source.read  # type: ignore[attr-defined]
+def _sparse_write(source: IO[bytes], target: Path, size: int) -> None:
     with target.open("wb") as out:
-        while block := read(_BLOCK):
+        while block := source.read(_BLOCK):
             if block == _ZERO[: len(block)]:
                 out.seek(len(block), 1)
             else:

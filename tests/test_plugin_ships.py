@@ -200,3 +200,19 @@ def test_the_manifest_names_the_build_key_and_a_lost_key_is_an_error(
         [f"*build set {SET} has built stages (master, aws-hvm) but its build key*missing*"]
     )
     assert not keys.exists()
+
+
+def test_verify_verb_refuses_a_workspace_that_does_not_exist(
+    fake_home: Path, tmp_path: Path
+) -> None:
+    from suitcase.cli import cli
+
+    typo = tmp_path / "wrokspace"
+    result = CliRunner().invoke(
+        cli, ["verify", "aws-hvm", "--os", "Fake-12-x86_64", "--workspace", str(typo)]
+    )
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines() == [
+        f"suitcase: error: workspace {typo} does not exist; create it first"
+    ]
+    assert not typo.exists()

@@ -148,7 +148,8 @@ def check_output(stage_dir: Path, output: Output, cache: DigestCache) -> str:
     if actual != output.sha256:
         raise ArtifactChanged(
             f"{path} does not match its manifest: sha256 {actual[:16]}…, the manifest says "
-            f"{output.sha256[:16]}…; it was changed after it was built (rebuild the stage)"
+            f"{output.sha256[:16]}…; it was changed after it was built (clean the stage and "
+            "build it again)"
         )
     return actual
 

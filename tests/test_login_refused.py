@@ -43,6 +43,20 @@ def test_a_refused_key_fails_at_once_naming_user_and_key(
 
 
 @pytest.mark.filterwarnings("ignore:Unknown ssh-rsa host key")
+def test_a_cloud_init_login_gets_a_grace_then_fails_the_same_way(
+    old_sshd: tuple[int, Path], vm: subprocess.Popen[bytes], tmp_path: Path
+) -> None:
+    port, _authorized = old_sshd
+    stranger = ensure_key_pair(tmp_path / "stranger", "stranger", "rsa")
+    started = time.monotonic()
+    with pytest.raises(LoginRefused, match="refused the SSH login of root"):
+        _wait_for_ssh(
+            Login("root", port, stranger.private), vm, tmp_path, timeout=600, refused_grace=4
+        )
+    assert 4 <= time.monotonic() - started < 30
+
+
+@pytest.mark.filterwarnings("ignore:Unknown ssh-rsa host key")
 def test_the_authorized_key_logs_in(
     old_sshd: tuple[int, Path], vm: subprocess.Popen[bytes], tmp_path: Path
 ) -> None:

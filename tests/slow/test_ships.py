@@ -105,11 +105,11 @@ def test_a_corrupted_vmdk_fails_verification(built_set: BuiltSet, tmp_path: Path
     vmdk = stage / "disk.vmdk"
     corrupted = tmp_path / "corrupted.vmdk"
     shutil.copy(vmdk, corrupted)
-    with corrupted.open("r+b") as handle:  # a byte inside the compressed grains
+    with corrupted.open("r+b") as handle:  # 64 KiB of the compressed grains, inverted
         handle.seek(corrupted.stat().st_size // 2)
-        byte = handle.read(1)
-        handle.seek(-1, 1)
-        handle.write(bytes([byte[0] ^ 0xFF]))
+        block = handle.read(65536)
+        handle.seek(-len(block), 1)
+        handle.write(bytes(b ^ 0xFF for b in block))
     _replace(vmdk, corrupted)
     spec = ("-k", "test_vmdk_holds_the_verified_disk")
     tampered = run_specs(ws, "aws-hvm", *NEVER, *spec)

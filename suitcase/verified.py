@@ -94,7 +94,8 @@ class DigestCache:
             entries[key] = digest
             # keep it small: the newest entries win (a workspace holds a few dozen artifacts)
             kept = dict(list(entries.items())[-256:])
-            write_atomic(self.path, json.dumps(kept, indent=0, sort_keys=False) + "\n", 0o600)
+            with contextlib.suppress(OSError):  # a cache that cannot be written only costs time
+                write_atomic(self.path, json.dumps(kept, indent=0) + "\n", 0o600)
         return digest
 
     def _load(self) -> dict[str, str]:

@@ -72,6 +72,13 @@ def test_never_builds_nothing_and_says_what_is_missing(
     result.assert_outcomes(errors=1, passed=0)
     result.stdout.fnmatch_lines(["*master of * is not ready (not built yet)*never builds*"])
     assert _runs(fake_home) == []
+    _built(pytester)  # once built, `never` verifies it as it is
+    runs = _runs(fake_home)
+    again = pytester.runpytest_subprocess(
+        "specs", "--image=aws-hvm", "--suitcase-build=never", *ARGS
+    )
+    again.assert_outcomes(passed=1)
+    assert _runs(fake_home) == runs
 
 
 @pytest.mark.parametrize(

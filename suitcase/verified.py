@@ -59,8 +59,8 @@ def check_build_policy(plan: BuildPlan, policy: str, option: str = "--build") ->
         if policy == "never":
             raise NotAllowedToBuild(
                 f"{name} of {set_id} is not ready ({state.reason}) and {option} never builds "
-                f"anything: build it first (suitcase build {name} --timestamp "
-                f"{plan.build_set.timestamp}) or use {option} missing"
+                f"anything: build it first (suitcase build {name} --os {plan.os.name} "
+                f"--timestamp {plan.build_set.timestamp}) or use {option} missing"
             )
         if policy == "missing" and not missing:
             raise NotAllowedToBuild(

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from suitcase import artifact
-from suitcase.manifest import sha256_file
+from suitcase.manifest import sha256_file, write_atomic
 from suitcase.verified import unpack_box
 from tests.slow.conftest import BuiltSet, hardlink_workspace, run_specs
 
@@ -35,7 +35,8 @@ def _record(stage_dir: Path, kind: str, path: Path) -> None:
     for output in manifest["outputs"]:
         if output["kind"] == kind:
             output["sha256"], output["size"] = sha256_file(path), path.stat().st_size
-    (stage_dir / "manifest.json").write_text(json.dumps(manifest))
+    # replaced, never rewritten: the manifest is a hard link into the shared built set
+    write_atomic(stage_dir / "manifest.json", json.dumps(manifest))
 
 
 def _private_copy(path: Path) -> None:

@@ -106,9 +106,13 @@ def suitcase_disk(
     suitcase_image: str,
     suitcase_artifact: Manifest,
 ) -> Iterator[Path]:
-    """The disk the specs verify: the artifact's, or (--suitcase-source=ami) the AMI's snapshot
-    read back into the stage folder, removed again after the session."""
+    """The disk the specs verify: the artifact's (for vagrant the `.box`'s box.img), or
+    (--suitcase-source=ami) the AMI's snapshot read back into the stage folder, removed again
+    after the session."""
     if suitcase_session.source != "ami":
+        if suitcase_image == "vagrant":  # what ships: the box's disk, as Vagrant unpacks it
+            yield request.getfixturevalue("suitcase_box") / "box.img"
+            return
         yield disk_of(suitcase_session, suitcase_artifact)
         return
     from suitcase.aws.ebs import read_snapshot

@@ -55,12 +55,44 @@ def _say(request: pytest.FixtureRequest) -> Any:
 
 def build_or_reuse(request: pytest.FixtureRequest, session: SuitcaseSession, name: str) -> Manifest:
     """Build `name` and its master unless done with a matching key; one builder per build set."""
+    from suitcase.verified import check_build_policy
+
     try:
         plan = session.plan(name)
+        with session.ctx.workspace.lock(plan.build_set, wait=-1):  # what another worker builds
+            check_build_policy(plan, session.build, "--suitcase-build")  # is not stale
         results = run_plan(session.ctx, plan, _say(request), wait=-1)
+        manifest = next(r.manifest for r in results if r.stage == name)
+        checked(session, manifest)
     except SuitcaseError as exc:  # a failed build is its message, not a traceback per spec
         pytest.fail(f"suitcase: {exc}", pytrace=False)
-    return next(r.manifest for r in results if r.stage == name)
+    return manifest
+
+
+def checked(session: SuitcaseSession, manifest: Manifest) -> str:
+    """The sha256 of the stage's shipped output, checked against its manifest before any spec
+    looks inside (cached per file version: cheap after the first run)."""
+    from suitcase.verified import check_output, digest_cache, shipped_output
+
+    workspace = session.ctx.workspace
+    stage_dir = workspace.stage_dir(manifest.stage, session.build_set)
+    return check_output(stage_dir, shipped_output(manifest), digest_cache(workspace.images_dir))
+
+
+def checked_output(session: SuitcaseSession, manifest: Manifest, kind: str) -> Path:
+    """For specs: the path of the stage's `kind` output, its sha256 checked (else they fail)."""
+    from suitcase.verified import check_output, digest_cache
+
+    output = manifest.output(kind)
+    if output is None:
+        pytest.fail(f"the {manifest.stage} manifest lists no {kind} output", pytrace=False)
+    workspace = session.ctx.workspace
+    stage_dir = workspace.stage_dir(manifest.stage, session.build_set)
+    try:
+        check_output(stage_dir, output, digest_cache(workspace.images_dir))
+    except SuitcaseError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    return stage_dir / output.path
 
 
 @pytest.fixture(scope="session")
@@ -144,7 +176,10 @@ def suitcase_host(
         yield image
         return
     ctx = suitcase_session.ctx
-    key = build_key(ctx, suitcase_session.plan(suitcase_image))
+    try:
+        key = build_key(ctx, suitcase_session.plan(suitcase_image))
+    except SuitcaseError as exc:
+        pytest.fail(f"suitcase: {exc}", pytrace=False)
     with booted(
         suitcase_disk,
         kind.login,
@@ -160,7 +195,10 @@ def suitcase_host(
 @pytest.fixture(scope="session")
 def suitcase_build_key(suitcase_session: SuitcaseSession, suitcase_image: str) -> str:
     """The build set's public key: the master keeps it, no derived image may."""
-    return build_key(suitcase_session.ctx, suitcase_session.plan(suitcase_image)).public_line
+    try:
+        return build_key(suitcase_session.ctx, suitcase_session.plan(suitcase_image)).public_line
+    except SuitcaseError as exc:  # never a new key for a set built with another one
+        pytest.fail(f"suitcase: {exc}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

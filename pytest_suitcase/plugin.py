@@ -27,8 +27,10 @@ from pytest_suitcase.fixtures import (  # noqa: F401  (fixtures are found by nam
 )
 from pytest_suitcase.schedule import image_of
 from pytest_suitcase.session import SuitcaseSession, family_matches, spec_folder
+from pytest_suitcase.shipped import suitcase_box  # noqa: F401  (fixture)
 from suitcase.command import interrupt_on_sigterm
 from suitcase.imagetypes import IMAGE_TYPES
+from suitcase.verified import BUILD_POLICIES, DEFAULT_BUILD_POLICY
 
 MARKERS = (
     "suitcase_images(*names): run this spec only for these image types (master, vagrant, ...)",
@@ -77,6 +79,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         default=False,
         help="let AMI specs register in a real AWS account (the embedded endpoint needs no option)",
+    )
+    group.addoption(
+        "--suitcase-build",
+        choices=BUILD_POLICIES,
+        default=DEFAULT_BUILD_POLICY,
+        help="what verification may build: never; missing (default: stages not built yet); "
+        "stale (also rebuild stages whose inputs or outputs changed)",
     )
     group.addoption(
         "--suitcase-source",

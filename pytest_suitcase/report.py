@@ -121,14 +121,35 @@ class Recorder:
             manifest = read_manifest(stage_dir)
             if manifest is None:
                 continue
+            verified = _verified_file(stage_dir, manifest, self.session)
             manifest.extra["verification"] = {
                 "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                 "mode": self.session.mode,
                 # artifact: the built disk; ami: the AMI's snapshot read back (--suitcase-source)
                 "source": self.session.source,
-                "passed": all(c["failed"] == 0 and c["error"] == 0 for c in folders.values()),
+                # the file that ships, as it was when verified (its sha256 checked first)
+                "file": verified,
+                "passed": verified.get("sha256") is not None
+                and all(c["failed"] == 0 and c["error"] == 0 for c in folders.values()),
                 "folders": folders,
                 # from the first setup (build or reuse, boot) to the last teardown of its specs
                 "seconds": round(self.spans[image][1] - self.spans[image][0], 1),
             }
             write_manifest(stage_dir, manifest)
+
+
+def _verified_file(stage_dir: Path, manifest: Any, session: SuitcaseSession) -> dict[str, Any]:
+    """{path, sha256} of the shipped file the specs looked at (sha256 None when it no longer
+    matches its manifest: then the run cannot have passed). Cheap: the digest is cached."""
+    from suitcase.errors import SuitcaseError
+    from suitcase.verified import check_output, digest_cache, shipped_output
+
+    try:
+        output = shipped_output(manifest)
+    except SuitcaseError:
+        return {"path": None, "sha256": None}
+    try:
+        sha = check_output(stage_dir, output, digest_cache(session.ctx.workspace.images_dir))
+    except SuitcaseError:
+        return {"path": output.path, "sha256": None}
+    return {"path": output.path, "sha256": sha}

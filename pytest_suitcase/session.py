@@ -9,7 +9,7 @@ from typing import ClassVar
 import pytest
 
 from suitcase.context import Context
-from suitcase.errors import SuitcaseError
+from suitcase.errors import ConfigError, SuitcaseError
 from suitcase.imagetypes import IMAGE_TYPES, resolve_images
 from suitcase.ostemplate import OSTemplate
 from suitcase.plan import BuildPlan
@@ -38,6 +38,15 @@ def family_matches(os_template: OSTemplate, wanted: tuple[str, ...]) -> bool:
     return False
 
 
+def _check_workspace(given: str | None, root: Path) -> None:
+    """A workspace named on the command line must exist: a typo would start a whole new one."""
+    if given is not None and not root.is_dir():
+        raise ConfigError(
+            f"workspace {given} does not exist (--suitcase-workspace); create it first for a "
+            "new one"
+        )
+
+
 @dataclass
 class SuitcaseSession:
     KEY: ClassVar[pytest.StashKey[SuitcaseSession]] = pytest.StashKey()
@@ -48,6 +57,7 @@ class SuitcaseSession:
     build_set: BuildSet
     mode: str
     source: str = "artifact"  # or "ami": the specs look at the AMI's snapshot read back
+    build: str = "missing"  # what the fixtures may build: never, missing, stale
 
     @staticmethod
     def wanted(config: pytest.Config) -> bool:
@@ -63,6 +73,7 @@ class SuitcaseSession:
         opt = config.option
         try:
             ctx = Context.create(opt.suitcase_workspace, opt.suitcase_site)
+            _check_workspace(opt.suitcase_workspace, ctx.workspace.root)
             os_template = ctx.os_template(opt.suitcase_os)
             spec = ",".join(opt.suitcase_images or ["all"])
             names = [t.name for t in resolve_images(spec)]
@@ -74,12 +85,18 @@ class SuitcaseSession:
             else:
                 timestamp = opt.suitcase_timestamp
             build_set = ctx.build_set(os_template, timestamp)
+            if opt.suitcase_timestamp is not None and not ctx.workspace.exists(build_set):
+                raise ConfigError(  # verification never starts a set someone named by mistake
+                    f"build set {build_set.id} does not exist in {ctx.workspace.images_dir}; "
+                    "leave out --timestamp for the newest one (or a new one)"
+                )
             source = getattr(opt, "suitcase_source", None) or "artifact"
             check_source(source, names)
         except SuitcaseError as exc:
             hint = "; see 'suitcase list' for what exists" if "unknown" in str(exc) else ""
             raise pytest.UsageError(f"suitcase: {exc}{hint}") from None
-        return cls(ctx, os_template, names, build_set, opt.suitcase_mode, source)
+        build = getattr(opt, "suitcase_build", None) or "missing"
+        return cls(ctx, os_template, names, build_set, opt.suitcase_mode, source, build)
 
     def plan(self, image: str) -> BuildPlan:
         return self.ctx.plan(self.os.name, image, self.build_set.timestamp)

@@ -16,7 +16,7 @@ from suitcase.answerfile import boot_command, render
 from suitcase.command import Redactor, require, signal_of, stream
 from suitcase.context import Context, git_revision, tool_versions
 from suitcase.errors import BootTimeout, BuildError, ConfigError
-from suitcase.keys import KeyPair, ensure_key_pair
+from suitcase.keys import KeyPair, ensure_key_pair, fingerprint
 from suitcase.machine import console_lines
 from suitcase.manifest import (
     MANIFEST_NAME,
@@ -46,12 +46,55 @@ class StageResult:
     manifest: Manifest
 
 
+#: the manifest field (in `extra`) holding the fingerprint of the key a stage was built with
+KEY_FIELD = "build_key"
+
+
 def build_key(ctx: Context, plan: BuildPlan) -> KeyPair:
-    return ensure_key_pair(
-        ctx.workspace.keys_dir / plan.build_set.id,
-        f"suitcase-build-{plan.build_set.id}",
-        plan.os.build_key_type,
-    )
+    """The build set's key pair: made for a new set, never again for a set that has stages.
+
+    A set whose stages exist but whose keys/ folder is gone, or holds another key than the
+    fingerprint its manifests record, is an error: a new key would let `test_no_build_key` pass
+    with the real build key baked into the images. (Manifests from before fingerprints were
+    recorded are accepted while the key is there.)
+    """
+    folder = ctx.workspace.keys_dir / plan.build_set.id
+    key_type = plan.os.build_key_type
+    recorded = _recorded_keys(ctx, plan)
+    have = (folder / f"id_{key_type}").is_file() and (folder / f"id_{key_type}.pub").is_file()
+    if recorded and not have:
+        known = sorted({fp for fp in recorded.values() if fp})
+        raise BuildError(
+            f"build set {plan.build_set.id} has built stages ({', '.join(recorded)}) but its "
+            f"build key {folder}/id_{key_type} is missing; they were built with "
+            f"{' and '.join(known) or 'a key their manifests do not record'}: restore that "
+            "key (a new one is never made for a set that has stages), or clean the set"
+        )
+    pair = ensure_key_pair(folder, f"suitcase-build-{plan.build_set.id}", key_type)
+    if recorded:
+        current = fingerprint(pair.public_line)
+        for stage, recorded_fp in recorded.items():
+            if recorded_fp and recorded_fp != current:
+                raise BuildError(
+                    f"build set {plan.build_set.id}: {stage} was built with key {recorded_fp}, "
+                    f"but {folder} holds {current}; restore the key it was built with, or "
+                    "clean the set"
+                )
+    return pair
+
+
+def _recorded_keys(ctx: Context, plan: BuildPlan) -> dict[str, str | None]:
+    """{stage: the key fingerprint its manifest records (None: an older manifest)} of the set."""
+    from suitcase.imagetypes import IMAGE_TYPES
+    from suitcase.manifest import read_manifest
+
+    found: dict[str, str | None] = {}
+    for image in IMAGE_TYPES:
+        manifest = read_manifest(ctx.workspace.stage_dir(image, plan.build_set))
+        if manifest is not None:
+            value = manifest.extra.get(KEY_FIELD)
+            found[image] = value if isinstance(value, str) else None
+    return found
 
 
 def run_plan(
@@ -156,6 +199,7 @@ def build_stage(
     if directory.is_symlink():
         raise ConfigError(f"refusing to build into {directory}: it is a symlink")
     ctx.workspace.inside(directory.parent)
+    keys = build_key(ctx, plan)  # before anything is touched: a lost key stops the build here
     directory.mkdir(parents=True, exist_ok=True)
     # An earlier run killed mid-stage may have left processes, mounts or loop devices here:
     # release them (or refuse) before anything in the folder is touched.
@@ -177,7 +221,6 @@ def build_stage(
             f"suitcase: building {name} of {plan.build_set.id} (key {stage.key}): {reason}\n"
         )
     started = _now()
-    keys = build_key(ctx, plan)
 
     def stage_say(text: str) -> None:
         say(f"[{name}] {text}")
@@ -239,6 +282,8 @@ def build_stage(
             "derive": ctx.site.derive,
             # bytes Packer's own output took on disk: an overlay's writes, or a full copy
             "packer_output_bytes": packer_bytes,
+            # which key the set was built with: a later run refuses any other (build_key)
+            KEY_FIELD: fingerprint(keys.public_line),
         },
     )
     write_manifest(directory, manifest)

@@ -407,6 +407,14 @@ def deregister(ctx: Context, image: str, os_name: str | None, timestamp: str | N
     help="artifact: the built disk; ami: the registered AMI's snapshot read back (aws-hvm, "
     "aws-paravirt; registers first where needed)",
 )
+@click.option(
+    "--build",
+    "build_policy",
+    type=click.Choice(["never", "missing", "stale"]),
+    default="missing",
+    help="what verification may build: never; missing (default): stages not built yet; "
+    "stale: also rebuild stages whose inputs or outputs changed",
+)
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
 @pass_ctx
 def verify(
@@ -417,14 +425,17 @@ def verify(
     workers: int,
     mode: str,
     source: str,
+    build_policy: str,
     pytest_args: tuple[str, ...],
 ) -> None:
     """Run IMAGE's specs (specs/common and specs/IMAGE) against the built artifact.
 
-    Builds whatever is missing first; the build set defaults to the newest of the OS. Extra
-    arguments after -- go to pytest.
+    Builds stages not built yet first (--build); a stale stage fails unless --build stale. The
+    build set defaults to the newest of the OS. Extra arguments after -- go to pytest.
     """
-    code = verbs.verify(ctx, image, os_name, timestamp, workers, mode, pytest_args, source)
+    code = verbs.verify(
+        ctx, image, os_name, timestamp, workers, mode, pytest_args, source, build_policy
+    )
     if code:
         raise click.exceptions.Exit(code)
 

@@ -27,6 +27,9 @@ class ImageType:
     disk: str = "disk"
     #: how a booted image is reached: "build-key" (root), "vagrant" (insecure key), "cloud-init"
     login: str = "build-key"
+    #: Suitcase's own modules (in suitcase/) whose code shapes this type's outputs; their source
+    #: is part of the stage key (tests/test_stage_code.py keeps this list complete)
+    code: tuple[str, ...] = ()
 
     @property
     def is_master(self) -> bool:
@@ -41,6 +44,14 @@ class ImageType:
                 f"for an OS installed by {method}; try --builder qemu"
             ) from None
 
+
+# build: the stage's steps and Packer variables; packer: how Packer runs and its output is
+# taken; keys: the build key baked in (master) or wiped (derived); ostemplate: how the OS
+# template is read into variables. The master adds the answer file and its media; derived
+# stages add artifact: flattening, box packing, the paravirtual partition.
+_STAGE_CODE = ("build.py", "packer.py", "keys.py", "ostemplate.py")
+MASTER_CODE = (*_STAGE_CODE, "answerfile.py", "media.py")
+DERIVED_CODE = (*_STAGE_CODE, "artifact.py")
 
 _DERIVED_TEMPLATES = {
     ("qemu", "bootstrap"): "qemu-disk.json",
@@ -63,6 +74,7 @@ IMAGE_TYPES: dict[str, ImageType] = {
             spec_dirs=("common",),
             verification="boot",
             outputs=("disk (qcow2)",),
+            code=MASTER_CODE,
         ),
         ImageType(
             name="vagrant",
@@ -73,6 +85,7 @@ IMAGE_TYPES: dict[str, ImageType] = {
             verification="boot",
             outputs=("box", "box catalog"),
             login="vagrant",
+            code=DERIVED_CODE,
         ),
         ImageType(
             name="aws-hvm",
@@ -85,6 +98,7 @@ IMAGE_TYPES: dict[str, ImageType] = {
             outputs=("raw disk", "streamOptimized vmdk"),
             disk="raw",
             login="cloud-init",
+            code=DERIVED_CODE,
         ),
         ImageType(
             name="aws-paravirt",
@@ -97,6 +111,7 @@ IMAGE_TYPES: dict[str, ImageType] = {
             outputs=("raw single-partition disk",),
             disk="raw-partition",
             login="cloud-init",
+            code=DERIVED_CODE,
         ),
     )
 }

@@ -80,6 +80,19 @@ def ensure_key_pair(folder: Path, comment: str, key_type: str = "ed25519") -> Ke
     return KeyPair(private, public)
 
 
+def fingerprint(public_line: str) -> str:
+    """The key's fingerprint as `ssh-keygen -l` prints it: SHA256:<base64 of the key blob>."""
+    import base64
+    import hashlib
+
+    fields = public_line.split()
+    try:
+        blob = base64.b64decode(fields[1], validate=True)
+    except (IndexError, ValueError):
+        raise ConfigError("not an OpenSSH public key line") from None
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
 # --- which OpenSSH accepts what (os/data/openssh.yaml) -------------------------------------------
 
 

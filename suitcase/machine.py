@@ -223,7 +223,10 @@ def booted(
             left = deadline - time.monotonic()
             budget = left if boot == boots else min(left / 2, first_boot_limit)
             try:
-                _wait_for_ssh(who, proc, work, budget)
+                # the seed's key reaches authorized_keys through cloud-init itself: a refusal
+                # in its first minutes may only mean it is not there yet
+                grace = REFUSED_GRACE if login == "cloud-init" else 0.0
+                _wait_for_ssh(who, proc, work, budget, refused_grace=grace)
                 break
             except BootHung as error:
                 if boot == boots:
@@ -314,11 +317,26 @@ fi
 """
 
 
-def _wait_for_ssh(who: Login, proc: subprocess.Popen[bytes], work: Path, timeout: float) -> None:
-    """Return once the machine has settled and a fresh SSH login after that works."""
+#: seconds a cloud-init login may be refused before that counts (its key arrives at first boot)
+REFUSED_GRACE = 120.0
+
+
+def _wait_for_ssh(
+    who: Login,
+    proc: subprocess.Popen[bytes],
+    work: Path,
+    timeout: float,
+    refused_grace: float = 0.0,
+) -> None:
+    """Return once the machine has settled and a fresh SSH login after that works.
+
+    A login the guest refuses fails at once (LoginRefused), or once it was refused for
+    `refused_grace` seconds in a row: a key baked into the image will not appear later.
+    """
     import paramiko
 
     deadline = time.monotonic() + timeout
+    first_refusal: float | None = None
     last = "no answer"
     settled = False
     answered = False
@@ -357,7 +375,19 @@ def _wait_for_ssh(who: Login, proc: subprocess.Popen[bytes], work: Path, timeout
                     return
         except (OSError, paramiko.SSHException) as exc:
             last = str(exc) or type(exc).__name__
-            # sshd answered and refused the key: the image's fault, never a hung boot
+            # sshd answered and refused the key: the image's fault, never a hung boot, and no
+            # later try will do better (paramiko may raise a bare SSHException for it)
+            refused = _refused(client, exc)
+            if refused and first_refusal is None:
+                first_refusal = time.monotonic()
+            elif not refused:
+                first_refusal = None
+            if first_refusal is not None and time.monotonic() - first_refusal >= refused_grace:
+                raise LoginRefused(
+                    f"the guest refused the SSH login of {who.user} with key "
+                    f"{_key_fingerprint(who.key)} on 127.0.0.1:{who.port} ({last}); the image "
+                    f"does not authorize that key for {who.user}"
+                ) from None
             answered = answered or isinstance(exc, paramiko.AuthenticationException)
         finally:
             client.close()
@@ -368,6 +398,31 @@ def _wait_for_ssh(who: Login, proc: subprocess.Popen[bytes], work: Path, timeout
         f"no SSH to {who.user}@127.0.0.1:{who.port} within {int(timeout)} s ({last}); "
         "console: " + " | ".join(console)
     )
+
+
+class LoginRefused(BuildError):
+    """The guest's sshd answered and refused the login: the image's fault, reported at once."""
+
+
+def _refused(client: object, exc: BaseException) -> bool:
+    """Did the key exchange finish and authentication fail (not time out) on this try?"""
+    import paramiko
+
+    transport = client.get_transport()  # type: ignore[attr-defined]
+    if transport is None or transport.session_id is None or transport.is_authenticated():
+        return False  # no SSH session yet: sshd is not (fully) up, try again
+    if not isinstance(exc, paramiko.SSHException) or isinstance(exc, paramiko.ChannelException):
+        return False
+    return "timeout" not in str(exc).lower()  # a slow guest may not answer auth in time
+
+
+def _key_fingerprint(key: Path) -> str:
+    import paramiko
+
+    try:
+        return str(paramiko.PKey.from_path(key).fingerprint)
+    except (OSError, paramiko.SSHException, ValueError):
+        return f"{key} (unreadable)"
 
 
 @contextlib.contextmanager

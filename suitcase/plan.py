@@ -107,6 +107,8 @@ def make_plan(
             "builder": site.builder,
             "packer": tool_versions.get("packer", "unknown"),
         }
+        for module in image.code:  # Suitcase's own code that shapes the outputs
+            inputs[f"{CODE_PREFIX}{module}"] = _code_hash(module)
         if image.is_master:
             if os_template.method == "installer":
                 text = render(
@@ -142,6 +144,15 @@ def make_plan(
     return BuildPlan(os=os_template, build_set=build_set, stages=stages, builder=site.builder)
 
 
+#: input names of Suitcase's own modules: "code:artifact.py"
+CODE_PREFIX = "code:"
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def _code_hash(module: str) -> str:
+    return hashlib.sha256((_PACKAGE / module).read_bytes()).hexdigest()
+
+
 def _why_not_done(stage: Stage, manifest: Manifest | None, rebuilding: set[str]) -> str:
     if manifest is None:
         return "not built yet"
@@ -149,6 +160,11 @@ def _why_not_done(stage: Stage, manifest: Manifest | None, rebuilding: set[str])
         return f"its parent {stage.parent} will be rebuilt"
     if manifest.key != stage.key:
         changed = sorted(k for k, v in stage.inputs.items() if manifest.inputs.get(k) != v)
-        return "inputs changed: " + (", ".join(changed) or "key format")
+        code = [k.removeprefix(CODE_PREFIX) for k in changed if k.startswith(CODE_PREFIX)]
+        others = [k for k in changed if not k.startswith(CODE_PREFIX)]
+        reasons = [f"code changed: {', '.join(code)}"] if code else []
+        if others or not code:
+            reasons.append("inputs changed: " + (", ".join(others) or "key format"))
+        return "; ".join(reasons)
     broken = outputs_intact(stage.directory, manifest)
     return broken or ""

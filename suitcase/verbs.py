@@ -18,6 +18,7 @@ from suitcase.imagetypes import IMAGE_TYPES, resolve_images
 from suitcase.manifest import inspect_manifest, write_atomic
 from suitcase.ostemplate import list_os, load_os
 from suitcase.plan import BuildPlan
+from suitcase.verified import check_build_policy
 from suitcase.workspace import BuildSet, new_timestamp
 
 
@@ -222,6 +223,7 @@ def verify(
     mode: str,
     extra: tuple[str, ...] = (),
     source: str = "artifact",
+    build: str = "missing",
 ) -> int:
     """Run the specs through pytest (the plugin builds what is missing); returns pytest's code.
 
@@ -231,10 +233,14 @@ def verify(
     os_template = ctx.os_template(os_name)
     names = ",".join(t.name for t in resolve_images(image))
     check_source(source, names.split(","))
+    if not ctx.workspace.root.is_dir():  # a typo must not start a whole new workspace
+        raise ConfigError(f"workspace {ctx.workspace.root} does not exist; create it first")
     if workers < 0:
         raise ConfigError(f"-n {workers}: the number of workers must be 0 or more")
     bset = existing_build_set(ctx, os_template.name, timestamp, allow_new=True)
-    preflight_plan(ctx, ctx.plan(os_template.name, names, bset.timestamp))
+    plan = ctx.plan(os_template.name, names, bset.timestamp)
+    check_build_policy(plan, build)  # a stale stage fails here, in one line, before pytest
+    preflight_plan(ctx, plan)
     argv = [
         sys.executable,
         "-m",
@@ -251,9 +257,11 @@ def verify(
         str(ctx.workspace.root),
         "--suitcase-mode",
         mode,
-        "--timestamp",
-        bset.timestamp,
+        "--suitcase-build",
+        build,
     ]
+    if ctx.workspace.exists(bset):  # else the plugin starts the new set (pytest's own rule)
+        argv += ["--timestamp", bset.timestamp]
     if ctx.site_file is not None:
         argv += ["--suitcase-site", str(ctx.site_file)]
     if source == "ami":  # asked for by name: registering in an account is no surprise here

@@ -98,6 +98,9 @@ def fake_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def _specs(pytester: pytest.Pytester) -> None:
     pytester.makefile(".yaml", site="mirrors: {debian: 'http://mirror.invalid/debian'}\n")
     specs = pytester.mkdir("specs")
+    # the build set these runs name exists (started, nothing built): naming one that does not
+    # is a usage error
+    (pytester.path / "images" / "master" / "Fake-12-x86_64-20260101000000").mkdir(parents=True)
     for folder in ("common", "vagrant", "aws-hvm"):
         (specs / folder).mkdir()
     (specs / "common" / "test_built.py").write_text(

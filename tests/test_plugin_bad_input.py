@@ -20,6 +20,9 @@ fake_home = test_plugin.fake_home  # the same fake Suitcase tree (a fixture)
 
 pytest_plugins = ["pytester"]
 
+#: a new build set: naming one that does not exist (--timestamp) is a usage error of its own
+NEW_SET = [arg for arg in ARGS if not arg.startswith("--timestamp")]
+
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounts need root")
 
 
@@ -87,7 +90,7 @@ def test_missing_packer_template_stops_the_run(pytester: pytest.Pytester, fake_h
     ws = pytester.path / "ws"
     before = _sentinel(ws)
     result = pytester.runpytest_subprocess(
-        "specs", "--image=aws-hvm", f"--suitcase-workspace={ws}", *ARGS
+        "specs", "--image=aws-hvm", f"--suitcase-workspace={ws}", *NEW_SET
     )
     _one_usage_error(result, "qemu-disk.json does not exist")
     assert not (fake_home / "packer-runs.txt").exists()
@@ -102,7 +105,7 @@ def test_no_room_stops_the_run(
     small = mounts(pytester.path / "small", size="64m")
     (small / "site.yaml").write_text("mirrors: {debian: 'http://mirror.invalid/debian'}\n")
     result = pytester.runpytest_subprocess(
-        "specs", "--image=aws-hvm", f"--suitcase-workspace={small}", *ARGS
+        "specs", "--image=aws-hvm", f"--suitcase-workspace={small}", *NEW_SET
     )
     _one_usage_error(result, "not enough free space")
     assert sorted(p.name for p in small.iterdir()) == ["site.yaml"]
@@ -115,7 +118,7 @@ def test_read_only_workspace(
     _specs(pytester)
     ro = mounts(pytester.path / "ro", ro=True, fill="mirrors: {debian: 'http://m.invalid/d'}\n")
     result = pytester.runpytest_subprocess(
-        "specs", "--image=aws-hvm", f"--suitcase-workspace={ro}", *ARGS
+        "specs", "--image=aws-hvm", f"--suitcase-workspace={ro}", *NEW_SET
     )
     _one_usage_error(result, "is not writable (Read-only file system)")
 
@@ -130,7 +133,7 @@ def test_read_only_reports_folder(
     before = _sentinel(ws)
     mounts(ws / "reports", ro=True)
     result = pytester.runpytest_subprocess(
-        "specs", "--image=aws-hvm", f"--suitcase-workspace={ws}", *ARGS
+        "specs", "--image=aws-hvm", f"--suitcase-workspace={ws}", *NEW_SET
     )
     _one_usage_error(result, "cannot write reports to")
     assert not (fake_home / "packer-runs.txt").exists()
@@ -156,7 +159,11 @@ def test_garbage_site_option(
     ws = pytester.path / "ws"
     before = _sentinel(ws)
     result = pytester.runpytest(
-        "specs", "--image=aws-hvm", f"--suitcase-site={site}", f"--suitcase-workspace={ws}", *ARGS
+        "specs",
+        "--image=aws-hvm",
+        f"--suitcase-site={site}",
+        f"--suitcase-workspace={ws}",
+        *NEW_SET,
     )
     _one_usage_error(result, expected)
     assert tree_snapshot(ws) == before

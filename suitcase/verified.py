@@ -1,0 +1,246 @@
+"""What verification trusts before it looks inside an image, and what it may build.
+
+- `check_build_policy`: a verification run builds only what --build never|missing|stale allows;
+  by default a stage that exists but is stale is a failure that says why, never a rebuild.
+- `DigestCache`: a file's sha256, cached by (device, inode, size, mtime, ctime), so checking a
+  multi-GiB artifact against its manifest costs one stat() on every run after the first. The
+  ctime cannot be set by `touch` or `os.utime`: rewriting a file in place always changes it.
+- `shipped_output`: the output of a stage that ships, whose sha256 verification checks and records.
+- `unpack_box`: a `.box` unpacked as Vagrant does (a tar of box.img, metadata.json, Vagrantfile).
+- `vmdk_holds`: `qemu-img compare` of the verified raw disk and the VMDK that ships beside it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import subprocess
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from suitcase.errors import BuildError, ConfigError, SuitcaseError
+from suitcase.imagetypes import IMAGE_TYPES
+from suitcase.manifest import Manifest, Output, inspect_manifest, sha256_file, write_atomic
+from suitcase.plan import BuildPlan
+
+BUILD_POLICIES = ("never", "missing", "stale")
+DEFAULT_BUILD_POLICY = "missing"
+#: the output kind that ships, per image type, when it is not the disk the specs boot
+SHIPPED_KIND = {"vagrant": "box"}
+_BLOCK = 1024 * 1024
+_ZERO = bytes(_BLOCK)
+
+
+class NotAllowedToBuild(BuildError):
+    """A verification run would have to build (or rebuild) a stage its --build policy forbids."""
+
+
+class ArtifactChanged(BuildError):
+    """An artifact no longer matches its manifest (a tampered or damaged file)."""
+
+
+def check_build_policy(plan: BuildPlan, policy: str, option: str = "--build") -> None:
+    """Refuse, naming the stage and why, when `plan` would build what `policy` forbids.
+
+    missing: only stages with no manifest at all may be built; stale: any stage may be rebuilt;
+    never: nothing may be built.
+    """
+    if policy not in BUILD_POLICIES:
+        raise ConfigError(f"{option} {policy}: choose one of {', '.join(BUILD_POLICIES)}")
+    for state in plan.states():
+        if state.done:
+            continue
+        name, set_id = state.stage.image.name, plan.build_set.id
+        missing = inspect_manifest(state.stage.directory) == (None, None)
+        if policy == "never":
+            raise NotAllowedToBuild(
+                f"{name} of {set_id} is not ready ({state.reason}) and {option} never builds "
+                f"anything: build it first (suitcase build {name} --os {plan.os.name} "
+                f"--timestamp {plan.build_set.timestamp}) or use {option} missing"
+            )
+        if policy == "missing" and not missing:
+            raise NotAllowedToBuild(
+                f"{name} of {set_id} is stale ({state.reason}); verification does not rebuild "
+                f"by surprise: rebuild it with 'suitcase build', or allow it with {option} stale"
+            )
+
+
+class DigestCache:
+    """sha256 of files, cached in a JSON file keyed by what any change to a file changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @staticmethod
+    def key(path: Path) -> str:
+        st = path.stat()
+        return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+    def sha256(self, path: Path) -> str:
+        key = self.key(path)
+        with self._locked():
+            known = self._load().get(key)
+        if known is not None:
+            return known
+        digest = sha256_file(path)
+        if self.key(path) != key:  # changed while it was read: this digest proves nothing
+            raise ArtifactChanged(f"{path} changed while its sha256 was computed")
+        with self._locked():
+            entries = self._load()
+            entries[key] = digest
+            # keep it small: the newest entries win (a workspace holds a few dozen artifacts)
+            kept = dict(list(entries.items())[-256:])
+            with contextlib.suppress(OSError):  # a cache that cannot be written only costs time
+                write_atomic(self.path, json.dumps(kept, indent=0) + "\n", 0o600)
+        return digest
+
+    def _load(self) -> dict[str, str]:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}  # no cache, or a damaged one: digests are computed again
+        if not isinstance(data, dict):
+            return {}
+        return {str(k): str(v) for k, v in data.items() if isinstance(v, str) and len(v) == 64}
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+
+def verify_dir(images_dir: Path) -> Path:
+    """Where verification keeps its scratch (unpacked boxes) and its digest cache."""
+    return images_dir / ".verify"
+
+
+def digest_cache(images_dir: Path) -> DigestCache:
+    """The workspace's digest cache (images/.verify/sha256-cache.json)."""
+    return DigestCache(verify_dir(images_dir) / "sha256-cache.json")
+
+
+def shipped_output(manifest: Manifest) -> Output:
+    """The output of the stage that ships and that verification looks at (or proves equal)."""
+    kind = SHIPPED_KIND.get(manifest.stage, IMAGE_TYPES[manifest.stage].disk)
+    output = manifest.output(kind)
+    if output is None:
+        raise ArtifactChanged(f"the {manifest.stage} manifest lists no {kind} output")
+    return output
+
+
+def check_output(stage_dir: Path, output: Output, cache: DigestCache) -> str:
+    """The output's sha256 after checking it against the manifest (ArtifactChanged if not)."""
+    path = stage_dir / output.path
+    try:
+        if not path.is_file():
+            raise ArtifactChanged(f"{path} is missing")
+        actual = cache.sha256(path)
+    except OSError as exc:
+        raise ArtifactChanged(f"{path} cannot be read ({exc.strerror or exc})") from None
+    if actual != output.sha256:
+        raise ArtifactChanged(
+            f"{path} does not match its manifest: sha256 {actual[:16]}…, the manifest says "
+            f"{output.sha256[:16]}…; it was changed after it was built (clean the stage and "
+            "build it again)"
+        )
+    return actual
+
+
+def unpack_box(box: Path, dest: Path) -> Path:
+    """Unpack a `.box` (a tar, as `vagrant box add` reads it) into the new folder `dest`.
+
+    Only regular files and folders inside `dest` are taken (a member named `../x`, `/x`, or a
+    link is refused, as Vagrant's own unpacking would never place it); all-zero MiB blocks are
+    left as holes, so a raw box.img stays sparse.
+    """
+    dest.mkdir(parents=True)
+    top = dest.resolve()
+    try:
+        with tarfile.open(box, "r:*") as tar:
+            for member in tar:
+                target = (top / member.name).resolve()
+                if target == top or top not in target.parents:
+                    raise BuildError(f"{box}: member {member.name!r} lies outside the box")
+                if member.isdir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                if not member.isfile():
+                    raise BuildError(f"{box}: member {member.name!r} is not a regular file")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                source = tar.extractfile(member)
+                assert source is not None  # a regular file always has data
+                _sparse_write(source, target, member.size)
+    except (tarfile.TarError, EOFError) as exc:
+        raise BuildError(f"{box} is not a readable box ({exc})") from None
+    return dest
+
+
+def _sparse_write(source: IO[bytes], target: Path, size: int) -> None:
+    with target.open("wb") as out:
+        while block := source.read(_BLOCK):
+            if block == _ZERO[: len(block)]:
+                out.seek(len(block), 1)
+            else:
+                out.write(block)
+        out.truncate(size)
+
+
+def box_problems(folder: Path) -> list[str]:
+    """What is wrong with an unpacked libvirt box: metadata.json against box.img, Vagrantfile."""
+    from suitcase.artifact import disk_info
+
+    problems = []
+    try:
+        metadata = json.loads((folder / "metadata.json").read_text())
+    except (OSError, ValueError) as exc:
+        return [f"metadata.json cannot be read ({exc})"]
+    if not isinstance(metadata, dict):
+        return ["metadata.json is not a JSON object"]
+    if metadata.get("provider") != "libvirt":
+        problems.append(f"metadata.json provider is {metadata.get('provider')!r}, not 'libvirt'")
+    if metadata.get("format") != "qcow2":
+        problems.append(f"metadata.json format is {metadata.get('format')!r}, not 'qcow2'")
+    if not (folder / "Vagrantfile").is_file():
+        problems.append("the box holds no Vagrantfile")
+    image = folder / "box.img"
+    if not image.is_file():
+        return [*problems, "the box holds no box.img"]
+    try:
+        info = disk_info(image)
+    except SuitcaseError as exc:
+        return [*problems, f"box.img cannot be read by qemu-img ({exc})"]
+    if info.get("format") != "qcow2":
+        problems.append(f"box.img is {info.get('format')}, not qcow2")
+    gib = -(-int(str(info.get("virtual-size", 0))) // 2**30)  # vagrant-libvirt's unit: GiB
+    if metadata.get("virtual_size") != gib:
+        problems.append(
+            f"metadata.json virtual_size is {metadata.get('virtual_size')!r}, box.img's virtual "
+            f"size is {gib} GiB"
+        )
+    return problems
+
+
+def vmdk_holds(raw: Path, vmdk: Path) -> str | None:
+    """None when `vmdk` holds the same blocks as `raw` (`qemu-img compare`), else the difference."""
+    result = subprocess.run(
+        ["qemu-img", "compare", "-f", "raw", "-F", "vmdk", str(raw), str(vmdk)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode == 0:
+        return None
+    said = (result.stdout.strip() or result.stderr.strip()).splitlines()
+    what = said[0] if said else f"exit {result.returncode}"
+    if result.returncode == 1:
+        return f"{vmdk.name} differs from {raw.name}: {what}"
+    return f"{vmdk.name} cannot be compared with {raw.name}: {what}"

@@ -1,0 +1,124 @@
+"""kill -9 of `suitcase all` at each stage boundary and inside each stage, then the rerun.
+
+One hard-linked copy of the shared built set, its aws-paravirt stage cleaned (the cheapest
+derived build), and `suitcase all aws-paravirt --timestamp <the set>` started again and again,
+each run killed (SIGKILL, Suitcase alone) on an observable event: inside the derived build's
+Packer boot, at the build/verify boundary (the manifest written), inside verification (the specs
+running on the mounted image), inside the upload (a multipart upload in flight), at the
+upload/register boundary (the upload cookie written) and inside registering (the snapshot in
+flight recorded). After every kill: no process of the run (QEMU above all), no mount, no loop
+device, and no stage done that is not whole. The last rerun completes; then S3 holds one object
+per key and no unfinished upload, EC2 one AMI for the stage key and no orphan snapshot, and the
+master was never rebuilt. The debootstrap kill is tests/slow/test_kill_bootstrap.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from suitcase.aws.ship import read_cookie
+from suitcase.safety import mount_points, mounts_under
+from tests.slow.conftest import OS_NAME, BuiltSet, hardlink_workspace, suitcase
+from tests.slow.reliability import (
+    Run,
+    aws_holdings,
+    children,
+    clients,
+    cmdline,
+    done_honestly,
+    endpoint_url,
+    leftovers,
+    stage_dir,
+    stop_endpoint,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def _uploads_in_flight(ws: Path) -> bool:
+    if not (ws / "endpoint" / "port").exists():
+        return False
+    try:
+        s3, _ = clients(endpoint_url(ws))
+        return any(
+            s3.list_multipart_uploads(Bucket=b["Name"]).get("Uploads")
+            for b in s3.list_buckets().get("Buckets", [])
+        )
+    except Exception:  # the endpoint starting up, or between two requests: not yet
+        return False
+
+
+def _specs_on_a_mount(ws: Path, run: Run) -> bool:
+    pytest_running = any("pytest" in cmdline(p) for p in children(run.proc.pid))
+    mounted = mounts_under(ws) or [m for m in mount_points() if "suitcase-mnt-" in str(m)]
+    return pytest_running and bool(mounted)
+
+
+def test_kill_9_of_all_at_every_stage_then_resume(built_set: BuiltSet, tmp_path: Path) -> None:
+    ws = hardlink_workspace(built_set.workspace, tmp_path / "ws")
+    ts = built_set.timestamp
+    pv, master = stage_dir(ws, "aws-paravirt", ts), stage_dir(ws, "master", ts)
+    master_manifest = (master / "manifest.json").read_bytes()
+    suitcase("clean", "aws-paravirt", "--os", OS_NAME, "--timestamp", ts, workspace=ws)
+    pipeline = ["all", "aws-paravirt", "--os", OS_NAME, "--timestamp", ts]
+
+    kills: list[tuple[str, Callable[[Run], bool], bool | None]] = [
+        # (where, the event to kill on, what aws-paravirt's stage is afterwards)
+        (
+            "inside the derived build's Packer boot",
+            lambda run: "Waiting for SSH" in _text(pv / "build.log"),
+            None,
+        ),
+        ("at the build/verify boundary", lambda run: (pv / "manifest.json").exists(), True),
+        ("inside verification", lambda run: _specs_on_a_mount(ws, run), True),
+        ("inside the upload", lambda run: _uploads_in_flight(ws), True),
+        ("at the upload/register boundary", lambda run: (pv / ".upload_done").exists(), True),
+        ("inside registering", lambda run: (pv / ".register.json").exists(), True),
+    ]
+    try:
+        for where, event, pv_done in kills:
+            run = Run.start(ws, *pipeline)
+            run.wait_for(where, lambda run=run, event=event: event(run))  # type: ignore[misc]
+            run.kill()
+            assert leftovers(ws) == [], where
+            assert done_honestly(pv) is pv_done, where
+            assert done_honestly(master) is True, where
+            for stage in (master, pv):  # a cookie only for what S3 holds whole
+                cookie = read_cookie(stage)
+                if cookie is not None and (ws / "endpoint" / "port").exists():
+                    stored = set(aws_holdings(endpoint_url(ws), "-")["keys"])
+                    assert {o["key"] for o in cookie["objects"]} <= stored, where
+
+        final = Run.start(ws, *pipeline)
+        final.finish()
+        assert leftovers(ws) == []
+        assert done_honestly(pv) is True
+        assert (master / "manifest.json").read_bytes() == master_manifest  # never rebuilt
+        # the very file of the shared set (a hard link): nothing rewrote or replaced it
+        shared = built_set.stage_dir("master") / "disk.qcow2"
+        assert (master / "disk.qcow2").stat().st_ino == shared.stat().st_ino
+        key = json.loads((pv / "manifest.json").read_text())["key"]
+        held = aws_holdings(endpoint_url(ws), key)
+        assert held["duplicate keys"] == []
+        assert held["unfinished uploads"] == 0
+        assert len(held["amis"]) == 1, held["amis"]
+        assert held["orphan snapshots"] == []
+        for stage in (master, pv):
+            cookie = read_cookie(stage)
+            assert cookie is not None and cookie.get("fake") is False
+            assert {o["key"] for o in cookie["objects"]} <= set(held["keys"])
+        manifest = json.loads((pv / "manifest.json").read_text())
+        assert len(manifest["extra"]["amis"]) == 1  # one region, one AMI recorded
+    finally:
+        stop_endpoint(ws)

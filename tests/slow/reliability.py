@@ -29,21 +29,26 @@ class Run:
 
     proc: subprocess.Popen[bytes]
     err: Path
+    out: Path
 
     @classmethod
     def start(cls, workspace: Path, *args: str, env: dict[str, str] | None = None) -> Run:
-        err = workspace.parent / f"run-{time.monotonic_ns()}.err"
-        with err.open("wb") as handle:
+        name = workspace.parent / f"run-{time.monotonic_ns()}"
+        err, out = name.with_suffix(".err"), name.with_suffix(".out")
+        with err.open("wb") as errors, out.open("wb") as output:
             proc = subprocess.Popen(
                 [*SUITCASE, "--workspace", str(workspace), *args],
-                stdout=subprocess.DEVNULL,
-                stderr=handle,
+                stdout=output,
+                stderr=errors,
                 env={**os.environ, **(env or {})},
             )
-        return cls(proc, err)
+        return cls(proc, err, out)
 
     def stderr(self) -> str:
         return self.err.read_text(errors="replace")
+
+    def stdout(self) -> str:
+        return self.out.read_text(errors="replace")
 
     def wait_for(self, what: str, event: Callable[[], bool], timeout: float = 900) -> None:
         """Poll for an observable event (a file, a process, a log line) while the run lives."""

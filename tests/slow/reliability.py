@@ -131,12 +131,13 @@ def stage_dir(workspace: Path, image: str, timestamp: str) -> Path:
     return workspace / "images" / image / f"{OS_NAME}-{timestamp}"
 
 
-def done_honestly(stage: Path) -> bool | None:
-    """True: done and every output intact (sha256 too); None: not done; False: wrongly done."""
+def done_honestly(stage: Path, deep: bool = False) -> bool | None:
+    """True: done and every output intact (`deep`: sha256 too); None: not done; False: a
+    manifest that cannot be trusted, or outputs that do not match it (wrongly marked done)."""
     manifest, problem = inspect_manifest(stage)
     if manifest is None:
         return None if problem is None else False
-    return outputs_intact(stage, manifest, deep=True) is None
+    return outputs_intact(stage, manifest, deep=deep) is None
 
 
 def endpoint_url(workspace: Path) -> str:

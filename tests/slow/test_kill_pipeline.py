@@ -112,7 +112,8 @@ def test_kill_9_of_all_at_every_stage_then_resume(built_set: BuiltSet, tmp_path:
         final = Run.start(ws, *pipeline)
         final.finish()
         assert leftovers(ws) == []
-        assert done_honestly(pv) is True
+        assert done_honestly(pv, deep=True) is True
+        assert done_honestly(master, deep=True) is True
         assert (master / "manifest.json").read_bytes() == master_manifest  # never rebuilt
         # the very file of the shared set (a hard link): nothing rewrote or replaced it
         shared = built_set.stage_dir("master") / "disk.qcow2"

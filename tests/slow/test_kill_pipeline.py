@@ -5,11 +5,13 @@ derived build), and `suitcase all aws-paravirt --timestamp <the set>` started ag
 each run killed (SIGKILL, Suitcase alone) on an observable event: inside the derived build's
 Packer boot, at the build/verify boundary (the manifest written), inside verification (the specs
 running on the mounted image), inside the upload (a multipart upload in flight), at the
-upload/register boundary (the upload cookie written) and inside registering (the snapshot in
-flight recorded). After every kill: no process of the run (QEMU above all), no mount, no loop
-device, and no stage done that is not whole. The last rerun completes; then S3 holds one object
-per key and no unfinished upload, EC2 one AMI for the stage key and no orphan snapshot, and the
-master was never rebuilt. The debootstrap kill is tests/slow/test_kill_bootstrap.py.
+upload/register boundary (the upload cookie written), inside registering (the snapshot in flight
+recorded) and at the verify/upload boundary (the verification record written: the AMI specs
+upload and register what they read back, so that comes last). After every kill: no process of
+the run (QEMU above all), no mount, no loop device, and no stage done that is not whole. The last
+rerun completes; then S3 holds one object per key and no unfinished upload, EC2 one AMI for the
+stage key and no orphan snapshot, and the master was never rebuilt. The debootstrap kill is
+tests/slow/test_kill_bootstrap.py.
 """
 
 from __future__ import annotations
@@ -59,6 +61,14 @@ def _uploads_in_flight(ws: Path) -> bool:
         return False
 
 
+def _verified(stage: Path) -> bool:
+    """The verification record is in the stage's manifest: verification has ended."""
+    try:
+        return "verification" in json.loads((stage / "manifest.json").read_text())["extra"]
+    except (OSError, ValueError, KeyError):
+        return False
+
+
 def _specs_on_a_mount(ws: Path, run: Run) -> bool:
     """The specs run on the mounted image: seen in pytest's own mount namespace."""
     for pid in children(run.proc.pid):
@@ -94,6 +104,8 @@ def test_kill_9_of_all_at_every_stage_then_resume(built_set: BuiltSet, tmp_path:
         ("inside the upload", lambda run: _uploads_in_flight(ws), True),
         ("at the upload/register boundary", lambda run: (pv / ".upload_done").exists(), True),
         ("inside registering", lambda run: (pv / ".register.json").exists(), True),
+        # the specs register the AMI they read back, so verification ends after it
+        ("at the verify/upload boundary", lambda run: _verified(pv), True),
     ]
     try:
         for where, event, pv_done in kills:

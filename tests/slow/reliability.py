@@ -18,7 +18,7 @@ from typing import Any
 
 from suitcase.aws.clients import AwsTarget
 from suitcase.manifest import inspect_manifest, outputs_intact
-from suitcase.safety import mount_points, mounts_under
+from suitcase.safety import mount_points, mounts_under, remove_tree
 from suitcase.sweep import loops_under
 from tests.slow.conftest import OS_NAME, SUITCASE
 
@@ -177,9 +177,13 @@ def aws_holdings(url: str, stage_key: str) -> dict[str, Any]:
 
 
 def stop_endpoint(workspace: Path) -> None:
+    """Stop the workspace's endpoint and drop the object bodies it kept: a 4 GiB disk uploaded
+    is 4 GiB there (holes included), too much to keep for every test until the session ends."""
     if (workspace / "endpoint" / "pid").exists():
         subprocess.run(
             [*SUITCASE, "--workspace", str(workspace), "endpoint", "stop"],
             capture_output=True,
             check=False,
         )
+    if (workspace / "endpoint" / "blobs").is_dir():
+        remove_tree(workspace / "endpoint" / "blobs")

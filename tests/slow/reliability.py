@@ -118,13 +118,21 @@ def wait_until_gone(workspace: Path, timeout: float = 60) -> list[str]:
     return left
 
 
-def leftovers(workspace: Path) -> list[str]:
-    """What a killed run may never leave: a process (QEMU above all), a mount, a loop device."""
-    found = [f"process {p}" for p in wait_until_gone(workspace)]
-    found += [f"mount {m}" for m in mounts_under(workspace)]
-    found += [f"mount {m}" for m in mount_points() if "suitcase-mnt-" in str(m)]
-    found += [f"loop {dev} ({path})" for dev, path in loops_under(workspace)]
-    return found
+def leftovers(workspace: Path, timeout: float = 30) -> list[str]:
+    """What a killed run may never leave: a process (QEMU above all), a mount, a loop device.
+
+    The kernel takes a moment to drop a dead mount namespace and auto-clear its loop device, so
+    this waits up to `timeout` seconds for everything to go before saying what stayed."""
+    wait_until_gone(workspace)
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [f"process {p}" for p in processes_mentioning(str(workspace))]
+        found += [f"mount {m}" for m in mounts_under(workspace)]
+        found += [f"mount {m}" for m in mount_points() if "suitcase-mnt-" in str(m)]
+        found += [f"loop {dev} ({path})" for dev, path in loops_under(workspace)]
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
 
 
 def stage_dir(workspace: Path, image: str, timestamp: str) -> Path:

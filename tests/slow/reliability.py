@@ -118,8 +118,15 @@ def wait_until_gone(workspace: Path, timeout: float = 60) -> list[str]:
     return left
 
 
-def leftovers(workspace: Path, timeout: float = 30) -> list[str]:
-    """What a killed run may never leave: a process (QEMU above all), a mount, a loop device.
+def scratch_mounts() -> set[Path]:
+    """Mounts of Suitcase's scratch folders (/tmp/suitcase-mnt-*) seen on this machine now:
+    taken before a test, so that only the ones its runs left count."""
+    return {m for m in mount_points() if "suitcase-mnt-" in str(m)}
+
+
+def leftovers(workspace: Path, before: set[Path] | None = None, timeout: float = 30) -> list[str]:
+    """What a killed run may never leave: a process (QEMU above all), a mount (below the
+    workspace, or a scratch mount not in `before`), a loop device on a file of the workspace.
 
     The kernel takes a moment to drop a dead mount namespace and auto-clear its loop device, so
     this waits up to `timeout` seconds for everything to go before saying what stayed."""
@@ -128,7 +135,8 @@ def leftovers(workspace: Path, timeout: float = 30) -> list[str]:
     while True:
         found = [f"process {p}" for p in processes_mentioning(str(workspace))]
         found += [f"mount {m}" for m in mounts_under(workspace)]
-        found += [f"mount {m}" for m in mount_points() if "suitcase-mnt-" in str(m)]
+        if before is not None:
+            found += [f"mount {m}" for m in scratch_mounts() - before]
         found += [f"loop {dev} ({path})" for dev, path in loops_under(workspace)]
         if not found or time.monotonic() > deadline:
             return found

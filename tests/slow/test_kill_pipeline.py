@@ -34,6 +34,7 @@ from tests.slow.reliability import (
     done_honestly,
     endpoint_url,
     leftovers,
+    scratch_mounts,
     stage_dir,
     stop_endpoint,
 )
@@ -91,6 +92,7 @@ def test_kill_9_of_all_at_every_stage_then_resume(built_set: BuiltSet, tmp_path:
     master_manifest = (master / "manifest.json").read_bytes()
     suitcase("clean", "aws-paravirt", "--os", OS_NAME, "--timestamp", ts, workspace=ws)
     pipeline = ["all", "aws-paravirt", "--os", OS_NAME, "--timestamp", ts]
+    before = scratch_mounts()
 
     kills: list[tuple[str, Callable[[Run], bool], bool | None]] = [
         # (where, the event to kill on, what aws-paravirt's stage is afterwards)
@@ -112,7 +114,7 @@ def test_kill_9_of_all_at_every_stage_then_resume(built_set: BuiltSet, tmp_path:
             run = Run.start(ws, *pipeline)
             run.wait_for(where, lambda run=run, event=event: event(run))  # type: ignore[misc]
             run.kill()
-            assert leftovers(ws) == [], where
+            assert leftovers(ws, before) == [], where
             assert done_honestly(pv) is pv_done, where
             assert done_honestly(master) is True, where
             for stage in (master, pv):  # a cookie only for what S3 holds whole
@@ -123,7 +125,7 @@ def test_kill_9_of_all_at_every_stage_then_resume(built_set: BuiltSet, tmp_path:
 
         final = Run.start(ws, *pipeline)
         final.finish()
-        assert leftovers(ws) == []
+        assert leftovers(ws, before) == []
         assert done_honestly(pv, deep=True) is True
         assert done_honestly(master, deep=True) is True
         assert (master / "manifest.json").read_bytes() == master_manifest  # never rebuilt

@@ -25,7 +25,14 @@ from suitcase.config import PROJECT_ROOT
 from suitcase.manifest import inspect_manifest
 from tests.conftest import DATA_DIRS
 from tests.slow.conftest import OS_NAME, BuiltSet, hardlink_workspace, suitcase
-from tests.slow.reliability import Run, clients, endpoint_url, leftovers, stop_endpoint
+from tests.slow.reliability import (
+    Run,
+    clients,
+    endpoint_url,
+    leftovers,
+    scratch_mounts,
+    stop_endpoint,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -84,6 +91,7 @@ def test_no_secret_in_any_file_of_a_pipeline_run(built_set: BuiltSet, tmp_path: 
     home = _home_with_a_root_password(tmp_path, crypt_hash)
     build_key = (ws / "keys" / f"{OS_NAME}-{ts}" / "id_ed25519").read_text()
     suitcase("clean", "aws-paravirt", "--os", OS_NAME, "--timestamp", ts, workspace=ws)
+    before = scratch_mounts()
     try:
         suitcase("endpoint", "start", workspace=ws, env={"SUITCASE_AWS": "embedded"})
         url = endpoint_url(ws)
@@ -106,7 +114,7 @@ def test_no_secret_in_any_file_of_a_pipeline_run(built_set: BuiltSet, tmp_path: 
         assert "05-root-password" in log or "root_password=<redacted>" in log, log[-3000:]
     finally:
         stop_endpoint(ws)
-    assert leftovers(ws) == []
+    assert leftovers(ws, before) == []
 
     secrets = {
         "root password": ROOT_PASSWORD,

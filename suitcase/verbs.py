@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -292,10 +293,9 @@ def _endpoint_first(ctx: Context, names: list[str]) -> None:
     if mode == "auto" and (os.environ.get("AWS_ENDPOINT_URL") or credential_source()):
         return
     if mode in ("auto", "embedded"):
-        try:
+        # on failure, the specs that need it start it themselves, and say what is wrong
+        with contextlib.suppress(SuitcaseError):
             EmbeddedEndpoint(ctx.workspace.root).ensure(lambda line: print(line, file=sys.stderr))
-        except SuitcaseError:
-            pass  # the specs that need it start it themselves, and say what is wrong
 
 
 def parity(

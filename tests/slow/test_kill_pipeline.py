@@ -1,16 +1,22 @@
-"""kill -9 of `suitcase all` at each stage boundary and inside each stage, then the rerun.
+"""kill -9 of `suitcase all` at each stage boundary and inside each stage, then the rerun, then
+a scan of everything the runs wrote for the secrets they were given.
 
 One hard-linked copy of the shared built set, its aws-paravirt stage cleaned (the cheapest
 derived build), and `suitcase all aws-paravirt --timestamp <the set>` started again and again,
 each run killed (SIGKILL, Suitcase alone) on an observable event: inside the derived build's
 Packer boot, at the build/verify boundary (the manifest written), inside verification (the specs
-running on the mounted image), inside the upload (a multipart upload in flight), at the
-upload/register boundary (the upload cookie written), inside registering (the snapshot in flight
-recorded) and at the verify/upload boundary (the verification record written: the AMI specs
-upload and register what they read back, so that comes last). After every kill: no process of
-the run (QEMU above all), no mount, no loop device, and no stage done that is not whole. The last
-rerun completes; then S3 holds one object per key and no unfinished upload, EC2 one AMI for the
-stage key and no orphan snapshot, and the master was never rebuilt. The debootstrap kill is
+running on the mounted image, seen in their mount namespace), at the verify/upload boundary (the
+verification record written), inside the upload (a multipart upload in flight), at the
+upload/register boundary (the upload cookie written) and inside registering (the snapshot in
+flight recorded). After every kill: no process of the run (QEMU above all), no mount, no loop
+device, and no stage done that is not whole. The last rerun completes; then S3 holds one object
+per key and no unfinished upload, EC2 one AMI for the stage key and no orphan snapshot, and the
+master was never rebuilt.
+
+The runs go to the workspace's endpoint as a configured AWS account, with secrets set
+(tests/slow/planted.py: AWS credentials and a session token, a root password set and printed by a
+provisioning script, the build key Packer logs in with); none of them may appear in any file of
+the workspace or in what any run printed, the killed ones included. The debootstrap kill is
 tests/slow/test_kill_bootstrap.py.
 """
 
@@ -25,6 +31,7 @@ import pytest
 from suitcase.aws.ship import read_cookie
 from suitcase.safety import mount_points, mounts_under
 from tests.slow.conftest import OS_NAME, BuiltSet, hardlink_workspace, suitcase
+from tests.slow.planted import plant, scan
 from tests.slow.reliability import (
     Run,
     aws_holdings,
@@ -96,6 +103,8 @@ def test_kill_9_of_all_at_every_stage_then_resume(built_set: BuiltSet, tmp_path:
     suitcase("clean", "aws-paravirt", "--os", OS_NAME, "--timestamp", ts, workspace=ws)
     pipeline = ["all", "aws-paravirt", "--os", OS_NAME, "--timestamp", ts]
     before = scratch_mounts()
+    planted = plant(ws, tmp_path, ts)  # the endpoint as an account, credentials, a root password
+    runs: list[Run] = []
 
     kills: list[Kill] = [
         # (where, the event to kill on, what aws-paravirt's stage is afterwards)
@@ -109,7 +118,6 @@ def test_kill_9_of_all_at_every_stage_then_resume(built_set: BuiltSet, tmp_path:
         ("inside the upload", lambda run: _uploads_in_flight(ws), True),
         ("at the upload/register boundary", lambda run: (pv / ".upload_done").exists(), True),
         ("inside registering", lambda run: (pv / ".register.json").exists(), True),
-        # the specs register the AMI they read back, so verification ends after it
         ("at the verify/upload boundary", lambda run: _verified(pv), True),
     ]
     try:
@@ -121,7 +129,8 @@ def test_kill_9_of_all_at_every_stage_then_resume(built_set: BuiltSet, tmp_path:
         for _ in range(len(kills)):
             if not remaining:
                 break
-            run = Run.start(ws, *pipeline)
+            run = Run.start(ws, *pipeline, env=planted.env)
+            runs.append(run)
             missed += [where for where, event, _ in remaining if event(run)]
             remaining = [k for k in remaining if k[0] not in missed]
             if not remaining:
@@ -152,8 +161,10 @@ def test_kill_9_of_all_at_every_stage_then_resume(built_set: BuiltSet, tmp_path:
         never = missed + [where for where, _, _ in remaining]
         assert not never, f"kill points never reached: {never}"
 
-        final = Run.start(ws, *pipeline)
-        final.finish()
+        final = Run.start(ws, *pipeline, env=planted.env)
+        runs.append(final)
+        said = final.finish() + final.stdout()
+        assert "using the configured AWS account" in said
         assert leftovers(ws, before) == []
         assert done_honestly(pv, deep=True) is True
         assert done_honestly(master, deep=True) is True
@@ -176,3 +187,8 @@ def test_kill_9_of_all_at_every_stage_then_resume(built_set: BuiltSet, tmp_path:
         assert len(manifest["extra"]["amis"]) == 1  # one region, one AMI recorded
     finally:
         stop_endpoint(ws)
+    # every run, the killed ones included: no secret in any file, nor in what they printed
+    # the planted script ran in the build that completed, and its careless line was logged
+    assert "root_password=" in (pv / "build.log").read_text()
+    printed = [r.err for r in runs] + [r.out for r in runs]
+    assert scan(ws, printed, planted) == []

@@ -48,7 +48,7 @@ from tests.slow.reliability import (
 
 pytestmark = pytest.mark.slow
 
-#: where, the event to kill on, and what aws-paravirt's stage is afterwards (None: not done)
+#: where, the event to kill on, and None where aws-paravirt's stage cannot be done afterwards
 Kill = tuple[str, Callable[[Run], bool], bool | None]
 
 
@@ -151,7 +151,10 @@ def test_kill_9_of_all_at_every_stage_then_resume(built_set: BuiltSet, tmp_path:
             where, pv_done = hit[0]
             remaining = [k for k in remaining if k[0] != where]
             assert leftovers(ws, before) == [], where
-            assert done_honestly(pv) is pv_done, where
+            # never wrongly done; not done while its own Packer runs (other events may come
+            # before or after aws-paravirt's build, as `all` overlaps uploads with builds)
+            assert done_honestly(pv) is not False, where
+            assert pv_done is not None or done_honestly(pv) is None, where
             assert done_honestly(master) is True, where
             for stage in (master, pv):  # a cookie only for what S3 holds whole
                 cookie = read_cookie(stage)

@@ -55,7 +55,9 @@ def test_second_workspace_fetches_the_master_and_builds_on_it(
         )
         assert "using the configured AWS account" in fetched.stderr
         master1, master2 = stage_dir(first, "master", ts), stage_dir(second, "master", ts)
-        assert (master2 / "manifest.json").read_bytes() == (master1 / "manifest.json").read_bytes()
+        assert json.loads((master2 / "manifest.json").read_text()) == json.loads(
+            (master1 / "manifest.json").read_text()
+        )
         fetched_files = {p.name: p.stat().st_ino for p in master2.iterdir()}
 
         built = suitcase(

@@ -73,7 +73,7 @@ def test_second_workspace_fetches_the_master_and_builds_on_it(
         pv = stage_dir(second, "aws-paravirt", ts)
         pv_manifest = json.loads((pv / "manifest.json").read_text())
         master_key = json.loads((master2 / "manifest.json").read_text())["key"]
-        assert pv_manifest["parent"] == master_key
+        assert pv_manifest["parent"] == {"stage": "master", "key": master_key}
         assert pv_manifest["inputs"]["parent"] == master_key
 
         # registering writes the disk into EBS directly (no S3 round trip): fake-upload's cookie

@@ -251,7 +251,9 @@ def load_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
     except RecursionError:
         raise ConfigError(f"{path}: {what} is nested too deeply") from None
     if data is None:
-        return {}
+        # an empty file is a truncated write or a mistake far more often than a wish for the
+        # defaults (and a workspace site.yaml replaces the shipped one): say so, never guess
+        raise ConfigError(f"{path}: the file is empty (write `{{}}` to mean no keys)")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: {what} must be a mapping of keys to values")
     return data

@@ -43,7 +43,9 @@ class Context:
             site_path: Path | None = Path(site_file)
         else:
             candidates = [ws.root / "site.yaml", Paths.default().root / "site.yaml"]
-            site_path = next((p for p in candidates if p.is_file()), None)
+            # whatever is there by that name counts: a folder or a dangling link named site.yaml
+            # is an error to report, never a reason to fall back to the shipped settings
+            site_path = next((p for p in candidates if p.exists() or p.is_symlink()), None)
         return cls(Paths.default(), Site.load(site_path, overrides), ws, site_path)
 
     def os_template(self, name: str | None) -> OSTemplate:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -274,7 +275,35 @@ def verify(
         "SUITCASE_BUILDER": ctx.site.builder,
         "SUITCASE_ACCELERATOR": ctx.site.accelerator,
     }
-    return subprocess.run([*argv, *extra], check=False, env=env).returncode
+    _endpoint_first(ctx, names.split(","))
+    return subprocess.run(_specs_die_with_us([*argv, *extra]), check=False, env=env).returncode
+
+
+def _specs_die_with_us(argv: list[str]) -> list[str]:
+    """pytest dies with Suitcase however Suitcase dies (kill -9 included), and what it mounts
+    (offline specs, the `image` fixture) lives in a mount namespace of its own, so a killed run
+    leaves no mount and no loop device behind (the kernel drops them with the namespace)."""
+    from suitcase.command import dies_with_us, require
+
+    return dies_with_us([require("unshare"), "--mount", "--propagation", "private", "--", *argv])
+
+
+def _endpoint_first(ctx: Context, names: list[str]) -> None:
+    """Start the embedded endpoint the AMI specs will use before pytest, outside its mount
+    namespace: started inside, the long-lived endpoint would keep that namespace, and the mounts
+    and loop devices of a killed run, alive."""
+    if not any(name in AMI_IMAGES for name in names):
+        return
+    from suitcase.aws.clients import credential_source
+    from suitcase.aws.endpoint import EmbeddedEndpoint
+
+    mode = ctx.site.aws
+    if mode == "auto" and (os.environ.get("AWS_ENDPOINT_URL") or credential_source()):
+        return
+    if mode in ("auto", "embedded"):
+        # on failure, the specs that need it start it themselves, and say what is wrong
+        with contextlib.suppress(SuitcaseError):
+            EmbeddedEndpoint(ctx.workspace.root).ensure(lambda line: print(line, file=sys.stderr))
 
 
 def parity(

@@ -1,0 +1,378 @@
+"""The bad-input catalogue, completed for issue 12 (reliability): the kinds the issue names —
+wrong types, unknown keys, files that are folders, empty and binary files, environment overrides
+set wrong — across the CLI, the plugin's options, OS templates and site.yaml.
+
+tests/test_bad_input.py and tests/test_plugin_bad_input.py hold the earlier cases; this file adds
+the kinds they lacked, with the same checks (one line `suitcase: error: ...` or, in pytest,
+`ERROR: suitcase: ...`; the expected exit code; no traceback; nothing deleted or written), and
+one test that counts the whole catalogue by kind.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from suitcase.cli import cli
+from tests import test_bad_input as base
+from tests import test_plugin, test_plugin_bad_input
+from tests.conftest import tree_snapshot
+from tests.test_bad_input import DEBIAN, KEPT, Case
+
+case = base.case  # the same fixture: a sentinel and a build set nothing may touch
+fake_home = test_plugin.fake_home
+pytest_plugins = ["pytester"]
+
+Setup = Callable[[Case], list[str]]
+
+
+def _site(text: str | bytes) -> Setup:
+    def setup(c: Case) -> list[str]:
+        path = c.ws / "site.yaml"
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(text)
+        return ["plan", "--os", DEBIAN]
+
+    return setup
+
+
+def _template(text: str) -> Setup:
+    def setup(c: Case) -> list[str]:
+        c.os_template("Bad-1-x86_64", text)
+        return ["plan", "--os", "Bad-1-x86_64"]
+
+    return setup
+
+
+def _template_edit(old: str, new: str) -> Setup:
+    def setup(c: Case) -> list[str]:
+        text = (c.home.os_dir / f"{DEBIAN}.yaml").read_text()
+        assert old in text, f"{old!r} is no longer in the Debian template"
+        c.os_template("Bad-1-x86_64", text.replace(old, new))
+        return ["plan", "--os", "Bad-1-x86_64"]
+
+    return setup
+
+
+def _args(*args: str) -> Setup:
+    return lambda c: list(args)
+
+
+def _site_folder(c: Case) -> list[str]:
+    (c.ws / "site.yaml").mkdir()
+    return ["plan", "--os", DEBIAN]
+
+
+def _site_dangling_link(c: Case) -> list[str]:
+    os.symlink(c.tmp / "moved-away.yaml", c.ws / "site.yaml")
+    return ["plan", "--os", DEBIAN]
+
+
+def _site_variable_folder(c: Case) -> list[str]:
+    (c.tmp / "conf.d").mkdir()
+    os.environ["SUITCASE_SITE"] = str(c.tmp / "conf.d")  # undone by monkeypatch (see ENV)
+    return ["plan", "--os", DEBIAN]
+
+
+def _workspace_is_a_file(c: Case) -> list[str]:
+    (c.tmp / "ws.txt").write_text("not a folder\n")
+    return ["--workspace", str(c.tmp / "ws.txt"), "list"]
+
+
+def _workspace_variable_file(c: Case) -> list[str]:
+    (c.tmp / "ws.txt").write_text("not a folder\n")
+    os.environ["SUITCASE_WORKSPACE"] = str(c.tmp / "ws.txt")
+    return ["list"]
+
+
+#: case -> (set-up, exit code, text the one line holds)
+MORE: dict[str, tuple[Setup, int, str]] = {
+    # site.yaml
+    "site-unknown-key": (_site("colour: blue\n"), 2, "site.yaml: unknown key 'colour'"),
+    "site-nested-unknown-key": (_site("s3: {speed: 5}\n"), 2, "unknown key 's3.speed'"),
+    "site-empty-file": (_site(""), 2, "site.yaml: the file is empty"),
+    "site-comments-only": (_site("# nothing yet\n"), 2, "site.yaml: the file is empty"),
+    "site-is-a-folder": (_site_folder, 2, "site.yaml: site settings must be a regular file"),
+    "site-dangling-symlink": (_site_dangling_link, 2, "site settings must be a regular file"),
+    "site-not-a-mapping": (_site("- cpus\n- 2\n"), 2, "must be a mapping of keys to values"),
+    "site-mirrors-wrong-type": (_site("mirrors: 5\n"), 2, "key 'mirrors' must be a mapping"),
+    "site-region-wrong-type": (_site("region: 5\n"), 2, "key 'region' must be a string"),
+    "site-s3-wrong-type": (
+        _site("s3: {part_size_mb: big}\n"),
+        2,
+        "key 's3.part_size_mb' must be a whole number (got 'big')",
+    ),
+    "site-aws-unknown-mode": (_site("aws: cloud\n"), 2, "key 'aws' must be 'auto', 'embedded'"),
+    "site-bucket-invalid": (_site("bucket: Not_A_Bucket\n"), 2, "must be a valid S3 bucket"),
+    "site-invalid-yaml": (_site("cpus: [2\n"), 2, "not valid YAML"),
+    "site-option-missing-file": (
+        _args("--site", "/nonexistent/site.yaml", "plan", "--os", DEBIAN),
+        2,
+        "site settings /nonexistent/site.yaml not found",
+    ),
+    # OS templates
+    "os-template-empty-file": (_template(""), 2, "Bad-1-x86_64.yaml: the file is empty"),
+    "os-template-unknown-key": (
+        _template_edit("arch: x86_64\n", "arch: x86_64\ncolour: blue\n"),
+        2,
+        "Bad-1-x86_64.yaml: unknown key 'colour'",
+    ),
+    "os-template-wrong-type": (
+        _template_edit("disk_size_mb: 4096", "disk_size_mb: big"),
+        2,
+        "key 'disk_size_mb' must be a whole number (got 'big')",
+    ),
+    "os-template-too-small": (
+        _template_edit("disk_size_mb: 4096", "disk_size_mb: 100"),
+        2,
+        "key 'disk_size_mb' must be greater than or equal to 1024",
+    ),
+    "os-template-not-a-mapping": (_template("- debian\n"), 2, "must be a mapping of keys"),
+    "os-template-wrong-arch": (
+        _template_edit("arch: x86_64", "arch: arm64"),
+        2,
+        "key 'arch' must be 'x86_64' (got 'arm64')",
+    ),
+    # environment overrides set wrong
+    "env-os-unknown": (_args("plan"), 2, "unknown OS 'Nope-1-x86_64'"),
+    "env-timestamp-malformed": (
+        _args("plan", "--os", DEBIAN),
+        2,
+        "timestamp 'yesterday' is not YYYYMMDDhhmmss",
+    ),
+    "env-aws-unknown": (
+        _args("plan", "--os", DEBIAN),
+        2,
+        "SUITCASE_AWS: must be 'auto', 'embedded' or 'account' (got 'cloud')",
+    ),
+    "env-builder-unknown": (
+        _args("plan", "--os", DEBIAN),
+        2,
+        "SUITCASE_BUILDER: must be 'qemu' or 'virtualbox' (got 'docker')",
+    ),
+    "env-memory-not-a-number": (
+        _args("plan", "--os", DEBIAN),
+        2,
+        "SUITCASE_MEMORY: must be a whole number (got 'lots')",
+    ),
+    "env-site-is-a-folder": (_site_variable_folder, 2, "must be a regular file"),
+    "env-workspace-is-a-file": (_workspace_variable_file, 2, "is not a folder"),
+    # the command line
+    "workspace-is-a-file": (_workspace_is_a_file, 2, "is not a folder"),
+    "unknown-verb": (_args("frobnicate"), 2, "No such command 'frobnicate'"),
+    "unknown-option": (_args("plan", "--colour"), 2, "No such option '--colour'"),
+    "builder-option-unknown": (
+        _args("--builder", "docker", "plan"),
+        2,
+        "Invalid value for '--builder': 'docker' is not one of",
+    ),
+    "timestamp-impossible-date": (
+        _args("plan", "--os", DEBIAN, "--timestamp", "20260230000000"),
+        2,
+        "is not a real date and time",
+    ),
+    "timestamp-too-long": (
+        _args("build", "--os", DEBIAN, "--timestamp", "202601010000001"),
+        2,
+        "is not YYYYMMDDhhmmss (14 digits)",
+    ),
+    "fetch-without-timestamp": (
+        _args("fetch", "all", "--os", DEBIAN),
+        2,
+        "fetch needs --timestamp",
+    ),
+    "fetch-latest": (
+        _args("fetch", "all", "--os", DEBIAN, "--timestamp", "latest"),
+        2,
+        "fetch needs an explicit --timestamp",
+    ),
+    "verify-from-ami-not-an-ami": (
+        _args("verify", "vagrant", "--os", DEBIAN, "--from", "ami"),
+        2,
+        "--from ami verifies an AMI: vagrant is not one",
+    ),
+    "register-not-an-ami": (
+        _args("register", "vagrant", "--os", DEBIAN, "--timestamp", "20260101000000"),
+        2,
+        "'vagrant' has no AMI image type",
+    ),
+    "verify-mode-unknown": (
+        _args("verify", "aws-hvm", "--os", DEBIAN, "--mode", "fast"),
+        2,
+        "Invalid value for '--mode': 'fast' is not one of",
+    ),
+    "endpoint-port-not-a-number": (
+        _args("endpoint", "start", "--port", "abc"),
+        2,
+        "Invalid value for '--port': 'abc' is not a valid integer",
+    ),
+}
+
+ENV: dict[str, dict[str, str]] = {
+    "env-os-unknown": {"SUITCASE_OS": "Nope-1-x86_64"},
+    "env-timestamp-malformed": {"SUITCASE_TIMESTAMP": "yesterday"},
+    "env-aws-unknown": {"SUITCASE_AWS": "cloud"},
+    "env-builder-unknown": {"SUITCASE_BUILDER": "docker"},
+    "env-memory-not-a-number": {"SUITCASE_MEMORY": "lots"},
+    "env-site-is-a-folder": {"SUITCASE_SITE": ""},  # set by the case; restored afterwards
+    "env-workspace-is-a-file": {"SUITCASE_WORKSPACE": ""},
+}
+
+
+@pytest.mark.parametrize("name", sorted(MORE))
+def test_more_bad_input(name: str, case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
+    setup, code, expected = MORE[name]
+    for key, value in ENV.get(name, {}).items():
+        monkeypatch.setenv(key, value)
+    args = setup(case)
+    kept = case.ws / "images" / KEPT[0] / f"{KEPT[1]}-{KEPT[2]}"
+    before = tree_snapshot(case.tmp)
+    kept_before = {p.name: p.read_bytes() for p in kept.iterdir()}
+    result = CliRunner().invoke(cli, args)
+    lines = result.output.splitlines()
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("suitcase: error: "), lines
+    assert expected in lines[0], lines[0]
+    assert (case.ws / "sentinel.txt").read_text() == "do not touch\n"
+    assert {p.name: p.read_bytes() for p in kept.iterdir()} == kept_before
+    after = tree_snapshot(case.tmp)
+    assert not [p for p in before if p not in after], "something was deleted"
+    assert not [p for p in after if p not in before and ".locks" not in p], "something written"
+
+
+# --- the plugin's options and the settings it reads -----------------------------------------------
+
+PLUGIN: dict[str, tuple[list[str], dict[str, str], str]] = {
+    "plugin-timestamp-malformed": (
+        ["--os=Fake-12-x86_64", "--timestamp=yesterday"],
+        {},
+        "timestamp 'yesterday' is not YYYYMMDDhhmmss",
+    ),
+    "plugin-unknown-os": (["--os=Nope-1-x86_64"], {}, "unknown OS 'Nope-1-x86_64'"),
+    "plugin-source-ami-not-an-ami": (
+        ["--os=Fake-12-x86_64", "--image=vagrant", "--suitcase-source=ami"],
+        {},
+        "--from ami verifies an AMI: vagrant is not one",
+    ),
+    "plugin-env-cpus-not-a-number": (
+        ["--os=Fake-12-x86_64"],
+        {"SUITCASE_CPUS": "many"},
+        "SUITCASE_CPUS: must be a whole number (got 'many')",
+    ),
+    "plugin-env-aws-unknown": (
+        ["--os=Fake-12-x86_64"],
+        {"SUITCASE_AWS": "cloud"},
+        "SUITCASE_AWS: must be 'auto', 'embedded' or 'account'",
+    ),
+    "plugin-site-empty-file": (["--os=Fake-12-x86_64", "--suitcase-site={empty}"], {}, "is empty"),
+    "plugin-site-unknown-key": (
+        ["--os=Fake-12-x86_64", "--suitcase-site={unknown}"],
+        {},
+        "unknown key 'colour'",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PLUGIN))
+def test_more_bad_plugin_input(
+    name: str, pytester: pytest.Pytester, fake_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args, env, expected = PLUGIN[name]
+    test_plugin._specs(pytester)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    (pytester.path / "empty.yaml").write_text("")
+    (pytester.path / "unknown.yaml").write_text("colour: blue\n")
+    paths = {
+        "empty": str(pytester.path / "empty.yaml"),
+        "unknown": str(pytester.path / "unknown.yaml"),
+    }
+    ws = pytester.path / "ws"
+    before = test_plugin_bad_input._sentinel(ws)
+    argv = [a.format(**paths) for a in args]
+    result = pytester.runpytest(
+        "specs", *argv, f"--suitcase-workspace={ws}", "-p", "no:cacheprovider"
+    )
+    test_plugin_bad_input._one_usage_error(result, expected)
+    assert tree_snapshot(ws) == before
+
+
+# --- the catalogue, counted by kind ---------------------------------------------------------------
+
+#: (where, what is wrong) -> a case that shows it, in one of the three catalogues
+KINDS: dict[tuple[str, str], str] = {
+    ("site.yaml", "wrong type"): "site-s3-wrong-type",
+    ("site.yaml", "bool for a number"): "cpus-bool",
+    ("site.yaml", "out of range"): "cpus-negative",
+    ("site.yaml", "unknown key"): "site-unknown-key",
+    ("site.yaml", "unknown nested key"): "site-nested-unknown-key",
+    ("site.yaml", "empty file"): "site-empty-file",
+    ("site.yaml", "binary file"): "binary-site",
+    ("site.yaml", "file is a folder"): "site-is-a-folder",
+    ("site.yaml", "not a mapping"): "site-not-a-mapping",
+    ("site.yaml", "dangling symlink"): "site-dangling-symlink",
+    ("site.yaml", "invalid YAML"): "site-invalid-yaml",
+    ("site.yaml", "nested too deeply"): "deep-yaml-site",
+    ("site.yaml", "alias bomb"): "yaml-alias-bomb-site",
+    ("site.yaml", "injection into a kickstart"): "repo-name-newline",
+    ("site.yaml", "bad bucket name"): "site-bucket-invalid",
+    ("OS template", "wrong type"): "os-template-wrong-type",
+    ("OS template", "unknown key"): "os-template-unknown-key",
+    ("OS template", "empty file"): "os-template-empty-file",
+    ("OS template", "binary file"): "binary-os-template",
+    ("OS template", "file is a folder"): "template-is-a-folder",
+    ("OS template", "not a mapping"): "os-template-not-a-mapping",
+    ("OS template", "path escape"): "suite-path",
+    ("OS template", "shell injection"): "suite-shell",
+    ("OS template", "inconsistent fields"): "family-method-mismatch",
+    ("environment", "SUITCASE_OS unknown"): "env-os-unknown",
+    ("environment", "SUITCASE_OS empty"): "empty-os-variable",
+    ("environment", "SUITCASE_TIMESTAMP malformed"): "env-timestamp-malformed",
+    ("environment", "SUITCASE_TIMESTAMP empty"): "clean-empty-timestamp-variable",
+    ("environment", "SUITCASE_AWS unknown"): "env-aws-unknown",
+    ("environment", "SUITCASE_CPUS wrong type"): "cpus-from-variable",
+    ("environment", "SUITCASE_SITE a folder"): "env-site-is-a-folder",
+    ("environment", "SUITCASE_WORKSPACE a file"): "env-workspace-is-a-file",
+    ("command line", "unknown verb"): "unknown-verb",
+    ("command line", "unknown option"): "unknown-option",
+    ("command line", "bad choice"): "builder-option-unknown",
+    ("command line", "impossible date"): "timestamp-impossible-date",
+    ("command line", "future date"): "future-timestamp",
+    ("command line", "unknown image type"): "image-list-with-all-and-bogus",
+    ("command line", "workspace is a file"): "workspace-is-a-file",
+    ("command line", "site option is a device"): "device-site-option",
+    ("command line", "missing --timestamp"): "fetch-without-timestamp",
+    ("workspace", "read-only"): "read-only-workspace-build",
+    ("workspace", "symlink loop"): "symlink-loop-workspace",
+    ("manifest", "untrusted path"): "manifest-path-escapes",
+    ("plugin", "malformed timestamp"): "plugin-timestamp-malformed",
+    ("plugin", "unknown OS"): "plugin-unknown-os",
+    ("plugin", "option combination"): "plugin-source-ami-not-an-ami",
+    ("plugin", "environment override"): "plugin-env-cpus-not-a-number",
+    ("plugin", "empty site file"): "plugin-site-empty-file",
+    ("plugin", "unknown site key"): "plugin-site-unknown-key",
+}
+
+
+def test_the_catalogue_has_30_kinds_and_every_one_has_a_case() -> None:
+    cases = {*base.CATALOGUE, *MORE, *PLUGIN}
+    missing = sorted(name for name in KINDS.values() if name not in cases)
+    assert not missing, f"kinds whose case is gone: {missing}"
+    assert len(KINDS) >= 30
+    assert len(set(KINDS.values())) == len(KINDS)  # one case never counts as two kinds
+    wheres = {where for where, _ in KINDS}
+    assert {"site.yaml", "OS template", "environment", "command line", "plugin"} <= wheres
+    for where in ("site.yaml", "OS template"):  # the kinds the issue names, in both files
+        kinds = {what for w, what in KINDS if w == where}
+        assert {"wrong type", "unknown key", "empty file", "binary file", "file is a folder"} <= (
+            kinds
+        ), where
+    assert len(cases) >= 100

@@ -30,7 +30,7 @@ from pytest_suitcase.session import SuitcaseSession, family_matches, spec_folder
 from pytest_suitcase.shipped import suitcase_box  # noqa: F401  (fixture)
 from suitcase.command import interrupt_on_sigterm
 from suitcase.imagetypes import IMAGE_TYPES
-from suitcase.verified import BUILD_POLICIES, DEFAULT_BUILD_POLICY
+from suitcase.verified import DEFAULT_BUILD_POLICY
 
 MARKERS = (
     "suitcase_images(*names): run this spec only for these image types (master, vagrant, ...)",
@@ -70,8 +70,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--suitcase-site", metavar="FILE", help="site settings YAML file")
     group.addoption(
         "--suitcase-mode",
-        choices=("auto", "offline"),
-        default="auto",
+        default="auto",  # checked by the session: a bad value is one line, not argparse's usage
         help="auto: boot what can boot here; offline: mount every image, boot none",
     )
     group.addoption(
@@ -82,14 +81,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--suitcase-build",
-        choices=BUILD_POLICIES,
         default=DEFAULT_BUILD_POLICY,
         help="what verification may build: never; missing (default: stages not built yet); "
         "stale (also rebuild stages whose inputs or outputs changed)",
     )
     group.addoption(
         "--suitcase-source",
-        choices=("artifact", "ami"),
         default="artifact",
         help="artifact: verify the built disk; ami: the AMI's snapshot read back (aws-hvm, "
         "aws-paravirt only)",

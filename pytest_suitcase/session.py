@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -14,6 +15,7 @@ from suitcase.imagetypes import IMAGE_TYPES, resolve_images
 from suitcase.ostemplate import OSTemplate
 from suitcase.plan import BuildPlan
 from suitcase.verbs import check_source, preflight_plan
+from suitcase.verified import BUILD_POLICIES
 from suitcase.workspace import BuildSet
 
 
@@ -47,6 +49,24 @@ def _check_workspace(given: str | None, root: Path) -> None:
         )
 
 
+#: plugin options with a fixed set of values (checked here: one line, not argparse's usage)
+CHOICES = {
+    "suitcase_mode": ("auto", "offline"),
+    "suitcase_build": BUILD_POLICIES,
+    "suitcase_source": ("artifact", "ami"),
+}
+
+
+def from_env(value: str | None, variable: str) -> str | None:
+    """An option's value, else the CLI's environment variable for it; set but empty is an error."""
+    if value is not None:  # an empty option is refused where it is used, as before
+        return value
+    found = os.environ.get(variable)
+    if found == "":
+        raise ConfigError(f"{variable} is set but empty")
+    return found
+
+
 @dataclass
 class SuitcaseSession:
     KEY: ClassVar[pytest.StashKey[SuitcaseSession]] = pytest.StashKey()
@@ -72,6 +92,19 @@ class SuitcaseSession:
     def from_config(cls, config: pytest.Config) -> SuitcaseSession:
         opt = config.option
         try:
+            for name, allowed in CHOICES.items():
+                value = getattr(opt, name, None)
+                if value is not None and value not in allowed:
+                    flag = "--" + name.replace("_", "-")
+                    raise ConfigError(f"{flag} {value!r}: choose one of {', '.join(allowed)}")
+            # the same variables as the CLI's, so `SUITCASE_OS=... pytest specs` never verifies
+            # (or builds) the site's default OS instead of the one asked for
+            opt.suitcase_os = from_env(opt.suitcase_os, "SUITCASE_OS")
+            opt.suitcase_timestamp = from_env(
+                opt.suitcase_timestamp, "SUITCASE_TIMESTAMP")
+            opt.suitcase_workspace = from_env(
+                opt.suitcase_workspace, "SUITCASE_WORKSPACE")
+            opt.suitcase_site = from_env(opt.suitcase_site, "SUITCASE_SITE")
             ctx = Context.create(opt.suitcase_workspace, opt.suitcase_site)
             _check_workspace(opt.suitcase_workspace, ctx.workspace.root)
             os_template = ctx.os_template(opt.suitcase_os)

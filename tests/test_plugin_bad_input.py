@@ -178,6 +178,9 @@ def test_garbage_site_option(
         (["--os=Fake-12-x86_64", "--timestamp=99991231235959"], "is in the future"),
         (["--os=Fake-12-x86_64", "--suitcase-workspace="], "the workspace is an empty string"),
         (["--os=Fake-12-x86_64", "--suitcase-workspace=~nosuchuser-x"], "no such user"),
+        (["--os=Fake-12-x86_64", "--suitcase-mode=booted"], "--suitcase-mode 'booted': choose"),
+        (["--os=Fake-12-x86_64", "--suitcase-build=always"], "--suitcase-build 'always': choose"),
+        (["--os=Fake-12-x86_64", "--suitcase-source=s3"], "--suitcase-source 's3': choose"),
     ],
 )
 def test_bad_options_are_one_line(
@@ -188,5 +191,36 @@ def test_bad_options_are_one_line(
     before = _sentinel(ws)
     workspace = [] if any("workspace" in a for a in args) else [f"--suitcase-workspace={ws}"]
     result = pytester.runpytest("specs", *args, *workspace, "-p", "no:cacheprovider")
+    _one_usage_error(result, expected)
+    assert tree_snapshot(ws) == before
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("SUITCASE_OS", "Nope-1-x86_64", "Nope-1-x86_64"),
+        ("SUITCASE_OS", "", "SUITCASE_OS is set but empty"),
+        ("SUITCASE_TIMESTAMP", "", "SUITCASE_TIMESTAMP is set but empty"),
+        ("SUITCASE_TIMESTAMP", "20250101000000", "does not exist"),
+    ],
+)
+def test_the_clis_variables_count_for_the_plugin_too(
+    pytester: pytest.Pytester,
+    fake_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+    expected: str,
+) -> None:
+    """SUITCASE_OS=... pytest specs never verifies (or builds) the site's default OS instead."""
+    _specs(pytester)
+    ws = pytester.path / "ws"
+    before = _sentinel(ws)
+    monkeypatch.setenv(variable, value)
+    os_option = [] if variable == "SUITCASE_OS" else ["--os=Fake-12-x86_64"]
+    result = pytester.runpytest(
+        "specs", "--image=aws-hvm", *os_option, f"--suitcase-workspace={ws}", "-p",
+        "no:cacheprovider",
+    )
     _one_usage_error(result, expected)
     assert tree_snapshot(ws) == before

@@ -87,7 +87,7 @@ def test_never_builds_nothing_and_says_what_is_missing(
         (["--timestamp=20250101000000"], "build set Fake-12-x86_64-20250101000000 does not exist"),
         (["--timestamp=latest"], "no build set of Fake-12-x86_64 with a completed stage"),
         (["--suitcase-workspace=no-such-ws"], "workspace no-such-ws does not exist"),
-        (["--suitcase-build=sometimes"], "invalid choice: 'sometimes'"),
+        (["--suitcase-build=sometimes"], "--suitcase-build 'sometimes': choose one of never"),
     ],
 )
 def test_naming_what_does_not_exist_is_a_usage_error(

@@ -123,6 +123,7 @@ def plant(
     disk_injections: list[Injection],
     box_injections: list[Injection],
     kit: Kit,
+    vmdk_injections: list[Injection] | None = None,
 ) -> None:
     """Give the stage in `stage_dir` (of a hard-linked workspace) defected outputs of its own.
 
@@ -159,6 +160,8 @@ def plant(
                 target.unlink(missing_ok=True)
     if "vmdk" in outputs:  # what ships to EC2 beside the raw disk: made again from it
         artifact.convert(disk, stage_dir / outputs["vmdk"], "vmdk", "subformat=streamOptimized")
+        for inject in vmdk_injections or []:  # the VMDK alone differs from the verified disk
+            inject(stage_dir / outputs["vmdk"], kit)
         changed.add(outputs["vmdk"])
     _record_outputs(stage_dir, changed)
 

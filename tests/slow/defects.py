@@ -385,6 +385,26 @@ def box_wrong_provider(box: Path, kit: Kit) -> None:
     _edit(box, "/metadata.json", r'"provider":\s*"libvirt"', '"provider": "virtualbox"')
 
 
+# -- aws-hvm's VMDK ----------------------------------------------------------------------------
+def vmdk_one_block_differs(vmdk: Path, kit: Kit) -> None:
+    """The VMDK made again from a copy of the verified disk with 64 KiB changed at 1 MiB (inside
+    the boot loader's gap, so the raw disk itself stays sound)."""
+    raw = vmdk.with_name(".vmdk-defect.raw")
+    try:
+        subprocess.run(["qemu-img", "convert", "-O", "raw", str(vmdk), str(raw)], check=True)
+        with raw.open("r+b") as handle:
+            handle.seek(1 << 20)
+            handle.write(b"\xa5" * 65536)
+        subprocess.run(
+            ["qemu-img", "convert", "-O", "vmdk", "-o", "subformat=streamOptimized", str(raw),
+             str(vmdk.with_name(vmdk.name + ".partial"))],
+            check=True,
+        )
+        vmdk.with_name(vmdk.name + ".partial").replace(vmdk)
+    finally:
+        raw.unlink(missing_ok=True)
+
+
 @dataclass(frozen=True)
 class Defect:
     """One planted defect: where it goes, how, and which specs it must fail."""
@@ -395,7 +415,8 @@ class Defect:
     mode: str = (
         "auto"  # "auto": the copy verified as usual; "offline": the --suitcase-mode offline copy
     )
-    target: str = "disk"  # "disk": the image's disk (and the box's box.img); "box": the box itself
+    target: str = "disk"  # "disk": the image's disk (and the box's box.img); "box": the box
+    # itself; "vmdk": aws-hvm's VMDK alone
 
 
 def _d(
@@ -449,6 +470,7 @@ DEFECTS: dict[str, Defect] = {
     # aws-hvm, booted with a NoCloud seed
     "aws-hvm-vagrant-user": _d(H, vagrant_user, "test_no_vagrant_user", "test_login_users_are_declared"),
     "aws-hvm-root-key": _d(H, intruder_root_key, "test_root_authorized_keys_only_a_newline"),
+    "aws-hvm-vmdk-differs": _d(H, vmdk_one_block_differs, "test_vmdk_holds_the_verified_disk", target="vmdk"),
     "aws-hvm-host-keys-left": _d(H, host_keys_left, "test_no_ssh_host_keys", mode=OFF),
     "aws-hvm-wrong-console": _d(H, wrong_serial_console, "test_serial_console_on_kernel_line", "test_booted_kernel_uses_the_serial_console"),
     "aws-hvm-no-ec2-datasource": _d(H, no_ec2_datasource, "test_ec2_datasource_listed"),

@@ -108,6 +108,7 @@ def test_specs_fail_exactly_for_the_planted_defects(
                 [d.inject for d in chosen if d.target == "disk"],
                 [d.inject for d in chosen if d.target == "box"],
                 kit,
+                [d.inject for d in chosen if d.target == "vmdk"],
             )
         planted = time.monotonic() - started
         junit = tmp_path / "junit.xml"

@@ -5,10 +5,11 @@ endpoint as a configured account, with distinctive credentials in the environmen
 and a session token, which the requests carry); the aws-paravirt stage gets one more provisioning
 script (a copy of the project's data folders: only that stage's key changes, so the master of the
 shared set stays done) that sets a root password and says it carelessly (`root_password="..."`
-and the crypt hash, as a provisioning script's output would), for Suitcase's redaction to catch
+and the crypt hash, as a provisioning script's output would; then puts the accounts back, so
+the image itself stays clean), for Suitcase's redaction to catch
 in Packer's stream; and Packer logs in with the build key, its sensitive input. `scan` then
 searches every file the runs wrote — logs, manifests, reports, cookies, records, the endpoint's
-log and state; the disks excepted, whose /etc/shadow holds the hash by design — and what they
+log and state; the disks excepted (what they hold is the specs' business) — and what they
 printed, for each secret and each line of the build key.
 """
 
@@ -46,9 +47,17 @@ def _home_with_a_root_password(tmp_path: Path, crypt_hash: str) -> Path:
         "#!/bin/bash\n"
         "# planted by tests/slow/planted.py: a root password, set and said carelessly\n"
         "set -eu\n"
+        # the password is the build's, never the image's: the accounts are put back byte for
+        # byte afterwards (from /run, which never ships), so the specs and parity still hold
+        "cp -p /etc/shadow /run/suitcase-shadow\n"
+        "if [ -e /etc/shadow- ]; then cp -p /etc/shadow- /run/suitcase-shadow-; fi\n"
         f"usermod -p '{crypt_hash}' root\n"
         f"echo 'root_password=\"{ROOT_PASSWORD}\"'\n"
         f"echo 'root now has the hash {crypt_hash}'\n"
+        "cp -p /run/suitcase-shadow /etc/shadow\n"
+        "if [ -e /run/suitcase-shadow- ]; then cp -p /run/suitcase-shadow- /etc/shadow-; "
+        "else rm -f /etc/shadow-; fi\n"
+        "rm -f /run/suitcase-shadow /run/suitcase-shadow-\n"
     )
     script.chmod(0o755)
     return home

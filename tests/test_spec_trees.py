@@ -189,7 +189,7 @@ DEFECTS: list[tuple[str, str, str, Change]] = [
         "test_leftovers.py",
         "test_package_metadata_clean",
         "master",
-        {"/var/lib/apt/lists/deb.debian.org_dists_bookworm_InRelease": "x"},
+        {"/var/lib/apt/lists/mirror.invalid_dists_bookworm_InRelease": "x"},
     ),
     (
         "test_leftovers.py",

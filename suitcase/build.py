@@ -120,6 +120,7 @@ def run_plan(
             name = state.stage.image.name
             if state.done and state.manifest is not None:
                 say(f"[{name}] up to date (key {state.stage.key[:12]}), skipped")
+                _drop_scratch(state.stage.directory, say, name)
                 results.append(StageResult(name, False, 0.0, state.manifest))
             else:
                 say(f"[{name}] building: {state.reason}")
@@ -289,6 +290,18 @@ def build_stage(
     write_manifest(directory, manifest)
     remove_tree_quietly(work)
     return manifest
+
+
+def _drop_scratch(directory: Path, say: Say, name: str) -> None:
+    """A run killed between its manifest and its clean-up leaves `.build` behind: Packer's own
+    disk, which may hold what provisioning wrote and deleted (a password, a script). The stage is
+    done, so that scratch is removed now (never across a mount: kept, and said, if one is below)."""
+    work = directory / ".build"
+    if work.exists() or work.is_symlink():
+        if remove_tree_quietly(work):
+            say(f"[{name}] removed the scratch a killed run left ({work})")
+        else:
+            say(f"[{name}] could not remove the scratch a killed run left ({work})")
 
 
 def run_packer(

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from suitcase import buildsecrets
 from suitcase.command import require, run, stream
 from suitcase.errors import BootTimeout, BuildError, ConfigError, ToolError
 from suitcase.manifest import write_atomic
@@ -49,6 +50,9 @@ def packer_env(cache_dir: Path | None = None) -> dict[str, str]:
     env["PACKER_NO_COLOR"] = "1"
     if cache_dir is not None:
         env["PACKER_CACHE_DIR"] = str(cache_dir)
+    # the templates' sensitive `build_secrets` defaults to this: set from SUITCASE_SECRET_*
+    # alone, never inherited, and never in a var file
+    env[buildsecrets.PACKER_ENV] = buildsecrets.packer_value(buildsecrets.build_secrets(env))
     return env
 
 
@@ -67,7 +71,8 @@ def _as_string(value: object) -> str:
 
 def sensitive_values(variables: dict[str, object], template: Path | None = None) -> list[str]:
     """The values to hide: `*password*`/`*secret*`/`*token*` variables, the template's
-    `sensitive-variables`, and the text of the private key the build logs in with."""
+    `sensitive-variables`, the build secrets (SUITCASE_SECRET_*, as Packer gets them too) and
+    the text of the private key the build logs in with."""
     declared: set[str] = set()
     if template is not None:
         try:
@@ -85,7 +90,7 @@ def sensitive_values(variables: dict[str, object], template: Path | None = None)
         # no key file, no key text to hide (Packer will say it is missing)
         with contextlib.suppress(OSError, UnicodeDecodeError):
             values.append(Path(str(key_file)).read_text())
-    return values
+    return values + buildsecrets.forms(buildsecrets.build_secrets())
 
 
 def redactor_for(variables: dict[str, object], template: Path | None = None) -> PackerRedactor:

@@ -27,8 +27,10 @@ MIN_CHARS = 4
 
 
 def build_secrets(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The build secrets set in `environ` (default: this process's), by name; checked."""
+    """The build secrets set in `environ` (default: this process's, whose Redactors then mask
+    them: every verb reads them first, in Context.create), by name; checked."""
     from suitcase.errors import ConfigError  # errors -> redact -> this module: not at the top
+    from suitcase.redact import remember
 
     env = os.environ if environ is None else environ
     found = {key[len(PREFIX) :]: value for key, value in env.items() if key.startswith(PREFIX)}
@@ -49,6 +51,8 @@ def build_secrets(environ: Mapping[str, str] | None = None) -> dict[str, str]:
             raise ConfigError(
                 f"build secret {PREFIX}{name} has more than {MAX_BYTES} bytes or a NUL"
             )
+    if environ is None:
+        remember(*forms(found))
     return found
 
 

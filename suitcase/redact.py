@@ -1,11 +1,12 @@
 """The one redaction path: everything Suitcase writes or shows passes a Redactor first.
 
 A Redactor masks the secrets it knows (a build set's sensitive Packer values, its build key,
-AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN, the build secrets SUITCASE_SECRET_* as is and base64, and
-whatever was `remember`ed in this process), each also URL- and JSON-encoded and split into its
-pieces, plus what looks like a secret: assignments to a `*password*`/`*secret*`/`*token*` name
-(a quoted value whole, spaces and all), PEM private key blocks, 40-character AWS secrets after a
-secret key name, and crypt(3) password hashes.
+AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN, and whatever was `remember`ed in this process: the build
+secrets SUITCASE_SECRET_*, as is and base64, once buildsecrets.build_secrets() has read them),
+each also URL- and JSON-encoded and split into its pieces, plus what looks like a secret:
+assignments to a `*password*`/`*secret*`/`*token*` name (a quoted value whole, spaces and all),
+PEM private key blocks, 40-character AWS secrets after a secret key name, and crypt(3) password
+hashes.
 
 Text is redacted *decoded* (callers undo their tool's escapes first) and line streams keep state,
 so a private key that arrives one line at a time is masked from its BEGIN line to its END line.
@@ -23,8 +24,6 @@ import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
-
-from suitcase import buildsecrets
 
 MASK = "<redacted>"
 KEY_MASK = "<redacted private key>"
@@ -101,8 +100,6 @@ class Redactor:
     @property
     def secrets(self) -> frozenset[str]:
         env = {os.environ.get(name, "") for name in SECRET_ENV}
-        build = {k: v for k, v in os.environ.items() if k.startswith(buildsecrets.PREFIX)}
-        env.update(buildsecrets.forms(build))  # a build secret's value, as is and base64
         return frozenset(
             s for s in self._own | _REMEMBERED | env if s and len(s.strip()) >= MIN_SECRET
         )

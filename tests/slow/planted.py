@@ -58,7 +58,7 @@ def _home_with_a_root_password(tmp_path: Path, crypt_hash: str) -> Path:
         "if [ -e /etc/shadow- ]; then cp -p /etc/shadow- /run/suitcase-shadow-; fi\n"
         # the build secret came through Packer's sensitive variable, intact; said carelessly too
         f"digest=$(printf %s \"$SUITCASE_SECRET_SCAN_TOKEN\" | sha256sum | cut -d' ' -f1)\n"
-        f"[ \"$digest\" = {hashlib.sha256(BUILD_SECRET.encode()).hexdigest()} ] || "
+        f'[ "$digest" = {hashlib.sha256(BUILD_SECRET.encode()).hexdigest()} ] || '
         "{ echo 'the build secret did not arrive intact' >&2; exit 1; }\n"
         'echo "the scan token is $SUITCASE_SECRET_SCAN_TOKEN"\n'
         f"usermod -p '{crypt_hash}' root\n"

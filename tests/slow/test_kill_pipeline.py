@@ -16,8 +16,8 @@ master was never rebuilt.
 The runs go to the workspace's endpoint as a configured AWS account, with secrets set
 (tests/slow/planted.py: AWS credentials and a session token, a root password set and printed by a
 provisioning script, the build key Packer logs in with); none of them may appear in any file of
-the workspace or in what any run printed, the killed ones included. The debootstrap kill is
-tests/slow/test_kill_bootstrap.py.
+the workspace or in what any run printed, the killed ones included. The kills inside the master's build (debootstrap, its Packer boot)
+are tests/slow/test_kill_bootstrap.py.
 """
 
 from __future__ import annotations

@@ -39,19 +39,13 @@ from tests.slow.reliability import (
     leftovers,
     scratch_mounts,
     stop_endpoint,
+    text_of,
 )
 
 pytestmark = pytest.mark.slow
 
 TIMESTAMP = "20260202000000"
 ENV = {"SUITCASE_AWS": "embedded"}
-
-
-def _text(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return ""
 
 
 def _qemu_of(run: Run) -> bool:
@@ -65,7 +59,7 @@ def test_kill_9_of_all_in_debootstrap_and_in_the_masters_packer_boot_then_resume
     ws.mkdir()
     outside = tmp_path / "outside"
     outside.mkdir()
-    (outside / "sentinel").write_text("precious\n")
+    (outside / "sentinel").writetext_of("precious\n")
     dev_before = sorted(os.listdir("/dev"))
     before = scratch_mounts()
     stage = ws / "images" / "master" / f"{OS_NAME}-{TIMESTAMP}"
@@ -77,7 +71,8 @@ def test_kill_9_of_all_in_debootstrap_and_in_the_masters_packer_boot_then_resume
         run = Run.start(ws, *pipeline, env=ENV)
         runs.append(run)
         run.wait_for(
-            "the bootstrap's chroot phase", lambda: "configuring the root file system" in _text(log)
+            "the bootstrap's chroot phase",
+            lambda: "configuring the root file system" in text_of(log),
         )
         time.sleep(0.5)  # inside the chroot phase: proc, sys, dev and devpts are mounted
         record = Record.read(stage / ".run.json")
@@ -100,7 +95,7 @@ def test_kill_9_of_all_in_debootstrap_and_in_the_masters_packer_boot_then_resume
         runs.append(run)
         run.wait_for(
             "the master's Packer boot",
-            lambda: "Waiting for SSH" in _text(log) and _qemu_of(run),
+            lambda: "Waiting for SSH" in text_of(log) and _qemu_of(run),
         )
         run.kill()
         assert leftovers(ws, before) == []  # QEMU, mounts, and the first run's loop device
@@ -123,7 +118,7 @@ def test_kill_9_of_all_in_debootstrap_and_in_the_masters_packer_boot_then_resume
         assert held["unfinished uploads"] == 0
         assert {o["key"] for o in cookie["objects"]} <= set(held["keys"])
         assert tree_snapshot(outside) == outside_before
-        assert (outside / "sentinel").read_text() == "precious\n"
+        assert (outside / "sentinel").readtext_of() == "precious\n"
         assert tree_snapshot(ws / "keys") == keys_before  # the build set's key, kept
         assert set(dev_before) <= set(os.listdir("/dev"))  # nothing of the host's /dev deleted
         assert Path("/dev/null").is_char_device()

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from suitcase.aws.ship import read_cookie
+from suitcase.packer import stale_temp_dirs
 from suitcase.safety import mounts_under
 from suitcase.sweep import Record, loops_under, start_time
 from tests.conftest import tree_snapshot
@@ -111,6 +112,7 @@ def test_kill_9_of_all_in_debootstrap_and_in_the_masters_packer_boot_then_resume
         assert done_honestly(stage, deep=True) is True
         assert not (stage / ".run.json").exists()
         assert not loops_under(ws)
+        assert stale_temp_dirs() == []  # the killed Packer's temporary folder, swept
         cookie = read_cookie(stage)
         assert cookie is not None and cookie.get("fake") is False
         held = aws_holdings(endpoint_url(ws), "-")

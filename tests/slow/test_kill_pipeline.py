@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from suitcase.aws.ship import read_cookie
+from suitcase.packer import stale_temp_dirs
 from suitcase.safety import mount_points, mounts_under
 from tests.slow.conftest import OS_NAME, BuiltSet, hardlink_workspace, suitcase
 from tests.slow.planted import plant, scan
@@ -164,6 +165,7 @@ def test_kill_9_of_all_at_every_stage_then_resume(built_set: BuiltSet, tmp_path:
         assert "using the configured AWS account" in said
         assert leftovers(ws, before) == []
         assert done_honestly(pv, deep=True) is True
+        assert stale_temp_dirs() == []  # the killed Packer's temporary folder (its log), swept
         assert done_honestly(master, deep=True) is True
         now = json.loads((master / "manifest.json").readtext_of())
         assert (now["key"], now["outputs"]) == (master_manifest["key"], master_manifest["outputs"])

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
@@ -56,17 +57,24 @@ _BASE64_LINE = re.compile(r"^\s*(?:[A-Za-z0-9+/=]|<redacted>){16,}\s*$")
 
 # Secrets this process has learnt (a build set's values, its build key): every Redactor knows them,
 # so an error or a console tail shown far from the build that knew them is masked too.
-_REMEMBERED: set[str] = set()
+# Replaced whole, never changed in place: builds run in threads, and one may read it while
+# another remembers.
+_REMEMBERED: frozenset[str] = frozenset()
+_REMEMBERING = threading.Lock()
 
 
 def remember(*secrets: str) -> None:
     """Teach every Redactor of this process these secrets (ignored when too short to mask)."""
-    _REMEMBERED.update(s for s in secrets if s and len(s.strip()) >= MIN_SECRET)
+    global _REMEMBERED
+    with _REMEMBERING:
+        _REMEMBERED = _REMEMBERED | {s for s in secrets if s and len(s.strip()) >= MIN_SECRET}
 
 
 def forget(*secrets: str) -> None:
     """Undo `remember` (tests)."""
-    _REMEMBERED.difference_update(secrets)
+    global _REMEMBERED
+    with _REMEMBERING:
+        _REMEMBERED = _REMEMBERED - set(secrets)
 
 
 def variants(secret: str) -> set[str]:

@@ -1,5 +1,6 @@
 """Build benchmark: wall time per stage, bytes per derived stage against the master, a no-op
-rebuild, and deriving by qcow2 overlay against deriving by full copy, side by side in one run.
+rebuild, deriving by qcow2 overlay against deriving by full copy, and the three derived stages
+built one after another (`build_jobs: 1`) against at once (3), side by side in one run.
 
     .venv/bin/python benchmarks/build_stages.py [--workspace .test-workspace] [--rounds 1]
 
@@ -26,12 +27,48 @@ def _seconds(data: dict) -> float:  # type: ignore[type-arg]
     ).total_seconds()
 
 
+DERIVED = ("vagrant", "aws-hvm", "aws-paravirt")
+
+
+def _jobs(ws: Path, os_name: str, ts: str, rounds: int) -> dict:  # type: ignore[type-arg]
+    """The derived stages rebuilt on the built master with build_jobs 1, then 3 (the order
+    alternating by round), each on a hard-linked copy of the set: wall time of `build all`."""
+    pairs = []
+    with tempfile.TemporaryDirectory(dir=ws.parent) as tmp:
+        for round_ in range(rounds):
+            pair = {}
+            for jobs in (1, 3) if round_ % 2 == 0 else (3, 1):
+                copy = hardlink_copy(ws, Path(tmp) / f"jobs{jobs}-{round_}")
+                for image in DERIVED:
+                    suitcase(copy, "clean", image, "--os", os_name, "--timestamp", ts)
+                seconds, err = suitcase(
+                    copy,
+                    "build",
+                    "all",
+                    "--os",
+                    os_name,
+                    "--timestamp",
+                    ts,
+                    env={"SUITCASE_BUILD_JOBS": str(jobs)},
+                )
+                assert "[master] building" not in err, "the master was rebuilt"
+                pair[str(jobs)] = {"seconds": seconds}
+            pairs.append(pair)
+    return {
+        "pairs": pairs,
+        "speedup_at_once": round(
+            statistics.median(p["1"]["seconds"] / p["3"]["seconds"] for p in pairs), 3
+        ),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workspace", type=Path, default=ROOT / ".test-workspace")
     parser.add_argument("--os", default="Debian-12-x86_64")
     parser.add_argument("--timestamp", default="20260101000000")
     parser.add_argument("--rounds", type=int, default=1, help="overlay/copy pairs to run")
+    parser.add_argument("--jobs-rounds", type=int, default=1, help="one-by-one/at-once pairs")
     args = parser.parse_args()
     ws, os_name, ts = args.workspace.resolve(), args.os, args.timestamp
     ws.mkdir(parents=True, exist_ok=True)
@@ -80,6 +117,7 @@ def main() -> None:
                     "packer_output_bytes": data["extra"]["packer_output_bytes"],
                 }
             pairs.append(pair)
+    results["jobs"] = _jobs(ws, os_name, ts, args.jobs_rounds)
     results["derive"] = {
         "pairs": pairs,
         "time_ratio_copy_over_overlay": round(
@@ -105,6 +143,11 @@ def main() -> None:
     print(
         f"derive aws-hvm by copy vs overlay: time x{d['time_ratio_copy_over_overlay']}, "
         f"bytes x{d['bytes_ratio_copy_over_overlay']}"
+    )
+    j = results["jobs"]
+    print(
+        f"derived stages one by one {j['pairs'][0]['1']['seconds']:.0f} s, at once "
+        f"{j['pairs'][0]['3']['seconds']:.0f} s: x{j['speedup_at_once']} faster at once"
     )
     print(f"saved {save('build_stages', results)}")
 

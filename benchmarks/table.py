@@ -81,6 +81,18 @@ def build_rows(data: dict[str, Any]) -> list[Row]:
                 ratio,
             )
         )
+    jobs = data.get("jobs", {})
+    if jobs:
+        pair = jobs.get("pairs", [{}])[0]
+        rows.append(
+            (
+                "the three derived builds: one by one vs at once (`build_jobs` 1 vs 3)",
+                "built Debian 12 master, 2 cores, TCG",
+                f"one by one {pair.get('1', {}).get('seconds', 0):.0f} s, "
+                f"at once {pair.get('3', {}).get('seconds', 0):.0f} s",
+                f"x{jobs.get('speedup_at_once')} faster at once",
+            )
+        )
     derive = data.get("derive", {})
     if derive:
         pair = derive.get("pairs", [{}])[0]

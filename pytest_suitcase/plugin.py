@@ -32,6 +32,9 @@ from suitcase.command import interrupt_on_sigterm
 from suitcase.imagetypes import IMAGE_TYPES
 from suitcase.verified import DEFAULT_BUILD_POLICY
 
+# the AMI specs' shared checks: their asserts explained as a spec's are (before any spec imports it)
+pytest.register_assert_rewrite("pytest_suitcase.amichecks")
+
 MARKERS = (
     "suitcase_images(*names): run this spec only for these image types (master, vagrant, ...)",
     "suitcase_family(*families): run only on these OS families: debian, el, el6, el7, el8+, el9",

@@ -100,10 +100,8 @@ class SuitcaseSession:
             # the same variables as the CLI's, so `SUITCASE_OS=... pytest specs` never verifies
             # (or builds) the site's default OS instead of the one asked for
             opt.suitcase_os = from_env(opt.suitcase_os, "SUITCASE_OS")
-            opt.suitcase_timestamp = from_env(
-                opt.suitcase_timestamp, "SUITCASE_TIMESTAMP")
-            opt.suitcase_workspace = from_env(
-                opt.suitcase_workspace, "SUITCASE_WORKSPACE")
+            opt.suitcase_timestamp = from_env(opt.suitcase_timestamp, "SUITCASE_TIMESTAMP")
+            opt.suitcase_workspace = from_env(opt.suitcase_workspace, "SUITCASE_WORKSPACE")
             opt.suitcase_site = from_env(opt.suitcase_site, "SUITCASE_SITE")
             ctx = Context.create(opt.suitcase_workspace, opt.suitcase_site)
             _check_workspace(opt.suitcase_workspace, ctx.workspace.root)

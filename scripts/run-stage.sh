@@ -34,6 +34,27 @@ if [ -n "${SUITCASE_STAGE:-}" ] && [ "$SUITCASE_STAGE" != "$STAGE" ]; then
 fi
 [ "$(id -u)" -eq 0 ] || { echo "run-stage: must run as root" >&2; exit 1; }
 
+# Build secrets: SUITCASE_SECRETS is Packer's sensitive `build_secrets` (NAME:base64 pairs);
+# each script gets SUITCASE_SECRET_<NAME>. Never echoed, and the pairs go no further.
+if [ -n "${SUITCASE_SECRETS:-}" ]; then
+    for pair in $SUITCASE_SECRETS; do
+        name=${pair%%:*}
+        case $name in
+            [A-Z]*) ;;
+            *) echo "run-stage: a build secret has a bad name" >&2; exit 2 ;;
+        esac
+        case $name in
+            *[!A-Z0-9_]*) echo "run-stage: a build secret has a bad name" >&2; exit 2 ;;
+        esac
+        value=$(printf '%s' "${pair#*:}" | base64 -d 2>/dev/null) || {
+            echo "run-stage: build secret $name is not base64" >&2
+            exit 2
+        }
+        export "SUITCASE_SECRET_$name=$value"
+    done
+fi
+unset SUITCASE_SECRETS pair name value
+
 SUITCASE_STAGE=$STAGE
 SUITCASE_SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export SUITCASE_FAMILY SUITCASE_STAGE SUITCASE_OS SUITCASE_MAJOR SUITCASE_BUILD SUITCASE_SCRIPTS

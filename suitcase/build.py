@@ -6,6 +6,7 @@ import concurrent.futures
 import datetime as dt
 import shutil
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from suitcase.command import Redactor, require, signal_of, stream
 from suitcase.context import Context, git_revision, tool_versions
 from suitcase.errors import BootTimeout, BuildError, ConfigError
 from suitcase.keys import KeyPair, ensure_key_pair, fingerprint
-from suitcase.machine import console_lines
+from suitcase.machine import console_lines, vm_cpus
 from suitcase.manifest import (
     MANIFEST_NAME,
     Manifest,
@@ -25,10 +26,10 @@ from suitcase.manifest import (
     describe_output,
     write_manifest,
 )
-from suitcase.plan import BuildPlan, Stage
+from suitcase.plan import BuildPlan, Stage, StageState
 from suitcase.redact import open_log
 from suitcase.safety import remove_tree, remove_tree_quietly
-from suitcase.sweep import release
+from suitcase.sweep import release, stop_own
 
 Say = Callable[[str], None]
 SSH_TIMEOUT = "10m"  # a disk boot answers in under a minute, even under TCG
@@ -108,32 +109,111 @@ def run_plan(
 ) -> list[StageResult]:
     """Build every stage of `plan` that is not done, parents first, holding the build-set lock.
 
-    `after_stage` is told of each done stage (built or skipped) as soon as it is done, and
-    `before_unlock` runs last, still under the lock: `all` uploads finished stages while the
-    next one builds, and waits for those uploads before another process may take the set.
+    The master first; then the derived stages to build, up to `build_jobs` (site.yaml) at once,
+    each VM given its share of the cores (suitcase.machine.vm_cpus): they depend on the master
+    alone, and a VM's boot leaves cores idle that another build's boot or disk work fills. A
+    failed derived build lets the others finish (a rerun builds only what failed), then its
+    error is raised. `after_stage` is told of each done stage (built or skipped) as soon as it
+    is done, and `before_unlock` runs last, still under the lock: `all` uploads finished stages
+    while the next one builds, and waits for those uploads before another process may take the
+    set. Results come in the plan's order.
     """
-    results: list[StageResult] = []
+    results: dict[str, StageResult] = {}
+
+    def done(result: StageResult) -> None:
+        results[result.stage] = result
+        if after_stage is not None:
+            after_stage(result)
+
     with ctx.workspace.lock(plan.build_set, wait=wait):
         states = plan.states()
         preflight(ctx, plan, [s.stage for s in states if not s.done])
+        todo: list[StageState] = []
         for state in states:
             name = state.stage.image.name
             if state.done and state.manifest is not None:
                 say(f"[{name}] up to date (key {state.stage.key[:12]}), skipped")
                 _drop_scratch(state.stage.directory, say, name)
-                results.append(StageResult(name, False, 0.0, state.manifest))
+                done(StageResult(name, False, 0.0, state.manifest))
+            elif state.stage.parent is None:  # a master: what the others derive from, first
+                done(_build_one(ctx, plan, state, say, on_error))
             else:
-                say(f"[{name}] building: {state.reason}")
-                started = time.monotonic()
-                manifest = build_stage(ctx, plan, state.stage, say, on_error, state.reason)
-                seconds = time.monotonic() - started
-                results.append(StageResult(name, True, seconds, manifest))
-                say(summary_line(name, seconds, manifest))
-            if after_stage is not None:
-                after_stage(results[-1])
+                todo.append(state)
+        jobs = build_jobs(ctx, on_error, len(todo))
+        if jobs == 1:
+            for state in todo:
+                done(_build_one(ctx, plan, state, say, on_error))
+        else:
+            _build_at_once(ctx, plan, todo, say, on_error, jobs, done)
         if before_unlock is not None:
             before_unlock()
-    return results
+    return [results[s.image.name] for s in plan.stages if s.image.name in results]
+
+
+def build_jobs(ctx: Context, on_error: str, stages: int) -> int:
+    """How many derived stages build at once: site.yaml's `build_jobs`, at most one per stage,
+    and one when a failed VM is kept or Packer asks what to do (one VM, one question at a time)."""
+    if on_error in ("abort", "ask"):
+        return 1
+    return max(1, min(ctx.site.build_jobs, stages))
+
+
+def _build_one(
+    ctx: Context,
+    plan: BuildPlan,
+    state: StageState,
+    say: Say,
+    on_error: str,
+    cpus: int | None = None,
+    cancelled: threading.Event | None = None,
+) -> StageResult:
+    name = state.stage.image.name
+    say(f"[{name}] building: {state.reason}")
+    started = time.monotonic()
+    manifest = build_stage(ctx, plan, state.stage, say, on_error, state.reason, cpus, cancelled)
+    seconds = time.monotonic() - started
+    say(summary_line(name, seconds, manifest))
+    return StageResult(name, True, seconds, manifest)
+
+
+def _build_at_once(
+    ctx: Context,
+    plan: BuildPlan,
+    todo: list[StageState],
+    say: Say,
+    on_error: str,
+    jobs: int,
+    done: Callable[[StageResult], None],
+) -> None:
+    """Build `todo` in `jobs` threads, each stage's VM with its share of the cores.
+
+    Each stage's Packer runs contained and dies with this process however it dies (its
+    parent-death signal belongs to the thread that started it, which waits for it). On Ctrl-C
+    or SIGTERM the stages in flight are stopped through their run records, and the interrupt is
+    raised once every thread has ended; no stage is left half-written (its manifest goes last).
+    """
+    cpus = min(ctx.site.cpus, vm_cpus(jobs))
+    say(f"building {', '.join(s.stage.image.name for s in todo)} at once ({cpus} vCPU each)")
+    cancelled = threading.Event()
+    errors: list[BaseException] = []
+    with concurrent.futures.ThreadPoolExecutor(jobs, thread_name_prefix="suitcase-build") as pool:
+        futures = {
+            pool.submit(_build_one, ctx, plan, s, say, on_error, cpus, cancelled): s for s in todo
+        }
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                try:
+                    done(future.result())
+                except BuildError as error:  # the others go on: their stages are good
+                    errors.append(error)
+        except BaseException:
+            cancelled.set()
+            for state in futures.values():
+                stop_own(state.stage.directory / RUN_RECORD)
+            concurrent.futures.wait(futures)
+            raise
+    if errors:
+        raise errors[0]
 
 
 def preflight(ctx: Context, plan: BuildPlan, todo: list[Stage]) -> None:
@@ -193,8 +273,17 @@ def summary_line(name: str, seconds: float, manifest: Manifest) -> str:
 
 
 def build_stage(
-    ctx: Context, plan: BuildPlan, stage: Stage, say: Say, on_error: str, reason: str = ""
+    ctx: Context,
+    plan: BuildPlan,
+    stage: Stage,
+    say: Say,
+    on_error: str,
+    reason: str = "",
+    cpus: int | None = None,
+    cancelled: threading.Event | None = None,
 ) -> Manifest:
+    """Build one stage; `cpus` overrides the site's vCPUs (builds at once share the cores), and
+    `cancelled` stops it between its steps (another build was interrupted)."""
     name = stage.image.name
     directory = stage.directory
     if directory.is_symlink():
@@ -224,10 +313,16 @@ def build_stage(
     started = _now()
 
     def stage_say(text: str) -> None:
+        if cancelled is not None and cancelled.is_set():
+            raise KeyboardInterrupt  # another build was interrupted: this one stops too
         say(f"[{name}] {text}")
 
     try:
+        if cancelled is not None and cancelled.is_set():
+            raise KeyboardInterrupt  # another build was interrupted before this one began
         variables = stage_variables(ctx, plan, stage, keys, work)
+        if cpus is not None:
+            variables["cpus"] = cpus
         if on_error == "abort":  # a failed VM is kept for debugging: it must outlive Packer
             variables["qemu_binary"] = "qemu-system-x86_64"
         if stage.image.is_master and plan.os.method == "bootstrap":

@@ -144,6 +144,9 @@ class Site(StrictModel):
     cpus: Annotated[int, Field(ge=1, le=MAX_CPUS)] = 2
     memory: Annotated[int, Field(ge=MIN_MEMORY_MB), AfterValidator(_fits_host)] = 2048
     derive: Literal["overlay", "copy"] = "overlay"
+    # derived stages built at once, their VMs sharing the cores (suitcase.build.run_plan); 1:
+    # one after another (measured side by side in benchmarks/build_stages.py)
+    build_jobs: Annotated[int, Field(ge=1, le=8)] = 3
     aws: Literal["auto", "embedded", "account"] = (
         "auto"  # where AWS calls go (suitcase.aws.clients)
     )

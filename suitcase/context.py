@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from suitcase import __version__
+from suitcase.buildsecrets import build_secrets
 from suitcase.command import run
 from suitcase.config import Paths, Site
 from suitcase.errors import ConfigError, ToolError
@@ -34,6 +35,7 @@ class Context:
         site_file: str | Path | None = None,
         overrides: dict[str, object] | None = None,
     ) -> Context:
+        build_secrets()  # a bad SUITCASE_SECRET_* is one line, before anything runs
         ws = Workspace.at(workspace)
         if site_file is not None:
             if str(site_file) == "":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import logging
 import os
 import re
 import shlex
@@ -335,6 +336,12 @@ def _wait_for_ssh(
     """
     import paramiko
 
+    # every try before sshd is up is a refused or cut connection, which paramiko's transport
+    # thread logs with a traceback: said once below, if it never comes up (a handler here keeps
+    # Python from printing those on stderr when nothing configured logging)
+    quiet = logging.getLogger("paramiko.transport")
+    if not quiet.handlers:
+        quiet.addHandler(logging.NullHandler())
     deadline = time.monotonic() + timeout
     first_refusal: float | None = None
     last = "no answer"

@@ -11,16 +11,22 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from suitcase import buildsecrets
 from suitcase.command import require, run, stream
 from suitcase.errors import BootTimeout, BuildError, ConfigError, ToolError
 from suitcase.manifest import write_atomic
 from suitcase.redact import LineRedactor, Redactor, open_log, remember, scrub_file
+from suitcase.safety import remove_tree_quietly
+from suitcase.sweep import alive, start_time
 
 ON_ERROR = ("cleanup", "abort", "ask", "run-cleanup-provisioner")
+#: Packer's private temporary folder: `<prefix><pid>-<start>-<random>` of the Suitcase owning it
+TMP_PREFIX = "suitcase-packer-"
 _SENSITIVE_NAME = re.compile(r"(?i)secret|password|passwd|token|private_key_content")
 
 
@@ -49,7 +55,38 @@ def packer_env(cache_dir: Path | None = None) -> dict[str, str]:
     env["PACKER_NO_COLOR"] = "1"
     if cache_dir is not None:
         env["PACKER_CACHE_DIR"] = str(cache_dir)
+    # the templates' sensitive `build_secrets` defaults to this: set from SUITCASE_SECRET_*
+    # alone, never inherited, and never in a var file
+    env[buildsecrets.PACKER_ENV] = buildsecrets.packer_value(buildsecrets.build_secrets(env))
     return env
+
+
+def stale_temp_dirs(base: Path | None = None) -> list[Path]:
+    """Packer temporary folders whose Suitcase is gone (killed while Packer ran)."""
+    found = []
+    for path in sorted(Path(base or tempfile.gettempdir()).glob(f"{TMP_PREFIX}*")):
+        parts = path.name[len(TMP_PREFIX) :].split("-")
+        numbered = len(parts) == 3 and parts[0].isdigit() and parts[1].isdigit()
+        if numbered and not alive(int(parts[0]), int(parts[1])):
+            found.append(path)
+    return found
+
+
+@contextlib.contextmanager
+def private_tmp() -> Iterator[Path]:
+    """Packer's TMPDIR: a 0700 folder of this run, removed afterwards, and swept by the next run
+    when this one is killed. Packer keeps its whole unredacted log (its panic log, `packer-log*`)
+    and shell-local's scripts there, and deletes them only when it exits cleanly: in the shared
+    /tmp, a killed build would leave a provisioner's secrets there for good. Short, on purpose:
+    Packer's plugin sockets live there too, and a socket path has at most 107 bytes."""
+    for stale in stale_temp_dirs():
+        remove_tree_quietly(stale)
+    me = os.getpid()
+    path = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{me}-{start_time(me)}-"))
+    try:
+        yield path
+    finally:
+        remove_tree_quietly(path)
 
 
 def write_var_file(path: Path, variables: dict[str, object]) -> Path:
@@ -67,7 +104,8 @@ def _as_string(value: object) -> str:
 
 def sensitive_values(variables: dict[str, object], template: Path | None = None) -> list[str]:
     """The values to hide: `*password*`/`*secret*`/`*token*` variables, the template's
-    `sensitive-variables`, and the text of the private key the build logs in with."""
+    `sensitive-variables`, the build secrets (SUITCASE_SECRET_*, as Packer gets them too) and
+    the text of the private key the build logs in with."""
     declared: set[str] = set()
     if template is not None:
         try:
@@ -85,7 +123,7 @@ def sensitive_values(variables: dict[str, object], template: Path | None = None)
         # no key file, no key text to hide (Packer will say it is missing)
         with contextlib.suppress(OSError, UnicodeDecodeError):
             values.append(Path(str(key_file)).read_text())
-    return values
+    return values + buildsecrets.forms(buildsecrets.build_secrets())
 
 
 def redactor_for(variables: dict[str, object], template: Path | None = None) -> PackerRedactor:
@@ -217,16 +255,17 @@ def build(
             result.artifacts.append(data[3] if len(data) > 3 else data[2])
 
     try:
-        code, tail = stream(
-            argv,
-            log=log,
-            on_line=handle,
-            redact=redact,
-            cwd=workdir,
-            env=packer_env(cache_dir),
-            pidfile=pidfile,
-            leave_running=on_error == "abort",
-        )
+        with private_tmp() as tmp:
+            code, tail = stream(
+                argv,
+                log=log,
+                on_line=handle,
+                redact=redact,
+                cwd=workdir,
+                env={**packer_env(cache_dir), "TMPDIR": str(tmp)},
+                pidfile=pidfile,
+                leave_running=on_error == "abort",
+            )
     finally:
         var_file.unlink(missing_ok=True)  # its secrets were for Packer alone
         if console is not None:

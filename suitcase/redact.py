@@ -1,10 +1,12 @@
 """The one redaction path: everything Suitcase writes or shows passes a Redactor first.
 
 A Redactor masks the secrets it knows (a build set's sensitive Packer values, its build key,
-AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN, and whatever was `remember`ed in this process), each also
-URL- and JSON-encoded and split into its pieces, plus what looks like a secret: assignments to a
-`*password*`/`*secret*`/`*token*` name (a quoted value whole, spaces and all), PEM private key
-blocks, 40-character AWS secrets after a secret key name, and crypt(3) password hashes.
+AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN, and whatever was `remember`ed in this process: the build
+secrets SUITCASE_SECRET_*, as is and base64, once buildsecrets.build_secrets() has read them),
+each also URL- and JSON-encoded and split into its pieces, plus what looks like a secret:
+assignments to a `*password*`/`*secret*`/`*token*` name (a quoted value whole, spaces and all),
+PEM private key blocks, 40-character AWS secrets after a secret key name, and crypt(3) password
+hashes.
 
 Text is redacted *decoded* (callers undo their tool's escapes first) and line streams keep state,
 so a private key that arrives one line at a time is masked from its BEGIN line to its END line.
@@ -18,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
@@ -54,17 +57,24 @@ _BASE64_LINE = re.compile(r"^\s*(?:[A-Za-z0-9+/=]|<redacted>){16,}\s*$")
 
 # Secrets this process has learnt (a build set's values, its build key): every Redactor knows them,
 # so an error or a console tail shown far from the build that knew them is masked too.
-_REMEMBERED: set[str] = set()
+# Replaced whole, never changed in place: builds run in threads, and one may read it while
+# another remembers.
+_REMEMBERED: frozenset[str] = frozenset()
+_REMEMBERING = threading.Lock()
 
 
 def remember(*secrets: str) -> None:
     """Teach every Redactor of this process these secrets (ignored when too short to mask)."""
-    _REMEMBERED.update(s for s in secrets if s and len(s.strip()) >= MIN_SECRET)
+    global _REMEMBERED
+    with _REMEMBERING:
+        _REMEMBERED = _REMEMBERED | {s for s in secrets if s and len(s.strip()) >= MIN_SECRET}
 
 
 def forget(*secrets: str) -> None:
     """Undo `remember` (tests)."""
-    _REMEMBERED.difference_update(secrets)
+    global _REMEMBERED
+    with _REMEMBERING:
+        _REMEMBERED = _REMEMBERED - set(secrets)
 
 
 def variants(secret: str) -> set[str]:

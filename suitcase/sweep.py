@@ -175,6 +175,15 @@ def kill_recorded(path: Path, timeout: float = GONE_TIMEOUT) -> list[str]:
     return done
 
 
+def stop_own(path: Path, timeout: float = GONE_TIMEOUT) -> None:
+    """Kill the process tree a pid file names if this process started it (a build of this run
+    that must stop now: another build of the run was interrupted). Anything else is left."""
+    record = Record.read(path)
+    if record is not None and record.owner == os.getpid():
+        with contextlib.suppress(BusyError):
+            wait_gone(record, timeout)
+
+
 def wait_gone(record: Record, timeout: float) -> None:
     """SIGKILL every member of the recorded session until none is left, or refuse."""
     deadline = time.monotonic() + timeout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -17,6 +18,18 @@ from suitcase.ostemplate import list_os, load_os
 
 EL = [n for n in list_os(Paths.default()) if load_os(n).family == "el"]
 KSVALIDATOR = shutil.which("ksvalidator") or str(Path(sys.executable).parent / "ksvalidator")
+
+
+def ksvalidator(*args: str, tmp: Path) -> subprocess.CompletedProcess[str]:
+    """pykickstart's real validator; its preprocessed copy (a `tmp*-ks.cfg` it never deletes)
+    goes to `tmp`, not the machine's /tmp."""
+    return subprocess.run(
+        [KSVALIDATOR, *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "TMPDIR": str(tmp)},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +51,7 @@ def test_rendered_kickstart_validates(
     ks = tmp_path / "ks.cfg"
     ks.write_text(text)
     version = f"RHEL{tpl.major}"
-    result = subprocess.run(
-        [KSVALIDATOR, "-e", "-v", version, str(ks)], capture_output=True, text=True, check=False
-    )
+    result = ksvalidator("-e", "-v", version, str(ks), tmp=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert public_key in text
     for repo in repos:
@@ -50,7 +61,7 @@ def test_rendered_kickstart_validates(
 def test_ksvalidator_really_rejects_a_broken_kickstart(tmp_path: Path) -> None:
     ks = tmp_path / "ks.cfg"
     ks.write_text("rootpw --no-such-option\n%packages\n")
-    result = subprocess.run([KSVALIDATOR, "-v", "RHEL7", str(ks)], capture_output=True, check=False)
+    result = ksvalidator("-v", "RHEL7", str(ks), tmp=tmp_path)
     assert result.returncode != 0
 
 

@@ -163,6 +163,16 @@ MORE: dict[str, tuple[Setup, int, str]] = {
     ),
     "env-site-is-a-folder": (_site_variable_folder, 2, "must be a regular file"),
     "env-workspace-is-a-file": (_workspace_variable_file, 2, "is not a folder"),
+    "env-secret-bad-name": (
+        _args("plan", "--os", DEBIAN),
+        2,
+        "bad build secret name SUITCASE_SECRET_registry (A-Z, 0-9 and _",
+    ),
+    "env-secret-empty": (
+        _args("plan", "--os", DEBIAN),
+        2,
+        "build secret SUITCASE_SECRET_TOKEN is empty or shorter than 4 characters",
+    ),
     # the command line
     "workspace-is-a-file": (_workspace_is_a_file, 2, "is not a folder"),
     "unknown-verb": (_args("frobnicate"), 2, "No such command 'frobnicate'"),
@@ -222,6 +232,8 @@ ENV: dict[str, dict[str, str]] = {
     "env-memory-not-a-number": {"SUITCASE_MEMORY": "lots"},
     "env-site-is-a-folder": {"SUITCASE_SITE": ""},  # set by the case; restored afterwards
     "env-workspace-is-a-file": {"SUITCASE_WORKSPACE": ""},
+    "env-secret-bad-name": {"SUITCASE_SECRET_registry": "Registry-Token-5b7d9e1f3a"},
+    "env-secret-empty": {"SUITCASE_SECRET_TOKEN": ""},
 }
 
 
@@ -341,6 +353,8 @@ KINDS: dict[tuple[str, str], str] = {
     ("environment", "SUITCASE_CPUS wrong type"): "cpus-from-variable",
     ("environment", "SUITCASE_SITE a folder"): "env-site-is-a-folder",
     ("environment", "SUITCASE_WORKSPACE a file"): "env-workspace-is-a-file",
+    ("environment", "SUITCASE_SECRET_* bad name"): "env-secret-bad-name",
+    ("environment", "SUITCASE_SECRET_* empty"): "env-secret-empty",
     ("command line", "unknown verb"): "unknown-verb",
     ("command line", "unknown option"): "unknown-option",
     ("command line", "bad choice"): "builder-option-unknown",

@@ -25,7 +25,7 @@ from suitcase.media import (
     verify_local_iso,
 )
 from suitcase.ostemplate import list_os, load_os
-from tests.test_answerfile import KSVALIDATOR
+from tests.test_answerfile import ksvalidator
 
 EL = [n for n in list_os(Paths.default()) if load_os(n).family == "el"]
 MIRRORS = {
@@ -66,9 +66,7 @@ def test_kickstart_with_the_resolved_repositories_validates(name: str, tmp_path:
     ks.write_text(render(tpl, Paths.default(), KEY, repos, "x"))
     for repo in repos:
         assert f'repo --name="{repo["name"]}" --baseurl={repo["baseurl"]}' in ks.read_text()
-    result = subprocess.run(
-        [KSVALIDATOR, "-e", "-v", f"RHEL{tpl.major}", str(ks)], capture_output=True, text=True
-    )
+    result = ksvalidator("-e", "-v", f"RHEL{tpl.major}", str(ks), tmp=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from suitcase import packer
 from suitcase.errors import BuildError, ConfigError
+from suitcase.sweep import start_time
 
 SECRET = "s3cr3t-Value-9f8e7d"
 
@@ -121,3 +125,49 @@ def test_kept_vm_ports_are_noticed() -> None:
     packer._note_ports("==> qemu-disk: Found port for communicator (SSH, WinRM, etc): 2588.", run)
     packer._note_ports("connect via VNC without a password to vnc://127.0.0.1:5959", run)
     assert (run.ssh_port, run.vnc_port) == ("2588", "5959")
+
+
+def test_packer_keeps_its_temporary_files_in_a_folder_of_the_run(tmp_path: Path) -> None:
+    """Packer's panic log holds its whole stream unredacted and is only deleted when Packer
+    exits cleanly: it goes to a private folder, removed afterwards, never to the shared /tmp."""
+    seen = tmp_path / "seen"
+    body = {
+        "builders": [{"type": "null", "communicator": "none"}],
+        "provisioners": [
+            {"type": "shell-local", "inline": [f'ls -ld "$TMPDIR" "$TMPDIR"/* > {seen}']}
+        ],
+    }
+    packer.build(
+        template(tmp_path, body),
+        {},
+        workdir=tmp_path,
+        log=tmp_path / "build.log",
+        on_message=lambda _: None,
+    )
+    listing = seen.read_text()
+    folder = Path(listing.split()[8])
+    assert folder.name.startswith(f"{packer.TMP_PREFIX}{os.getpid()}-")
+    assert listing.startswith("drwx------")
+    assert "packer-log" in listing  # Packer's own log was there ...
+    assert not folder.exists()  # ... and went with the folder
+
+
+def test_a_killed_runs_packer_folder_is_swept_by_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f"{packer.TMP_PREFIX}{dead.pid}-12345-abcd1234"
+    (stale / "sub").mkdir(parents=True)
+    (stale / "sub" / "packer-log123").write_text("root_password=left by a killed Packer\n")
+    me = tmp_path / f"{packer.TMP_PREFIX}{os.getpid()}-{start_time(os.getpid())}-live0001"
+    me.mkdir()
+    other = tmp_path / "suitcase-packer-notours"
+    other.mkdir()
+    assert packer.stale_temp_dirs(tmp_path) == [stale]
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with packer.private_tmp() as mine:
+        assert not stale.exists()  # the dead run's folder, log and all, is gone
+        assert me.is_dir() and other.is_dir()  # a live run's, and what is not ours, stay
+        assert mine.parent == tmp_path and mine.is_dir()
+    assert not mine.exists()

@@ -219,7 +219,11 @@ def test_the_clis_variables_count_for_the_plugin_too(
     monkeypatch.setenv(variable, value)
     os_option = [] if variable == "SUITCASE_OS" else ["--os=Fake-12-x86_64"]
     result = pytester.runpytest(
-        "specs", "--image=aws-hvm", *os_option, f"--suitcase-workspace={ws}", "-p",
+        "specs",
+        "--image=aws-hvm",
+        *os_option,
+        f"--suitcase-workspace={ws}",
+        "-p",
         "no:cacheprovider",
     )
     _one_usage_error(result, expected)

@@ -28,7 +28,7 @@ BODY = KEY.splitlines()[1:3]
 @pytest.fixture(autouse=True)
 def only_this_tests_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     """Secrets other tests taught the process (their build keys) must not change these results."""
-    monkeypatch.setattr(redact, "_REMEMBERED", set())
+    monkeypatch.setattr(redact, "_REMEMBERED", frozenset())
     for name in redact.SECRET_ENV:
         monkeypatch.delenv(name, raising=False)
 

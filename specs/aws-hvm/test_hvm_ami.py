@@ -6,11 +6,8 @@ with --suitcase-register, else these specs are skipped with that reason).
 
 import pytest
 
-from suitcase.aws import tags
+from pytest_suitcase import amichecks
 from suitcase.aws.ami import AmiSettings
-from suitcase.aws.ebs import compare_snapshot, volume_gib
-from suitcase.aws.images import resource_tags
-from suitcase.manifest import sha256_file
 
 pytestmark = pytest.mark.suitcase_ami
 
@@ -33,36 +30,17 @@ def test_hvm_attributes(suitcase_ami, suitcase_session):
 
 
 def test_root_device_is_the_snapshot(suitcase_ami):
-    mappings = {m["DeviceName"]: m for m in suitcase_ami.description["BlockDeviceMappings"]}
-    ebs = mappings[ROOT]["Ebs"]
-    assert ebs["SnapshotId"] == suitcase_ami.snapshot_id
-    assert ebs["VolumeSize"] == volume_gib(suitcase_ami.disk.stat().st_size)
-    assert ebs["VolumeType"] == "gp3"
-    assert ebs["DeleteOnTermination"] is True
+    amichecks.root_device_is_the_snapshot(suitcase_ami, ROOT)
 
 
 def test_tags_name_the_build(suitcase_ami, suitcase_session, suitcase_artifact):
-    found = suitcase_ami.tags
-    assert found[tags.BUILD_SET] == suitcase_session.build_set.id
-    assert found[tags.STAGE_KEY] == suitcase_artifact.key
-    assert found[tags.IMAGE_TYPE] == "aws-hvm"
-    assert resource_tags(suitcase_artifact).items() <= found.items()
+    amichecks.tags_name_the_build(suitcase_ami, suitcase_session, suitcase_artifact, "aws-hvm")
 
 
 def test_root_snapshot(suitcase_ami, suitcase_artifact):
-    snapshot = suitcase_ami.snapshot
-    assert snapshot["State"] == "completed"
-    assert snapshot["VolumeSize"] == volume_gib(suitcase_ami.disk.stat().st_size)
-    found = {t["Key"]: t["Value"] for t in snapshot.get("Tags", [])}
-    assert found.get(tags.STAGE_KEY) == suitcase_artifact.key
-    region = suitcase_ami.target.region
-    assert suitcase_ami.manifest.extra["amis"][region]["image_id"] == suitcase_ami.image_id
-    assert suitcase_ami.manifest.extra["amis"][region]["snapshot_id"] == suitcase_ami.snapshot_id
+    amichecks.root_snapshot(suitcase_ami, suitcase_artifact)
 
 
 def test_snapshot_is_the_verified_disk(suitcase_ami, suitcase_artifact):
     """Read back block by block (ListSnapshotBlocks, GetSnapshotBlock, checksums checked)."""
-    recorded = suitcase_artifact.output("raw")
-    assert recorded is not None and suitcase_ami.disk.name == recorded.path.split("/")[-1]
-    assert sha256_file(suitcase_ami.disk) == recorded.sha256  # the disk the specs verified
-    assert compare_snapshot(suitcase_ami.target, suitcase_ami.snapshot_id, suitcase_ami.disk) == []
+    amichecks.snapshot_is_the_verified_disk(suitcase_ami, suitcase_artifact, "raw")

@@ -15,5 +15,6 @@ def test_password_authentication_off(host):
 
 def test_sshd_enabled(host):
     """Without sshd at boot, nobody can reach the instance."""
-    assert host.service("ssh" if host.file("/lib/systemd/system/ssh.service").exists
-                        else "sshd").is_enabled
+    assert host.service(
+        "ssh" if host.file("/lib/systemd/system/ssh.service").exists else "sshd"
+    ).is_enabled

@@ -396,8 +396,16 @@ def vmdk_one_block_differs(vmdk: Path, kit: Kit) -> None:
             handle.seek(1 << 20)
             handle.write(b"\xa5" * 65536)
         subprocess.run(
-            ["qemu-img", "convert", "-O", "vmdk", "-o", "subformat=streamOptimized", str(raw),
-             str(vmdk.with_name(vmdk.name + ".partial"))],
+            [
+                "qemu-img",
+                "convert",
+                "-O",
+                "vmdk",
+                "-o",
+                "subformat=streamOptimized",
+                str(raw),
+                str(vmdk.with_name(vmdk.name + ".partial")),
+            ],
             check=True,
         )
         vmdk.with_name(vmdk.name + ".partial").replace(vmdk)

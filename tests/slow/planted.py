@@ -7,7 +7,9 @@ script (a copy of the project's data folders: only that stage's key changes, so 
 shared set stays done) that sets a root password and says it carelessly (`root_password="..."`
 and the crypt hash, as a provisioning script's output would; then puts the accounts back, so
 the image itself stays clean), for Suitcase's redaction to catch
-in Packer's stream; and Packer logs in with the build key, its sensitive input. `scan` then
+in Packer's stream; a build secret (SUITCASE_SECRET_SCAN_TOKEN) reaches that script through the
+templates' sensitive Packer variable, which it checks by digest and then prints; and Packer logs
+in with the build key, its sensitive input. `scan` then
 searches every file the runs wrote — logs, manifests, reports, cookies, records, the endpoint's
 log and state; the disks excepted (what they hold is the specs' business) — and what they
 printed, for each secret and each line of the build key.
@@ -15,6 +17,8 @@ printed, for each secret and each line of the build key.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -29,6 +33,7 @@ from tests.slow.reliability import clients, endpoint_url
 ROOT_PASSWORD = "Scan-Root-Pw-7f3a9c21e8"
 AWS_SECRET = "scanSecretKey/7f3a9c21e8b4d6a0c2e4f6a8b0c2d4e6f8a0b2c4"
 AWS_TOKEN = "scanSessionToken7f3a9c21e8b4d6a0//c2e4f6a8b0c2d4e6f8a0b2c4d6e8f0a2b4c6d8e0f2a4=="
+BUILD_SECRET = "Scan-Build-Secret-7f3a9c21e8-d4"  # SUITCASE_SECRET_SCAN_TOKEN
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,11 @@ def _home_with_a_root_password(tmp_path: Path, crypt_hash: str) -> Path:
         # byte afterwards (from /run, which never ships), so the specs and parity still hold
         "cp -p /etc/shadow /run/suitcase-shadow\n"
         "if [ -e /etc/shadow- ]; then cp -p /etc/shadow- /run/suitcase-shadow-; fi\n"
+        # the build secret came through Packer's sensitive variable, intact; said carelessly too
+        f"digest=$(printf %s \"$SUITCASE_SECRET_SCAN_TOKEN\" | sha256sum | cut -d' ' -f1)\n"
+        f'[ "$digest" = {hashlib.sha256(BUILD_SECRET.encode()).hexdigest()} ] || '
+        "{ echo 'the build secret did not arrive intact' >&2; exit 1; }\n"
+        'echo "the scan token is $SUITCASE_SECRET_SCAN_TOKEN"\n'
         f"usermod -p '{crypt_hash}' root\n"
         f"echo 'root_password=\"{ROOT_PASSWORD}\"'\n"
         f"echo 'root now has the hash {crypt_hash}'\n"
@@ -83,6 +93,7 @@ def plant(ws: Path, tmp_path: Path, timestamp: str) -> Planted:
         "AWS_ACCESS_KEY_ID": "AKIASUITCASESCAN7F3A",
         "AWS_SECRET_ACCESS_KEY": AWS_SECRET,
         "AWS_SESSION_TOKEN": AWS_TOKEN,
+        "SUITCASE_SECRET_SCAN_TOKEN": BUILD_SECRET,
     }
     secrets = {
         "root password": ROOT_PASSWORD,
@@ -90,6 +101,8 @@ def plant(ws: Path, tmp_path: Path, timestamp: str) -> Planted:
         "hash digest": crypt_hash.rsplit("$", 1)[-1],
         "AWS secret key": AWS_SECRET,
         "AWS session token": AWS_TOKEN,
+        "build secret (Packer sensitive variable)": BUILD_SECRET,
+        "build secret, base64": base64.b64encode(BUILD_SECRET.encode()).decode(),
     }
     key = (ws / "keys" / f"{OS_NAME}-{timestamp}" / "id_ed25519").read_text()
     lines = [x for x in key.splitlines() if len(x) >= 20 and "PRIVATE KEY" not in x]

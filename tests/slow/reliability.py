@@ -74,6 +74,14 @@ class Run:
         return self.stderr()
 
 
+def text_of(path: Path) -> str:
+    """A file's text, or "" while it does not exist yet (an event to poll for)."""
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
 def children(pid: int) -> list[int]:
     """Every descendant of `pid` (from /proc), to know what a run started."""
     found: list[int] = []

@@ -1,80 +1,130 @@
-"""A real master bootstrap killed mid-way (kill -9 of the process group), then rerun.
+"""kill -9 of `suitcase all master` inside the master's stage: in debootstrap, then in the
+master's Packer boot, then the rerun that completes (issue 12 item 3: the kill points of the
+master's build; tests/slow/test_kill_pipeline.py has those of a derived build and after).
 
-The kill lands while the chroot has /proc, /sys, /dev and devpts mounted. Afterwards nothing of
-it runs, nothing is mounted under the workspace (the host's /dev above all), nothing outside the
-stage folder changed, and the rerun builds the master (booting it under `-cpu max`) with no
-mount or loop device left behind. About 6-8 minutes (debootstrap twice, one Packer pass).
+A fresh workspace (the master is what is killed, so nothing can be resumed from the shared set),
+verified offline and shipped to the embedded endpoint. Suitcase alone is killed (SIGKILL), never
+its process group: what it started must go by itself.
+- In debootstrap: the kill lands in the chroot phase, with /proc, /sys, /dev and devpts mounted
+  in the bootstrap's private mount namespace. Afterwards nothing of the bootstrap runs, nothing is
+  mounted (the host's /dev above all) and the stage is not done.
+- In the Packer boot: the rerun bootstraps again and is killed while QEMU boots the master.
+  Afterwards no QEMU, no mount, no loop device (the first run's was detached by the second's
+  sweep), and the stage is not done.
+- The last rerun completes: the master done and whole (sha256), verified, uploaded with one
+  object per key and no unfinished upload; nothing outside the stage changed, the build key
+  kept. About 8-10 minutes (debootstrap three times, one whole Packer pass).
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
+from suitcase.aws.ship import read_cookie
+from suitcase.packer import stale_temp_dirs
 from suitcase.safety import mounts_under
 from suitcase.sweep import Record, loops_under, start_time
 from tests.conftest import tree_snapshot
-from tests.slow.conftest import OS_NAME, SUITCASE, suitcase
+from tests.slow.conftest import OS_NAME
+from tests.slow.reliability import (
+    Run,
+    aws_holdings,
+    children,
+    cmdline,
+    done_honestly,
+    endpoint_url,
+    leftovers,
+    scratch_mounts,
+    stop_endpoint,
+    text_of,
+)
 
 pytestmark = pytest.mark.slow
 
 TIMESTAMP = "20260202000000"
+ENV = {"SUITCASE_AWS": "embedded"}
 
 
-def test_kill_9_of_the_group_mid_bootstrap_then_rerun(tmp_path: Path) -> None:
-    workspace = tmp_path / "ws"
-    workspace.mkdir()
+def _qemu_of(run: Run) -> bool:
+    return any("qemu-system" in cmdline(pid) for pid in children(run.proc.pid))
+
+
+def test_kill_9_of_all_in_debootstrap_and_in_the_masters_packer_boot_then_resume(
+    tmp_path: Path,
+) -> None:
+    ws = tmp_path / "ws"
+    ws.mkdir()
     outside = tmp_path / "outside"
     outside.mkdir()
-    (outside / "sentinel").write_text("precious\n")
+    (outside / "sentinel").writetext_of("precious\n")
     dev_before = sorted(os.listdir("/dev"))
-    stage = workspace / "images" / "master" / f"{OS_NAME}-{TIMESTAMP}"
-    argv = [*SUITCASE, "--workspace", str(workspace), "build", "master"]
-    argv += ["--os", OS_NAME, "--timestamp", TIMESTAMP]
-    with (tmp_path / "first.err").open("w") as err:
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+    before = scratch_mounts()
+    stage = ws / "images" / "master" / f"{OS_NAME}-{TIMESTAMP}"
+    log = stage / "build.log"
+    pipeline = ["all", "master", "--os", OS_NAME, "--timestamp", TIMESTAMP, "--mode", "offline"]
+    runs: list[Run] = []
     try:
-        deadline = time.monotonic() + 900
-        log = stage / "build.log"
-        while not (log.exists() and "configuring the root file system" in log.read_text()):
-            assert proc.poll() is None, (tmp_path / "first.err").read_text()[-2000:]
-            assert time.monotonic() < deadline, "the bootstrap never reached the chroot"
-            time.sleep(1)
+        # 1. inside debootstrap, in its chroot phase
+        run = Run.start(ws, *pipeline, env=ENV)
+        runs.append(run)
+        run.wait_for(
+            "the bootstrap's chroot phase",
+            lambda: "configuring the root file system" in text_of(log),
+        )
         time.sleep(0.5)  # inside the chroot phase: proc, sys, dev and devpts are mounted
         record = Record.read(stage / ".run.json")
         assert record is not None
         tree = record.members()
         assert len(tree) >= 2  # unshare and the script, at least
-        # the chroot's mounts live in the bootstrap's private mount namespace only
-        assert mounts_under(workspace) == []
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    deadline = time.monotonic() + 30
-    while any(start_time(p) is not None for p in tree) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert all(start_time(p) is None for p in tree), "the bootstrap outlived Suitcase"
-    assert mounts_under(workspace) == []  # its mounts were private to it and went with it
-    outside_before = tree_snapshot(outside)
-    keys_before = tree_snapshot(workspace / "keys")
+        assert mounts_under(ws) == []  # the chroot's mounts are the bootstrap's own
+        run.kill()
+        deadline = time.monotonic() + 30
+        while any(start_time(p) is not None for p in tree) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert all(start_time(p) is None for p in tree), "the bootstrap outlived Suitcase"
+        assert mounts_under(ws) == []  # its mounts were private to it and went with it
+        assert done_honestly(stage) is None
+        keys_before = tree_snapshot(ws / "keys")
+        outside_before = tree_snapshot(outside)
 
-    result = suitcase(
-        "build", "master", "--os", OS_NAME, "--timestamp", TIMESTAMP, workspace=workspace
-    )
-    assert "detached /dev/loop" in result.stderr or not loops_under(workspace)
-    assert (stage / "manifest.json").is_file()
-    assert mounts_under(workspace) == []
-    assert loops_under(workspace) == []
-    assert not (stage / ".run.json").exists()
-    assert tree_snapshot(outside) == outside_before
-    assert (outside / "sentinel").read_text() == "precious\n"
-    assert tree_snapshot(workspace / "keys") == keys_before
-    assert set(dev_before) <= set(os.listdir("/dev"))  # nothing of the host's /dev deleted
-    assert Path("/dev/null").is_char_device()
+        # 2. inside the master's Packer boot (the rerun bootstraps again, then boots)
+        run = Run.start(ws, *pipeline, env=ENV)
+        runs.append(run)
+        run.wait_for(
+            "the master's Packer boot",
+            lambda: "Waiting for SSH" in text_of(log) and _qemu_of(run),
+        )
+        run.kill()
+        assert leftovers(ws, before) == []  # QEMU, mounts, and the first run's loop device
+        assert done_honestly(stage) is None
+        assert not list(stage.glob("manifest.json"))
+
+        # 3. the rerun completes
+        run = Run.start(ws, *pipeline, env=ENV)
+        runs.append(run)
+        run.finish()
+        assert "all of it holds" in run.stdout()
+        assert leftovers(ws, before) == []
+        assert done_honestly(stage, deep=True) is True
+        assert not (stage / ".run.json").exists()
+        assert not loops_under(ws)
+        assert stale_temp_dirs() == []  # the killed Packer's temporary folder, swept
+        cookie = read_cookie(stage)
+        assert cookie is not None and cookie.get("fake") is False
+        held = aws_holdings(endpoint_url(ws), "-")
+        assert held["duplicate keys"] == []
+        assert held["unfinished uploads"] == 0
+        assert {o["key"] for o in cookie["objects"]} <= set(held["keys"])
+        assert tree_snapshot(outside) == outside_before
+        assert (outside / "sentinel").readtext_of() == "precious\n"
+        assert tree_snapshot(ws / "keys") == keys_before  # the build set's key, kept
+        assert set(dev_before) <= set(os.listdir("/dev"))  # nothing of the host's /dev deleted
+        assert Path("/dev/null").is_char_device()
+    finally:
+        for each in runs:
+            each.kill()
+        stop_endpoint(ws)

@@ -16,8 +16,8 @@ master was never rebuilt.
 The runs go to the workspace's endpoint as a configured AWS account, with secrets set
 (tests/slow/planted.py: AWS credentials and a session token, a root password set and printed by a
 provisioning script, the build key Packer logs in with); none of them may appear in any file of
-the workspace or in what any run printed, the killed ones included. The debootstrap kill is
-tests/slow/test_kill_bootstrap.py.
+the workspace or in what any run printed, the killed ones included. The kills inside the master's
+build (debootstrap, its Packer boot) are tests/slow/test_kill_bootstrap.py.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from suitcase.aws.ship import read_cookie
+from suitcase.packer import stale_temp_dirs
 from suitcase.safety import mount_points, mounts_under
 from tests.slow.conftest import OS_NAME, BuiltSet, hardlink_workspace, suitcase
 from tests.slow.planted import plant, scan
@@ -44,19 +45,13 @@ from tests.slow.reliability import (
     scratch_mounts,
     stage_dir,
     stop_endpoint,
+    text_of,
 )
 
 pytestmark = pytest.mark.slow
 
 #: where, the event to kill on, and None where aws-paravirt's stage cannot be done afterwards
 Kill = tuple[str, Callable[[Run], bool], bool | None]
-
-
-def _text(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return ""
 
 
 def _uploads_in_flight(ws: Path) -> bool:
@@ -75,7 +70,7 @@ def _uploads_in_flight(ws: Path) -> bool:
 def _verified(stage: Path) -> bool:
     """The verification record is in the stage's manifest: verification has ended."""
     try:
-        return "verification" in json.loads((stage / "manifest.json").read_text())["extra"]
+        return "verification" in json.loads((stage / "manifest.json").readtext_of())["extra"]
     except (OSError, ValueError, KeyError):
         return False
 
@@ -99,7 +94,7 @@ def test_kill_9_of_all_at_every_stage_then_resume(built_set: BuiltSet, tmp_path:
     ws = hardlink_workspace(built_set.workspace, tmp_path / "ws")
     ts = built_set.timestamp
     pv, master = stage_dir(ws, "aws-paravirt", ts), stage_dir(ws, "master", ts)
-    master_manifest = json.loads((master / "manifest.json").read_text())
+    master_manifest = json.loads((master / "manifest.json").readtext_of())
     suitcase("clean", "aws-paravirt", "--os", OS_NAME, "--timestamp", ts, workspace=ws)
     pipeline = ["all", "aws-paravirt", "--os", OS_NAME, "--timestamp", ts]
     before = scratch_mounts()
@@ -110,7 +105,7 @@ def test_kill_9_of_all_at_every_stage_then_resume(built_set: BuiltSet, tmp_path:
         # (where, the event to kill on, what aws-paravirt's stage is afterwards)
         (
             "inside the derived build's Packer boot",
-            lambda run: "Waiting for SSH" in _text(pv / "build.log"),
+            lambda run: "Waiting for SSH" in text_of(pv / "build.log"),
             None,
         ),
         ("at the build/verify boundary", lambda run: (pv / "manifest.json").exists(), True),
@@ -170,13 +165,14 @@ def test_kill_9_of_all_at_every_stage_then_resume(built_set: BuiltSet, tmp_path:
         assert "using the configured AWS account" in said
         assert leftovers(ws, before) == []
         assert done_honestly(pv, deep=True) is True
+        assert stale_temp_dirs() == []  # the killed Packer's temporary folder (its log), swept
         assert done_honestly(master, deep=True) is True
-        now = json.loads((master / "manifest.json").read_text())
+        now = json.loads((master / "manifest.json").readtext_of())
         assert (now["key"], now["outputs"]) == (master_manifest["key"], master_manifest["outputs"])
         # the very file of the shared set (a hard link): nothing rewrote or replaced it
         shared = built_set.stage_dir("master") / "disk.qcow2"
         assert (master / "disk.qcow2").stat().st_ino == shared.stat().st_ino
-        key = json.loads((pv / "manifest.json").read_text())["key"]
+        key = json.loads((pv / "manifest.json").readtext_of())["key"]
         held = aws_holdings(endpoint_url(ws), key)
         assert held["duplicate keys"] == []
         assert held["unfinished uploads"] == 0
@@ -186,12 +182,12 @@ def test_kill_9_of_all_at_every_stage_then_resume(built_set: BuiltSet, tmp_path:
             cookie = read_cookie(stage)
             assert cookie is not None and cookie.get("fake") is False
             assert {o["key"] for o in cookie["objects"]} <= set(held["keys"])
-        manifest = json.loads((pv / "manifest.json").read_text())
+        manifest = json.loads((pv / "manifest.json").readtext_of())
         assert len(manifest["extra"]["amis"]) == 1  # one region, one AMI recorded
     finally:
         stop_endpoint(ws)
     # every run, the killed ones included: no secret in any file, nor in what they printed
     # the planted script ran in the build that completed, and its careless line was logged
-    assert "root_password=" in (pv / "build.log").read_text()
+    assert "root_password=" in (pv / "build.log").readtext_of()
     printed = [r.err for r in runs] + [r.out for r in runs]
     assert scan(ws, printed, planted) == []

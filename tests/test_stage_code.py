@@ -23,6 +23,7 @@ PACKAGE = Path(suitcase.__file__).resolve().parent
 #: modules the build imports that do not shape what a stage writes, and why
 NOT_SHAPING = {
     "__init__.py": "the version, already in every manifest's tool versions",
+    "buildsecrets.py": "hands SUITCASE_SECRET_* to the scripts; by design no stage input (README)",
     "command.py": "runs processes and streams their output; writes no stage output",
     "config.py": "reads site.yaml and paths; the settings that shape images are stage inputs",
     "context.py": "gathers paths, settings and tool versions (the versions are inputs)",

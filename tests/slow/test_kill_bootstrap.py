@@ -60,7 +60,7 @@ def test_kill_9_of_all_in_debootstrap_and_in_the_masters_packer_boot_then_resume
     ws.mkdir()
     outside = tmp_path / "outside"
     outside.mkdir()
-    (outside / "sentinel").writetext_of("precious\n")
+    (outside / "sentinel").write_text("precious\n")
     dev_before = sorted(os.listdir("/dev"))
     before = scratch_mounts()
     stage = ws / "images" / "master" / f"{OS_NAME}-{TIMESTAMP}"
@@ -120,7 +120,7 @@ def test_kill_9_of_all_in_debootstrap_and_in_the_masters_packer_boot_then_resume
         assert held["unfinished uploads"] == 0
         assert {o["key"] for o in cookie["objects"]} <= set(held["keys"])
         assert tree_snapshot(outside) == outside_before
-        assert (outside / "sentinel").readtext_of() == "precious\n"
+        assert (outside / "sentinel").read_text() == "precious\n"
         assert tree_snapshot(ws / "keys") == keys_before  # the build set's key, kept
         assert set(dev_before) <= set(os.listdir("/dev"))  # nothing of the host's /dev deleted
         assert Path("/dev/null").is_char_device()

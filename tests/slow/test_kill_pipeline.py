@@ -70,7 +70,7 @@ def _uploads_in_flight(ws: Path) -> bool:
 def _verified(stage: Path) -> bool:
     """The verification record is in the stage's manifest: verification has ended."""
     try:
-        return "verification" in json.loads((stage / "manifest.json").readtext_of())["extra"]
+        return "verification" in json.loads((stage / "manifest.json").read_text())["extra"]
     except (OSError, ValueError, KeyError):
         return False
 
@@ -94,7 +94,7 @@ def test_kill_9_of_all_at_every_stage_then_resume(built_set: BuiltSet, tmp_path:
     ws = hardlink_workspace(built_set.workspace, tmp_path / "ws")
     ts = built_set.timestamp
     pv, master = stage_dir(ws, "aws-paravirt", ts), stage_dir(ws, "master", ts)
-    master_manifest = json.loads((master / "manifest.json").readtext_of())
+    master_manifest = json.loads((master / "manifest.json").read_text())
     suitcase("clean", "aws-paravirt", "--os", OS_NAME, "--timestamp", ts, workspace=ws)
     pipeline = ["all", "aws-paravirt", "--os", OS_NAME, "--timestamp", ts]
     before = scratch_mounts()
@@ -167,12 +167,12 @@ def test_kill_9_of_all_at_every_stage_then_resume(built_set: BuiltSet, tmp_path:
         assert done_honestly(pv, deep=True) is True
         assert stale_temp_dirs() == []  # the killed Packer's temporary folder (its log), swept
         assert done_honestly(master, deep=True) is True
-        now = json.loads((master / "manifest.json").readtext_of())
+        now = json.loads((master / "manifest.json").read_text())
         assert (now["key"], now["outputs"]) == (master_manifest["key"], master_manifest["outputs"])
         # the very file of the shared set (a hard link): nothing rewrote or replaced it
         shared = built_set.stage_dir("master") / "disk.qcow2"
         assert (master / "disk.qcow2").stat().st_ino == shared.stat().st_ino
-        key = json.loads((pv / "manifest.json").readtext_of())["key"]
+        key = json.loads((pv / "manifest.json").read_text())["key"]
         held = aws_holdings(endpoint_url(ws), key)
         assert held["duplicate keys"] == []
         assert held["unfinished uploads"] == 0
@@ -182,12 +182,12 @@ def test_kill_9_of_all_at_every_stage_then_resume(built_set: BuiltSet, tmp_path:
             cookie = read_cookie(stage)
             assert cookie is not None and cookie.get("fake") is False
             assert {o["key"] for o in cookie["objects"]} <= set(held["keys"])
-        manifest = json.loads((pv / "manifest.json").readtext_of())
+        manifest = json.loads((pv / "manifest.json").read_text())
         assert len(manifest["extra"]["amis"]) == 1  # one region, one AMI recorded
     finally:
         stop_endpoint(ws)
     # every run, the killed ones included: no secret in any file, nor in what they printed
     # the planted script ran in the build that completed, and its careless line was logged
-    assert "root_password=" in (pv / "build.log").readtext_of()
+    assert "root_password=" in (pv / "build.log").read_text()
     printed = [r.err for r in runs] + [r.out for r in runs]
     assert scan(ws, printed, planted) == []

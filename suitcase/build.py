@@ -21,6 +21,7 @@ from suitcase.keys import KeyPair, ensure_key_pair, fingerprint
 from suitcase.machine import console_lines, vm_cpus
 from suitcase.manifest import (
     MANIFEST_NAME,
+    UPLOAD_COOKIE,
     Manifest,
     Output,
     describe_output,
@@ -298,6 +299,8 @@ def build_stage(
         say(f"[{name}] {line}")
     # The stage is no longer done from here on: its manifest goes first, its outputs last.
     (directory / MANIFEST_NAME).unlink(missing_ok=True)
+    # an upload cookie describes what was shipped of the earlier build, not of this one
+    (directory / UPLOAD_COOKIE).unlink(missing_ok=True)
     work = directory / ".build"
     remove_tree(work)
     work.mkdir()

@@ -17,6 +17,8 @@ from suitcase.config import OS_NAME
 from suitcase.schema import RELATIVE_PATH, Annotated, explain, matching
 
 MANIFEST_NAME = "manifest.json"
+#: the upload cookie beside a stage's manifest: what was shipped of it (suitcase.aws.ship)
+UPLOAD_COOKIE = ".upload_done"
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 _CHUNK = 4 * 1024 * 1024
 # Manifests are read back by every later verb: strict, no unknown keys; an output's path stays

@@ -11,12 +11,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from suitcase.aws.ship import UPLOAD_COOKIE, read_cookie
+from suitcase.aws.ship import read_cookie
 from suitcase.build import Say, StageResult, preflight, run_plan
 from suitcase.context import Context
 from suitcase.errors import ConfigError, SuitcaseError
 from suitcase.imagetypes import IMAGE_TYPES, resolve_images
-from suitcase.manifest import inspect_manifest, write_atomic
+from suitcase.manifest import UPLOAD_COOKIE, inspect_manifest, write_atomic
 from suitcase.ostemplate import list_os, load_os
 from suitcase.plan import BuildPlan
 from suitcase.verified import check_build_policy

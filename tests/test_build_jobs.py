@@ -176,3 +176,18 @@ def test_an_interrupt_stops_every_build_in_flight(
         assert not (stage / "manifest.json").exists(), image  # none marked done
         assert not (stage / ".run.json").exists(), image
         assert not (stage / ".build").exists(), image  # no scratch left
+
+
+def test_a_rebuilt_stage_loses_the_upload_cookie_of_its_earlier_build(
+    fake_home: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The cookie names what S3 held of the earlier build; the rebuilt stage is another."""
+    ws = _ws(tmp_path, fake_home, 3)
+    assert _build(ws).returncode == 0
+    cookie = _stage(ws, "vagrant") / ".upload_done"
+    cookie.write_text('{"stage": "vagrant", "objects": []}\n')
+    (_stage(ws, "vagrant") / "manifest.json").unlink()  # the stage is to be built again
+    result = _build(ws)
+    assert result.returncode == 0, result.stderr
+    assert not cookie.exists()

@@ -17,9 +17,9 @@ import pytest
 from awscrt.checksums import crc64nvme
 from click.testing import CliRunner
 
-from suitcase.aws.ship import UPLOAD_COOKIE, read_cookie, real_upload
+from suitcase.aws.ship import read_cookie, real_upload
 from suitcase.cli import cli
-from suitcase.manifest import read_manifest
+from suitcase.manifest import UPLOAD_COOKIE, read_manifest
 from tests.aws_proxy import VENV_BIN, Fault, FaultProxy, is_s3_data, is_upload_part, moto_server
 from tests.s3_support import OS, TS, fake_build_set, point_at
 

@@ -10,9 +10,10 @@ import pytest
 from awscrt.checksums import crc64nvme
 
 from suitcase.aws.s3 import TransferSettings, check_bucket_name, file_crc64nvme, file_digests
-from suitcase.aws.ship import UPLOAD_COOKIE, real_upload
+from suitcase.aws.ship import real_upload
 from suitcase.config import Site
 from suitcase.errors import ConfigError
+from suitcase.manifest import UPLOAD_COOKIE
 
 
 def test_site_s3_settings_are_read_and_checked(tmp_path: Path) -> None:

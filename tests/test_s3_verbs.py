@@ -14,7 +14,8 @@ import pytest
 
 from suitcase.aws import tags
 from suitcase.aws.s3 import file_crc64nvme
-from suitcase.aws.ship import UPLOAD_COOKIE, real_upload
+from suitcase.aws.ship import real_upload
+from suitcase.manifest import UPLOAD_COOKIE
 from tests.aws_proxy import VENV_BIN, Fault, FaultProxy, is_upload_part, moto_server
 from tests.s3_support import OS, TS, MiB, env_for, fake_build_set, point_at
 from tests.test_s3 import SITE, held, s3, suitcase, unfinished, upload_all

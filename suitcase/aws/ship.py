@@ -29,6 +29,7 @@ from suitcase.context import Context
 from suitcase.errors import ConfigError
 from suitcase.manifest import (
     MANIFEST_NAME,
+    UPLOAD_COOKIE,
     Manifest,
     outputs_intact,
     read_manifest,
@@ -39,7 +40,6 @@ from suitcase.manifest import (
 from suitcase.plan import BuildPlan
 from suitcase.workspace import BuildSet
 
-UPLOAD_COOKIE = ".upload_done"
 Say = Callable[[str], None]
 
 

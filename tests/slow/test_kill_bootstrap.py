@@ -33,11 +33,10 @@ from tests.slow.conftest import OS_NAME
 from tests.slow.reliability import (
     Run,
     aws_holdings,
-    children,
-    cmdline,
     done_honestly,
     endpoint_url,
     leftovers,
+    processes_mentioning,
     scratch_mounts,
     stop_endpoint,
     text_of,
@@ -49,8 +48,10 @@ TIMESTAMP = "20260202000000"
 ENV = {"SUITCASE_AWS": "embedded"}
 
 
-def _qemu_of(run: Run) -> bool:
-    return any("qemu-system" in cmdline(pid) for pid in children(run.proc.pid))
+def _qemu_under(stage: Path) -> bool:
+    """A QEMU of the stage runs (found by its command line: Packer, a Go program, starts it from
+    any of its threads, so /proc's per-thread children lists may not show it under Suitcase)."""
+    return any("qemu-system" in line for line in processes_mentioning(str(stage)))
 
 
 def test_kill_9_of_all_in_debootstrap_and_in_the_masters_packer_boot_then_resume(
@@ -96,7 +97,7 @@ def test_kill_9_of_all_in_debootstrap_and_in_the_masters_packer_boot_then_resume
         runs.append(run)
         run.wait_for(
             "the master's Packer boot",
-            lambda: "Waiting for SSH" in text_of(log) and _qemu_of(run),
+            lambda: "Waiting for SSH" in text_of(log) and _qemu_under(stage),
         )
         run.kill()
         assert leftovers(ws, before) == []  # QEMU, mounts, and the first run's loop device

@@ -94,3 +94,15 @@ def env_for(url: str, bucket: str, tmp: Path) -> dict[str, str]:
         SUITCASE_BUCKET=bucket,
     )
     return env
+
+
+SITE = "s3:\n  part_size_mb: 5\n  concurrency: 4\n"
+
+
+def site_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, site: str = SITE) -> Path:
+    """A workspace under `tmp_path` with `site` as its site.yaml, made the current folder."""
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "site.yaml").write_text(site)
+    monkeypatch.chdir(root)
+    return root

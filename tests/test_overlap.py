@@ -15,8 +15,8 @@ from suitcase.context import Context
 from suitcase.errors import BusyError
 from suitcase.overlap import BackgroundUploads
 from tests.aws_proxy import moto_server
-from tests.s3_support import OS, fake_build_set, point_at
-from tests.test_s3 import SITE, held, s3, unfinished
+from tests.s3_support import OS, fake_build_set, point_at, site_workspace
+from tests.test_s3 import held, s3, unfinished
 
 
 @pytest.fixture(scope="module")
@@ -27,10 +27,7 @@ def moto() -> Iterator[str]:
 
 @pytest.fixture
 def ws(tmp_path: Path, moto: str, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "ws"
-    root.mkdir()
-    (root / "site.yaml").write_text(SITE)
-    monkeypatch.chdir(root)
+    root = site_workspace(tmp_path, monkeypatch)
     name = f"suitcase-overlap-{os.urandom(6).hex()}"
     point_at(monkeypatch, moto, name, tmp_path)
     s3(moto).create_bucket(Bucket=name)

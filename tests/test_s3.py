@@ -21,9 +21,7 @@ from suitcase.aws.ship import read_cookie, real_upload
 from suitcase.cli import cli
 from suitcase.manifest import UPLOAD_COOKIE, read_manifest
 from tests.aws_proxy import VENV_BIN, Fault, FaultProxy, is_s3_data, is_upload_part, moto_server
-from tests.s3_support import OS, TS, fake_build_set, point_at
-
-SITE = "s3:\n  part_size_mb: 5\n  concurrency: 4\n"
+from tests.s3_support import OS, SITE, TS, fake_build_set, point_at, site_workspace
 
 
 @pytest.fixture(scope="module")
@@ -48,11 +46,7 @@ def bucket(proxy: FaultProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, m
 
 @pytest.fixture
 def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "ws"
-    root.mkdir()
-    (root / "site.yaml").write_text(SITE)
-    monkeypatch.chdir(root)
-    return root
+    return site_workspace(tmp_path, monkeypatch)
 
 
 def s3(moto: str) -> Any:

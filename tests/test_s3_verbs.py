@@ -17,8 +17,8 @@ from suitcase.aws.s3 import file_crc64nvme
 from suitcase.aws.ship import real_upload
 from suitcase.manifest import UPLOAD_COOKIE
 from tests.aws_proxy import VENV_BIN, Fault, FaultProxy, is_upload_part, moto_server
-from tests.s3_support import OS, TS, MiB, env_for, fake_build_set, point_at
-from tests.test_s3 import SITE, held, s3, suitcase, unfinished, upload_all
+from tests.s3_support import OS, SITE, TS, MiB, env_for, fake_build_set, point_at, site_workspace
+from tests.test_s3 import held, s3, suitcase, unfinished, upload_all
 
 BUILD_SET = f"{OS}-{TS}"
 DISK_KEY = f"suitcase/master/{BUILD_SET}/disk-master.img"
@@ -45,11 +45,7 @@ def bucket(proxy: FaultProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 @pytest.fixture
 def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "ws"
-    root.mkdir()
-    (root / "site.yaml").write_text(SITE.replace("concurrency: 4", "concurrency: 2"))
-    monkeypatch.chdir(root)
-    return root
+    return site_workspace(tmp_path, monkeypatch, SITE.replace("concurrency: 4", "concurrency: 2"))
 
 
 def _start_slow_upload(

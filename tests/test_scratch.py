@@ -9,17 +9,12 @@ import pytest
 
 from suitcase.build import run_plan
 from suitcase.context import Context
-from tests.s3_support import fake_build_set
-from tests.test_s3 import SITE
+from tests.s3_support import fake_build_set, site_workspace
 
 
 @pytest.fixture
 def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "ws"
-    root.mkdir()
-    (root / "site.yaml").write_text(SITE)
-    monkeypatch.chdir(root)
-    return root
+    return site_workspace(tmp_path, monkeypatch)
 
 
 def test_a_done_stage_loses_the_scratch_a_killed_run_left(ws: Path) -> None:

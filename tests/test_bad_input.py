@@ -485,7 +485,20 @@ def test_bad_input(name: str, case: Case, monkeypatch: pytest.MonkeyPatch) -> No
     if name in NEEDS_ROOT and os.geteuid() != 0:
         pytest.skip("needs root (mounts)")
     setup, code, expected = CATALOGUE[name]
-    for key, value in ENV.get(name, {}).items():
+    refused_whole(case, monkeypatch, setup, code, expected, ENV.get(name, {}))
+
+
+def refused_whole(
+    case: Case,
+    monkeypatch: pytest.MonkeyPatch,
+    setup: Callable[[Case], list[str]],
+    code: int,
+    expected: str,
+    env: dict[str, str],
+) -> None:
+    """Run the CLI on the case's bad input: one line `suitcase: error: ...` holding `expected`,
+    exit `code`, no traceback, and nothing of the case's folder deleted or written."""
+    for key, value in env.items():
         monkeypatch.setenv(key, value)
     args = setup(case)
     kept = case.ws / "images" / KEPT[0] / f"{KEPT[1]}-{KEPT[2]}"
@@ -497,7 +510,7 @@ def test_bad_input(name: str, case: Case, monkeypatch: pytest.MonkeyPatch) -> No
     assert "Traceback" not in result.output
     assert len(lines) == 1, result.output
     assert lines[0].startswith("suitcase: error: "), lines
-    assert expected in lines[0]
+    assert expected in lines[0], lines[0]
     assert (case.ws / "sentinel.txt").read_text() == "do not touch\n"
     assert {p.name: p.read_bytes() for p in kept.iterdir()} == kept_before
     after = tree_snapshot(case.tmp)

@@ -15,13 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from suitcase.cli import cli
 from tests import test_bad_input as base
 from tests import test_plugin, test_plugin_bad_input
 from tests.conftest import tree_snapshot
-from tests.test_bad_input import DEBIAN, KEPT, Case
+from tests.test_bad_input import DEBIAN, Case
 
 case = base.case  # the same fixture: a sentinel and a build set nothing may touch
 fake_home = test_plugin.fake_home
@@ -240,24 +238,7 @@ ENV: dict[str, dict[str, str]] = {
 @pytest.mark.parametrize("name", sorted(MORE))
 def test_more_bad_input(name: str, case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
     setup, code, expected = MORE[name]
-    for key, value in ENV.get(name, {}).items():
-        monkeypatch.setenv(key, value)
-    args = setup(case)
-    kept = case.ws / "images" / KEPT[0] / f"{KEPT[1]}-{KEPT[2]}"
-    before = tree_snapshot(case.tmp)
-    kept_before = {p.name: p.read_bytes() for p in kept.iterdir()}
-    result = CliRunner().invoke(cli, args)
-    lines = result.output.splitlines()
-    assert result.exit_code == code, result.output
-    assert "Traceback" not in result.output
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("suitcase: error: "), lines
-    assert expected in lines[0], lines[0]
-    assert (case.ws / "sentinel.txt").read_text() == "do not touch\n"
-    assert {p.name: p.read_bytes() for p in kept.iterdir()} == kept_before
-    after = tree_snapshot(case.tmp)
-    assert not [p for p in before if p not in after], "something was deleted"
-    assert not [p for p in after if p not in before and ".locks" not in p], "something written"
+    base.refused_whole(case, monkeypatch, setup, code, expected, ENV.get(name, {}))
 
 
 # --- the plugin's options and the settings it reads -----------------------------------------------

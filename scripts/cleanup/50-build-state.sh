@@ -23,6 +23,10 @@ for f in /var/log/wtmp /var/log/btmp /var/log/lastlog; do
     if [ -f "$f" ]; then : > "$f"; fi
 done
 if [ -d /var/log/journal ]; then
+    # journald keeps /var/log/journal open to the very end (systemd-journal-flush's stop only
+    # relinquishes /var when it is a mount of its own) and may open a new file there after the
+    # folder is emptied: it is sent to /run first (systemd 243+; older ones keep the ordering)
+    journalctl --relinquish-var >/dev/null 2>&1 || true
     find /var/log/journal -mindepth 1 -maxdepth 1 -exec rm -rf {} +
 fi
 # nscd's persistent caches hold the build's lookups (hosts, users); nscd writes them on stop.

@@ -79,3 +79,11 @@ def fake_stage(
             ),
         )
     return stage
+
+
+def sigint_as_usual() -> None:
+    """Popen's preexec_fn: SIGINT handled as at a terminal, even when the test run itself was
+    started in the background (a shell's `&` ignores SIGINT, and a child inherits that)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

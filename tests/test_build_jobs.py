@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from suitcase.config import PROJECT_ROOT
+from tests.conftest import sigint_as_usual
 from tests.slow.reliability import processes_mentioning
 from tests.test_plugin import FAKE_TEMPLATE, fake_home  # noqa: F401  (a fixture)
 
@@ -148,6 +149,7 @@ def test_an_interrupt_stops_every_build_in_flight(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=sigint_as_usual,
     )
     try:
         deadline = time.monotonic() + 60

@@ -23,7 +23,7 @@ import pytest
 from suitcase.config import Paths
 from suitcase.safety import mounts_under
 from suitcase.sweep import loops_under, release, start_time
-from tests.conftest import tree_snapshot
+from tests.conftest import sigint_as_usual, tree_snapshot
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounts and loop devices need root")
 
@@ -98,6 +98,7 @@ class Stubbed:
             stderr=(self.state / "first.err").open("w"),
             text=True,
             start_new_session=True,
+            preexec_fn=sigint_as_usual,
         )
         deadline = time.monotonic() + 60
         while not (self.state / "pid").exists() or not (self.state / "pid").read_text():

@@ -288,24 +288,48 @@ def fake_upload(ctx: Context, image: str, os_name: str | None, timestamp: str | 
 def endpoint_group() -> None:
     """Manage the embedded AWS endpoint (moto's server on 127.0.0.1, owned by the workspace).
 
-    Verbs that need AWS start it themselves when no AWS account is configured; its state
-    (buckets, objects, snapshots, AMIs) is saved in <workspace>/endpoint/ and outlives a stop.
+    Verbs that need AWS start it themselves when no AWS account is configured (and stop it when
+    they end); its state (buckets, objects, snapshots, AMIs) is on disk in <workspace>/endpoint/
+    as soon as it answers, and outlives a stop or a kill. Every request needs the workspace's key.
     """
 
 
 @endpoint_group.command("start")
-@click.option("--port", default=0, help="port on 127.0.0.1 (default: a free one)")
+@click.option(
+    "--port",
+    default=0,
+    type=click.IntRange(0, 65535),
+    help="port on 127.0.0.1 (default: a free one)",
+)
+@click.option(
+    "--idle",
+    default=0,
+    type=click.IntRange(0, None),
+    help="stop after this many seconds without requests while no suitcase uses it (0: never)",
+)
 @pass_ctx
-def endpoint_start(ctx: Context, port: int) -> None:
-    """Start the embedded endpoint (reloading its saved state) unless it runs."""
-    click.echo(aws_endpoint.start(ctx.workspace.root, _say, port))
+def endpoint_start(ctx: Context, port: int, idle: int) -> None:
+    """Start the embedded endpoint (with its saved state) unless it runs; it stays until stopped."""
+    click.echo(aws_endpoint.start(ctx.workspace.root, _say, port, idle))
 
 
 @endpoint_group.command("stop")
 @pass_ctx
 def endpoint_stop(ctx: Context) -> None:
-    """Save the embedded endpoint's state and stop it."""
+    """Stop the embedded endpoint (everything it acknowledged is already on disk)."""
     click.echo(aws_endpoint.EmbeddedEndpoint(ctx.workspace.root).stop())
+
+
+@endpoint_group.command("env")
+@pass_ctx
+def endpoint_env(ctx: Context) -> None:
+    """Print the shell lines that point the AWS CLI and boto3 at the running endpoint.
+
+    eval "$(suitcase endpoint env)" && aws s3 ls
+    """
+    click.echo(
+        "\n".join(aws_endpoint.EmbeddedEndpoint(ctx.workspace.root).env_lines(ctx.site.region))
+    )
 
 
 @endpoint_group.command("status")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -26,7 +26,8 @@ CONNECT_TIMEOUT = 10
 READ_TIMEOUT = 60
 MAX_ATTEMPTS = 5
 
-#: moto accepts any credentials; these never reach a real account.
+#: For an embedded target made without the workspace's key (a bare moto server in tests); the
+#: workspace's endpoint refuses them.
 EMBEDDED_CREDENTIALS = {"aws_access_key_id": "suitcase", "aws_secret_access_key": "suitcase"}
 
 
@@ -38,6 +39,8 @@ class AwsTarget:
     kind: Literal["embedded", "account"]
     region: str
     endpoint_url: str | None = None
+    #: the embedded endpoint's key (suitcase.aws.endpoint.Credentials); never shown
+    credentials: Any = field(default=None, repr=False, compare=False)
 
     def describe(self) -> str:
         if self.kind == "embedded":
@@ -64,7 +67,13 @@ class AwsTarget:
             import botocore.session
 
             isolated = botocore.session.Session(session_vars={"profile": (None, None, None, None)})
-            session = boto3.session.Session(**EMBEDDED_CREDENTIALS, botocore_session=isolated)
+            keys = dict(EMBEDDED_CREDENTIALS)
+            if self.credentials is not None:
+                keys = {
+                    "aws_access_key_id": self.credentials.access_key_id,
+                    "aws_secret_access_key": self.credentials.secret_access_key,
+                }
+            session = boto3.session.Session(**keys, botocore_session=isolated)
         else:
             session = boto3.session.Session()
         return session.client(service, **kwargs)
@@ -121,11 +130,18 @@ def aws_target(ctx: Context, say: Callable[[str], None]) -> AwsTarget:
 
     endpoint = EmbeddedEndpoint(ctx.workspace.root)
     running, started = endpoint.ensure(say)
+    endpoint.hold()  # for this process's life: an idle endpoint nobody holds stops
     if started:
+        endpoint.started_by_this_run()  # and is stopped when this process ends
         say(f"started the embedded AWS endpoint (pid {running.pid}; {running.restored})")
     why = "aws: embedded" if mode == "embedded" else "aws: auto, no AWS account configured"
     say(f"using the embedded AWS endpoint at {running.url} ({why})")
-    return AwsTarget(kind="embedded", region=region, endpoint_url=running.url)
+    return AwsTarget(
+        kind="embedded",
+        region=region,
+        endpoint_url=running.url,
+        credentials=endpoint.credentials(),
+    )
 
 
 def known_regions() -> set[str]:

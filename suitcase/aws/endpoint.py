@@ -1,9 +1,14 @@
-"""The embedded AWS endpoint, seen from Suitcase: start, find, save, stop and describe it.
+"""The embedded AWS endpoint, seen from Suitcase: start, find, hold, stop and describe it.
 
 The endpoint is a background process owned by the workspace (`suitcase.aws.endpoint_server`),
-listening on 127.0.0.1 only. Everything it has lives in `<workspace>/endpoint/`: `pid`, `port`,
-`endpoint.log` (0600), `state.pickle` and `blobs/` (its saved state), `lock` (so two verbs never
-start two endpoints).
+listening on 127.0.0.1 only. Everything it has lives in `<workspace>/endpoint/` (0700, every
+entry ours and writable by us alone, no links): `key` (0600, the access key every request must
+carry), `state.sqlite` and `data/` (its durable store), `pid`, `port`, `endpoint.log` (0600),
+`lock` (so two verbs never start two endpoints) and `holders` (a Suitcase process using it
+holds a shared lock on it; an idle endpoint that nobody holds stops).
+
+A verb that starts the endpoint stops it when the verb ends, unless another process holds it;
+`suitcase endpoint start` starts one that stays until `suitcase endpoint stop`.
 
 >>> EmbeddedEndpoint(Path("/ws")).log_file
 PosixPath('/ws/endpoint/endpoint.log')
@@ -11,11 +16,15 @@ PosixPath('/ws/endpoint/endpoint.log')
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import fcntl
 import importlib.util
 import json
 import os
+import secrets
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -28,17 +37,23 @@ from typing import TYPE_CHECKING, Any
 
 import filelock
 
-from suitcase.aws.endpoint_server import MODULE
+from suitcase.aws.endpoint_server import HOLDERS_FILE, KEY_FILE, MODULE
+from suitcase.aws.endpoint_store import DB, StoreError, check_entries, open_folder
 from suitcase.aws.errors import EndpointError
 
 if TYPE_CHECKING:
-    from suitcase.aws.clients import AwsTarget
+    pass
 
 START_TIMEOUT = 60.0  # moto's import alone takes a few seconds on a busy 2-core machine
-STOP_TIMEOUT = 300.0  # saving a large state (GBs of EBS blocks) on stop takes a while
+STOP_TIMEOUT = 60.0  # every change is already on disk: a stop only waits for requests in flight
 LOCK_TIMEOUT = 120.0
+#: An endpoint a verb started stops this long after its last request once nobody holds it
+#: (a verb killed before it could stop it leaves nothing running for long).
+VERB_IDLE = 600.0
 
 Say = Callable[[str], None]
+
+_HELD: dict[str, int] = {}  # endpoint folder -> descriptor of `holders` this process locks
 
 
 @dataclass(frozen=True)
@@ -55,6 +70,17 @@ class Running:
         return f"http://127.0.0.1:{self.port}"
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """The workspace's key: the access key id is checked by the endpoint; repr shows neither."""
+
+    access_key_id: str
+    secret_access_key: str
+
+    def __repr__(self) -> str:
+        return "Credentials(<redacted>)"
+
+
 class EmbeddedEndpoint:
     """The workspace's endpoint process and its files."""
 
@@ -65,56 +91,141 @@ class EmbeddedEndpoint:
     port_file = property(lambda self: self.dir / "port")
     log_file = property(lambda self: self.dir / "endpoint.log")
     lock_file = property(lambda self: self.dir / "lock")
-    state_file = property(lambda self: self.dir / "state.pickle")
+    key_file = property(lambda self: self.dir / KEY_FILE)
+    holders_file = property(lambda self: self.dir / HOLDERS_FILE)
+    state_file = property(lambda self: self.dir / DB)
+
+    # --- the folder ---------------------------------------------------------------------------
+
+    def check(self, create: bool = False) -> None:
+        """The folder and every entry in it: no link, ours, writable by us alone (one line)."""
+        try:
+            fd = open_folder(self.dir, create=create)
+        except StoreError as exc:
+            raise EndpointError(f"the embedded AWS endpoint's folder: {exc}") from None
+        try:
+            check_entries(fd, self.dir)
+        except StoreError as exc:
+            raise EndpointError(f"the embedded AWS endpoint's folder: {exc}") from None
+        finally:
+            os.close(fd)
+
+    def _read_private(self, path: Path) -> str | None:
+        """A small file of the folder, opened without following a link; None if missing."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise EndpointError(f"cannot read {path}: {exc.strerror}") from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+                raise EndpointError(f"{path} is not a file of this user: move it away")
+            return os.read(fd, 65536).decode(errors="replace")
+        finally:
+            os.close(fd)
+
+    def credentials(self) -> Credentials | None:
+        """The workspace's key, or None before the first start."""
+        text = self._read_private(self.key_file)
+        if text is None:
+            return None
+        if stat.S_IMODE(os.stat(self.key_file).st_mode) & 0o077:
+            raise EndpointError(f"{self.key_file} is readable by others: it must be 0600")
+        try:
+            data = json.loads(text)
+            found = Credentials(str(data["access_key_id"]), str(data["secret_access_key"]))
+        except (ValueError, KeyError, TypeError):
+            raise EndpointError(
+                f"{self.key_file} is not the endpoint's key: move it away (a new one is made)"
+            ) from None
+        from suitcase.redact import remember
+
+        remember(found.access_key_id, found.secret_access_key)
+        return found
+
+    def _make_key(self) -> Credentials:
+        """A new random key (0600), unless one exists."""
+        found = self.credentials()
+        if found is not None:
+            return found
+        made = Credentials("SCK" + secrets.token_hex(10).upper(), secrets.token_urlsafe(30))
+        data = json.dumps(
+            {"access_key_id": made.access_key_id, "secret_access_key": made.secret_access_key}
+        )
+        fd = os.open(self.key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(data + "\n")
+        return self.credentials() or made
 
     # --- finding it ---------------------------------------------------------------------------
 
     def _pid(self) -> int | None:
         try:
-            return int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
+            return int((self._read_private(self.pid_file) or "").strip())
+        except (EndpointError, ValueError):
             return None
+
+    def _port(self) -> int | None:
+        try:
+            port = int((self._read_private(self.port_file) or "").strip())
+        except (EndpointError, ValueError):
+            return None
+        return port if 0 < port < 65536 else None
 
     def is_ours(self, pid: int) -> bool:
         """Is `pid` alive and this workspace's endpoint (not a reused pid, not a zombie)?"""
         try:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            stat = Path(f"/proc/{pid}/stat").read_text()
+            stat_line = Path(f"/proc/{pid}/stat").read_text(errors="replace")
         except OSError:
             return False
-        if not _alive(pid, stat):
+        if not _alive(pid, stat_line):
             return False
-        args = [a.decode(errors="replace") for a in argv]
-        return MODULE in args and "--dir" in args and str(self.dir) in args
+        # as bytes: a non-ASCII path under an ASCII locale is still the same path
+        return MODULE.encode() in argv and b"--dir" in argv and os.fsencode(self.dir) in argv
 
     def ping(self, port: int, timeout: float = 3.0) -> dict[str, Any] | None:
+        found = self.credentials()
+        if found is None:
+            return None
         try:
-            return _request(f"http://127.0.0.1:{port}/_suitcase/ping", "GET", timeout)
+            return _request(
+                f"http://127.0.0.1:{port}/_suitcase/ping", "GET", timeout, found.access_key_id
+            )
         except (OSError, ValueError):
             return None
 
     def running(self) -> Running | None:
         """The live endpoint of this workspace, or None (never started, stopped, or stale)."""
+        if not self.dir.is_dir():
+            return None
         pid = self._pid()
         if pid is None or not self.is_ours(pid):
             return None
-        try:
-            port = int(self.port_file.read_text().strip())
-        except (OSError, ValueError):
+        port = self._port()
+        if port is None:
             return None
         info = self.ping(port)
         if not info or info.get("pid") != pid:
             return None
+        try:
+            here = os.stat(self.dir, follow_symlinks=False)
+        except OSError:
+            return None
+        if info.get("folder") != [here.st_dev, here.st_ino]:
+            return None  # an orphan of a folder that was removed and made again
         return Running(pid, port, float(info["started"]), str(info.get("restored", "")))
 
     # --- starting and stopping ----------------------------------------------------------------
 
     def _lock(self) -> filelock.BaseFileLock:
-        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return filelock.FileLock(str(self.lock_file), timeout=LOCK_TIMEOUT)
+        return filelock.FileLock(str(self.lock_file), timeout=LOCK_TIMEOUT, mode=0o600)
 
-    def ensure(self, say: Say, port: int = 0) -> tuple[Running, bool]:
+    def ensure(self, say: Say, port: int = 0, idle: float = VERB_IDLE) -> tuple[Running, bool]:
         """The running endpoint, started first if needed; (endpoint, whether this call started)."""
+        self.check(create=True)
         found = self.running()
         if found:
             return found, False
@@ -124,7 +235,7 @@ class EmbeddedEndpoint:
                 found = self.running() or self._clear_stale(say)
                 if found:
                     return found, False
-                return self._start(say, port), True
+                return self._start(say, port, idle), True
         except filelock.Timeout:
             raise EndpointError(
                 f"another suitcase process holds {self.lock_file} (starting or stopping the "
@@ -135,7 +246,7 @@ class EmbeddedEndpoint:
         """Make way for a new endpoint; an endpoint of ours that answers late is kept instead."""
         pid = self._pid()
         if pid is not None and self.is_ours(pid):
-            # ours: maybe only slow (a busy machine, a long save); give it time before judging
+            # ours: maybe only slow (a busy machine); give it time before judging
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline and self.is_ours(pid):
                 found = self.running()
@@ -144,35 +255,49 @@ class EmbeddedEndpoint:
                 time.sleep(0.5)
             if self.is_ours(pid):
                 say(f"the embedded endpoint (pid {pid}) does not answer: stopping it")
-                _terminate(pid, 60.0)
+                _terminate(pid, STOP_TIMEOUT)
         elif pid is not None:
             say(f"removing a stale endpoint pid file (pid {pid} is not this workspace's endpoint)")
         for path in (self.pid_file, self.port_file):
             path.unlink(missing_ok=True)
         return None
 
-    def _start(self, say: Say, port: int) -> Running:
+    def _start(self, say: Say, port: int, idle: float) -> Running:
         if importlib.util.find_spec("moto") is None:
             raise EndpointError(
                 "the embedded AWS endpoint cannot start: moto is not installed "
                 "(pip install 'moto[server]', or configure an AWS account)"
             )
-        fd = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        if not 0 <= port <= 65535:
+            raise EndpointError(f"port {port} is not a TCP port (0-65535)")
+        self._make_key()
+        try:
+            fd = os.open(
+                self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600
+            )
+        except OSError as exc:
+            raise EndpointError(f"cannot open {self.log_file}: {exc.strerror}") from None
         os.fchmod(fd, 0o600)
         # the operator's AWS settings are not the endpoint's business (and a bad AWS_PROFILE
         # breaks the botocore sessions moto makes)
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         env.update(MOTO_EC2_LOAD_DEFAULT_AMIS="false", PYTHONUNBUFFERED="1")
+        # glibc raises its mmap threshold after the first freed big buffer, and request bodies
+        # (MBs each, copied a few times by moto) then stay in per-thread arenas: a fixed
+        # threshold hands every big buffer back when freed (benchmarks/endpoint_memory.py)
+        env.update(MALLOC_MMAP_THRESHOLD_="131072", MALLOC_ARENA_MAX="2")
+        argv = [sys.executable, "-m", MODULE, "--dir", str(self.dir), "--port", str(port)]
+        argv += ["--idle", str(idle)]
         started = time.monotonic()
         with os.fdopen(fd, "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", MODULE, "--dir", str(self.dir), "--port", str(port)],
+                argv,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
-                cwd=self.dir,
+                cwd="/",
                 env=env,
-                start_new_session=True,  # outlives the verb (and its Ctrl-C): later verbs use it
+                start_new_session=True,  # outlives the verb's Ctrl-C: it stops it itself
             )
         _write_atomic(self.pid_file, f"{proc.pid}\n")
         while time.monotonic() - started < START_TIMEOUT:
@@ -184,6 +309,9 @@ class EmbeddedEndpoint:
                 )
             found = self.running()
             if found:
+                if port and found.port != port:
+                    _terminate(found.pid, STOP_TIMEOUT)
+                    raise EndpointError(f"the embedded AWS endpoint did not get port {port}")
                 return found
             time.sleep(0.1)
         _terminate(proc.pid, 5.0)
@@ -194,7 +322,10 @@ class EmbeddedEndpoint:
         )
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> str:
-        """Stop the endpoint (it saves its state first); one line saying what happened."""
+        """Stop the endpoint; one line saying what happened. Never creates the folder."""
+        if not self.dir.exists():
+            return f"the embedded AWS endpoint is not running (no {self.dir})"
+        self.check()
         with self._lock():
             pid = self._pid()
             if pid is None or not self.is_ours(pid):
@@ -204,46 +335,94 @@ class EmbeddedEndpoint:
             graceful = _terminate(pid, timeout)
             for path in (self.pid_file, self.port_file):
                 path.unlink(missing_ok=True)
-        if "save FAILED" in self.last_log_line():
-            raise EndpointError(
-                f"the embedded AWS endpoint (pid {pid}) stopped but could not save its state: "
-                f"{self.last_log_line()}; the previous save is kept in {self.state_file}"
-            )
         if not graceful:
             return (
                 f"the embedded AWS endpoint (pid {pid}) did not stop within {timeout:.0f} s and "
-                "was killed: changes since its last save are lost"
+                "was killed (every change it acknowledged is on disk)"
             )
         return f"stopped the embedded AWS endpoint (pid {pid}); its state is in {self.state_file}"
 
-    # --- talking to it ------------------------------------------------------------------------
+    # --- holding it ---------------------------------------------------------------------------
 
-    @staticmethod
-    def save(url: str, timeout: float = STOP_TIMEOUT) -> dict[str, Any]:
-        """Ask the endpoint at `url` to save its state now (after a verb changed something)."""
+    def hold(self) -> None:
+        """Hold the endpoint for this process's life (an idle endpoint nobody holds stops)."""
+        if str(self.dir) in _HELD:
+            return
+        fd = os.open(
+            self.holders_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+        )
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        _HELD[str(self.dir)] = fd
+
+    def release(self) -> None:
+        fd = _HELD.pop(str(self.dir), None)
+        if fd is not None:
+            os.close(fd)
+
+    def stop_unless_held(self) -> str | None:
+        """Release this process's hold; stop the endpoint unless another process holds it."""
+        self.release()
         try:
-            return _request(f"{url}/_suitcase/save", "POST", timeout)
-        except urllib.error.HTTPError as exc:
-            detail = exc.read().decode(errors="replace")
-            raise EndpointError(f"the embedded AWS endpoint could not save: {detail}") from None
-        except (OSError, ValueError) as exc:
-            raise EndpointError(
-                f"the embedded AWS endpoint at {url} did not save its state ({exc}); "
-                "run `suitcase endpoint status`"
-            ) from None
+            fd = os.open(self.holders_file, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return None  # someone else uses it: it stops when idle and unheld
+        else:
+            return self.stop()
+        finally:
+            os.close(fd)
+
+    def started_by_this_run(self) -> None:
+        """This process started it: stop it when the process ends (unless others hold it)."""
+        atexit.register(_quietly, self.stop_unless_held)
+
+    # --- what it says -------------------------------------------------------------------------
 
     def last_log_line(self) -> str:
         try:
-            lines = [x for x in self.log_file.read_text(errors="replace").splitlines() if x.strip()]
-        except OSError:
+            text = self._read_private(self.log_file)
+        except EndpointError as exc:
+            return str(exc)
+        lines = [x for x in (text or "").splitlines() if x.strip()] if text is not None else []
+        if text is None:
             return "no log"
         return lines[-1].strip() if lines else "the log is empty"
 
+    def env_lines(self, region: str) -> list[str]:
+        """`suitcase endpoint env`: what a shell needs to use the running endpoint on purpose."""
+        found = self.running()
+        if found is None:
+            raise EndpointError(
+                "the embedded AWS endpoint is not running: `suitcase endpoint start` first"
+            )
+        key = self.credentials()
+        assert key is not None  # it runs, so it has its key
+        return [
+            f"export AWS_ENDPOINT_URL={found.url}",
+            f"export AWS_ACCESS_KEY_ID={key.access_key_id}",
+            f"export AWS_SECRET_ACCESS_KEY={key.secret_access_key}",
+            f"export AWS_DEFAULT_REGION={region}",
+            "unset AWS_PROFILE AWS_SESSION_TOKEN",
+        ]
 
-def _request(url: str, method: str, timeout: float) -> dict[str, Any]:
+
+def _quietly(call: Callable[[], object]) -> None:
+    with contextlib.suppress(Exception):
+        call()
+
+
+def _request(url: str, method: str, timeout: float, key: str) -> dict[str, Any]:
     # never through a proxy: the endpoint is on loopback
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    request = urllib.request.Request(
+        url,
+        method=method,
+        data=b"" if method == "POST" else None,
+        headers={"X-Suitcase-Key": key},
+    )
     with opener.open(request, timeout=timeout) as response:
         data = json.loads(response.read())
     if not isinstance(data, dict):
@@ -251,17 +430,17 @@ def _request(url: str, method: str, timeout: float) -> dict[str, Any]:
     return data
 
 
-def _alive(pid: int, stat: str | None = None) -> bool:
+def _alive(pid: int, stat_line: str | None = None) -> bool:
     """Alive and not a zombie (a zombie is gone for every purpose here, but kill -0 finds it)."""
     try:
-        stat = stat or Path(f"/proc/{pid}/stat").read_text()
+        stat_line = stat_line or Path(f"/proc/{pid}/stat").read_text(errors="replace")
     except OSError:
         return False
-    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+    return stat_line.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
 def _terminate(pid: int, timeout: float) -> bool:
-    """SIGTERM (the endpoint saves, then exits), SIGKILL after `timeout`; True if it went freely."""
+    """SIGTERM, SIGKILL after `timeout`; True if it went freely."""
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
         os.kill(pid, signal.SIGCONT)  # a stopped process handles SIGTERM only once continued
@@ -280,34 +459,36 @@ def _terminate(pid: int, timeout: float) -> bool:
 
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
     tmp.replace(path)
 
 
-def start(workspace_root: Path, say: Say, port: int = 0) -> str:
+def start(workspace_root: Path, say: Say, port: int = 0, idle: float = 0) -> str:
     """`suitcase endpoint start`: start it unless it runs; one line saying where it is."""
-    running, started = EmbeddedEndpoint(workspace_root).ensure(say, port)
+    running, started = EmbeddedEndpoint(workspace_root).ensure(say, port, idle)
     if started:
         where = f"{running.url} (pid {running.pid}; {running.restored})"
         return f"started the embedded AWS endpoint at {where}"
+    if port and running.port != port:
+        raise EndpointError(
+            f"the embedded AWS endpoint already runs on port {running.port}, not {port}: "
+            "`suitcase endpoint stop` first"
+        )
     return f"the embedded AWS endpoint is already running at {running.url} (pid {running.pid})"
-
-
-def save_state(target: AwsTarget) -> None:
-    """After a verb changed the embedded endpoint's state: save it now (a no-op for AWS)."""
-    if target.kind == "embedded" and target.endpoint_url:
-        EmbeddedEndpoint.save(target.endpoint_url)
 
 
 # --- what `suitcase endpoint status` shows ------------------------------------------------------
 
 
-def holdings(url: str, region: str) -> dict[str, int]:
+def holdings(url: str, region: str, credentials: Credentials | None) -> dict[str, int]:
     """Count what the endpoint holds, through boto3 as any client would see it."""
     from suitcase.aws.clients import AwsTarget
     from suitcase.aws.errors import aws_errors
 
-    target = AwsTarget(kind="embedded", region=region, endpoint_url=url)
+    target = AwsTarget(kind="embedded", region=region, endpoint_url=url, credentials=credentials)
     s3, ec2 = target.client("s3"), target.client("ec2")
     counts = {"buckets": 0, "objects": 0, "unfinished uploads": 0, "snapshots": 0, "AMIs": 0}
     with aws_errors("counting what the embedded endpoint holds", target):
@@ -325,8 +506,18 @@ def holdings(url: str, region: str) -> dict[str, int]:
 def status_lines(workspace_root: Path, region: str) -> list[str]:
     """What `suitcase endpoint status` prints: URL, pid, uptime, state and what it holds."""
     endpoint = EmbeddedEndpoint(workspace_root)
+    if not endpoint.dir.exists():
+        return ["the embedded AWS endpoint is not running", f"no saved state (no {endpoint.dir})"]
+    endpoint.check()
     found = endpoint.running()
     if found is None:
+        pid = endpoint._pid()
+        if pid is not None and endpoint.is_ours(pid):
+            raise EndpointError(
+                f"the embedded AWS endpoint (pid {pid}) runs but does not answer as this "
+                f"workspace's ({endpoint.port_file} unreadable, or the key changed): "
+                "`suitcase endpoint stop`, then start it again"
+            )
         saved = endpoint.state_file
         kept = (
             f"saved state: {saved} ({saved.stat().st_size} bytes, "
@@ -335,7 +526,7 @@ def status_lines(workspace_root: Path, region: str) -> list[str]:
             else "no saved state"
         )
         return ["the embedded AWS endpoint is not running", kept]
-    counts = holdings(found.url, region)
+    counts = holdings(found.url, region, endpoint.credentials())
     held = ", ".join(f"{n} {what}" for what, n in counts.items())
     return [
         f"the embedded AWS endpoint is running at {found.url}",

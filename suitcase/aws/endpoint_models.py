@@ -9,8 +9,8 @@ Known gaps for the AMI work (issue 10) to fix here: RegisterImage keeps only Nam
 Description; EBS reports a BlockSize of 512 (AWS: 524,288); ListSnapshotBlocks is unsorted and
 unpaged; a snapshot used by an AMI can be deleted.
 
-Persistence (pickling bodies beside the state) is not a fidelity fix: it lives in
-`suitcase.aws.endpoint_state`.
+Persistence (bodies and blocks in data files, the state in SQLite) is not a fidelity fix: it
+lives in `suitcase.aws.endpoint_store`.
 """
 
 from __future__ import annotations
@@ -235,7 +235,16 @@ def _streaming_complete() -> None:
             if full and builder.checksum_algorithm not in ("CRC32", "CRC32C", "CRC64NVME"):
                 result: tuple[Any, str, tuple[str, str, int] | None] = original_complete(self, body)
                 return result  # not a combination AWS accepts: moto's own answer
-            joined = tempfile.SpooledTemporaryFile(models.get_s3_default_key_buffer_size())  # noqa: SIM115
+            from suitcase.aws.endpoint_store import BlobBody
+
+            # parts kept by the endpoint's store are joined by naming them: no byte is copied
+            stored = all(isinstance(p._value_buffer, BlobBody) for p in self.parts.values())
+            segments: list[tuple[str, int]] = []
+            joined = (
+                None
+                if stored
+                else tempfile.SpooledTemporaryFile(models.get_s3_default_key_buffer_size())  # noqa: SIM115
+            )
             md5s, crc, size, count, last = bytearray(), 0, 0, 0, None
             for number, etag in body:
                 part = self.parts.get(number)
@@ -248,9 +257,15 @@ def _streaming_complete() -> None:
                     builder.addPart(part.value)
                 with part.lock:
                     part._value_buffer.seek(0)
-                    while chunk := part._value_buffer.read(CHUNK):
-                        joined.write(chunk)
-                        size += len(chunk)
+                    if joined is None:
+                        segments.extend(part._value_buffer.segments)
+                        size += part._value_buffer.size
+                    while (full or joined is not None) and (
+                        chunk := part._value_buffer.read(CHUNK)
+                    ):
+                        if joined is not None:
+                            joined.write(chunk)
+                            size += len(chunk)
                         if full:
                             crc = _crc(builder.checksum_algorithm, chunk, crc)
                 last, count = part, count + 1
@@ -264,11 +279,46 @@ def _streaming_complete() -> None:
                 checksum = builder.build()
             etag = models.md5_hash()
             etag.update(bytes(md5s))
-            return FileBody(joined, size), f"{etag.hexdigest()}-{count}", checksum
+            tag = f"{etag.hexdigest()}-{count}"
+            if joined is None:
+                store = next(iter(self.parts.values()))._value_buffer.store
+                return BlobBody(store, segments), tag, checksum
+            return FileBody(joined, size), tag, checksum
 
         multipart_class.complete = complete
 
     after_import("moto.s3.models", patch)
+
+
+# --- S3: an aws-chunked body is decoded in one pass ----------------------------------------------
+
+
+@fix(
+    "s3-aws-chunked-linear",
+    "An aws-chunked upload body (boto3's flexible checksums) is decoded into one buffer (moto "
+    "appended chunk by chunk, copying the body so far each time: twice the body in memory)",
+)
+def _linear_chunked() -> None:
+    def patch(responses: ModuleType) -> None:
+        import io
+
+        response_class: Any = responses.S3Response
+
+        def handle_encoded_body(self: Any, body: Any) -> bytes:
+            if not body:
+                return b""
+            stream = io.BytesIO(body) if isinstance(body, bytes) else body
+            pieces = []
+            size = int(stream.readline().strip(), 16)
+            while size > 0:
+                pieces.append(stream.read(size))
+                stream.readline()  # the chunk's closing CRLF
+                size = int(stream.readline().strip(), 16)
+            return b"".join(pieces)  # what follows the last chunk is the trailer (checksums)
+
+        response_class._handle_encoded_body = handle_encoded_body
+
+    after_import("moto.s3.responses", patch)
 
 
 # --- EC2 and EBS: AMIs and snapshots as AWS keeps them (suitcase.aws.moto_fixes) --------------

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ from tests.slow.conftest import OS_NAME, suitcase
 from tests.slow.reliability import clients, endpoint_url
 
 ROOT_PASSWORD = "Scan-Root-Pw-7f3a9c21e8"
+AWS_KEY_ID = "AKIASUITCASESCAN7F3A"
 AWS_SECRET = "scanSecretKey/7f3a9c21e8b4d6a0c2e4f6a8b0c2d4e6f8a0b2c4"
 AWS_TOKEN = "scanSessionToken7f3a9c21e8b4d6a0//c2e4f6a8b0c2d4e6f8a0b2c4d6e8f0a2b4c6d8e0f2a4=="
 BUILD_SECRET = "Scan-Build-Secret-7f3a9c21e8-d4"  # SUITCASE_SECRET_SCAN_TOKEN
@@ -82,15 +85,20 @@ def plant(ws: Path, tmp_path: Path, timestamp: str) -> Planted:
         check=True,
     ).stdout.strip()
     home = _home_with_a_root_password(tmp_path, crypt_hash)
+    # the endpoint's key is the planted one: the run reaches it as an account with these
+    (ws / "endpoint").mkdir(mode=0o700, exist_ok=True)
+    fd = os.open(ws / "endpoint" / "key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump({"access_key_id": AWS_KEY_ID, "secret_access_key": AWS_SECRET}, out)
     suitcase("endpoint", "start", workspace=ws, env={"SUITCASE_AWS": "embedded"})
     url = endpoint_url(ws)
-    s3, _ = clients(url)
+    s3, _ = clients(ws)
     s3.create_bucket(Bucket="suitcase-images")  # an account's bucket exists beforehand
     env = {
         "SUITCASE_HOME": str(home),
         "SUITCASE_AWS": "account",
         "AWS_ENDPOINT_URL": url,
-        "AWS_ACCESS_KEY_ID": "AKIASUITCASESCAN7F3A",
+        "AWS_ACCESS_KEY_ID": AWS_KEY_ID,
         "AWS_SECRET_ACCESS_KEY": AWS_SECRET,
         "AWS_SESSION_TOKEN": AWS_TOKEN,
         "SUITCASE_SECRET_SCAN_TOKEN": BUILD_SECRET,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from suitcase.aws.clients import AwsTarget
+from suitcase.aws.endpoint import EmbeddedEndpoint
 from suitcase.manifest import inspect_manifest, outputs_intact
 from suitcase.safety import mount_points, mounts_under, remove_tree
 from suitcase.sweep import loops_under
@@ -165,17 +166,32 @@ def done_honestly(stage: Path, deep: bool = False) -> bool | None:
 
 
 def endpoint_url(workspace: Path) -> str:
-    return f"http://127.0.0.1:{(workspace / 'endpoint' / 'port').read_text().strip()}"
+    """The workspace's endpoint, started (until stop_endpoint) if the verb that started it has
+    stopped it at its end."""
+    port = workspace / "endpoint" / "port"
+    if not port.exists():
+        subprocess.run(
+            [*SUITCASE, "--workspace", str(workspace), "endpoint", "start"],
+            capture_output=True,
+            check=True,
+        )
+    return f"http://127.0.0.1:{port.read_text().strip()}"
 
 
-def clients(url: str, region: str = "us-east-1") -> tuple[Any, Any]:
-    target = AwsTarget(kind="embedded", region=region, endpoint_url=url)
+def clients(workspace: Path, region: str = "us-east-1") -> tuple[Any, Any]:
+    """S3 and EC2 clients of the workspace's endpoint, with its key."""
+    target = AwsTarget(
+        kind="embedded",
+        region=region,
+        endpoint_url=endpoint_url(workspace),
+        credentials=EmbeddedEndpoint(workspace).credentials(),
+    )
     return target.client("s3"), target.client("ec2")
 
 
-def aws_holdings(url: str, stage_key: str) -> dict[str, Any]:
+def aws_holdings(workspace: Path, stage_key: str) -> dict[str, Any]:
     """Objects per key, unfinished uploads, AMIs of a stage key and snapshots no AMI uses."""
-    s3, ec2 = clients(url)
+    s3, ec2 = clients(workspace)
     keys: list[str] = []
     uploads = 0
     for bucket in s3.list_buckets().get("Buckets", []):
@@ -209,5 +225,5 @@ def stop_endpoint(workspace: Path) -> None:
             capture_output=True,
             check=False,
         )
-    if (workspace / "endpoint" / "blobs").is_dir():
-        remove_tree(workspace / "endpoint" / "blobs")
+    if (workspace / "endpoint" / "data").is_dir():
+        remove_tree(workspace / "endpoint" / "data")

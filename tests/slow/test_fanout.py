@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from suitcase.aws.endpoint import EmbeddedEndpoint
 from suitcase.config import PROJECT_ROOT
 from tests.slow.conftest import OS_NAME, BuiltSet, hardlink_workspace, suitcase
 from tests.slow.reliability import aws_holdings, endpoint_url, leftovers, stage_dir, stop_endpoint
@@ -35,10 +36,13 @@ def test_second_workspace_fetches_the_master_and_builds_on_it(
     set_id = f"{OS_NAME}-{ts}"
     try:
         suitcase("upload", "master", "--os", OS_NAME, "--timestamp", ts, workspace=first)
+        url = endpoint_url(first)  # the first machine's S3 and EC2, reached with its key
+        access = EmbeddedEndpoint(first).credentials()
+        assert access is not None
         account = {
-            "AWS_ENDPOINT_URL": endpoint_url(first),
-            "AWS_ACCESS_KEY_ID": "AKIASUITCASEFANOUT00",
-            "AWS_SECRET_ACCESS_KEY": "fan-out-secret-0123456789abcdefghijklmnopq",
+            "AWS_ENDPOINT_URL": url,
+            "AWS_ACCESS_KEY_ID": access.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": access.secret_access_key,
             "SUITCASE_AWS": "account",
         }
         # the build key travels as a CI secret, never through S3
@@ -90,7 +94,7 @@ def test_second_workspace_fetches_the_master_and_builds_on_it(
                 env=account,
             )
         # the first machine's S3 and EC2 hold what the second made
-        held = aws_holdings(endpoint_url(first), pv_manifest["key"])
+        held = aws_holdings(first, pv_manifest["key"])
         assert len(held["amis"]) == 1
         assert held["unfinished uploads"] == 0
         assert any(k.endswith(f"master/{set_id}/disk.qcow2") for k in held["keys"])

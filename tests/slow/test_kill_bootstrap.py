@@ -34,7 +34,6 @@ from tests.slow.reliability import (
     Run,
     aws_holdings,
     done_honestly,
-    endpoint_url,
     leftovers,
     processes_mentioning,
     scratch_mounts,
@@ -116,7 +115,7 @@ def test_kill_9_of_all_in_debootstrap_and_in_the_masters_packer_boot_then_resume
         assert stale_temp_dirs() == []  # the killed Packer's temporary folder, swept
         cookie = read_cookie(stage)
         assert cookie is not None and cookie.get("fake") is False
-        held = aws_holdings(endpoint_url(ws), "-")
+        held = aws_holdings(ws, "-")
         assert held["duplicate keys"] == []
         assert held["unfinished uploads"] == 0
         assert {o["key"] for o in cookie["objects"]} <= set(held["keys"])

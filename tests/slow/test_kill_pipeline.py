@@ -40,7 +40,6 @@ from tests.slow.reliability import (
     clients,
     cmdline,
     done_honestly,
-    endpoint_url,
     leftovers,
     scratch_mounts,
     stage_dir,
@@ -58,7 +57,7 @@ def _uploads_in_flight(ws: Path) -> bool:
     if not (ws / "endpoint" / "port").exists():
         return False
     try:
-        s3, _ = clients(endpoint_url(ws))
+        s3, _ = clients(ws)
         return any(
             s3.list_multipart_uploads(Bucket=b["Name"]).get("Uploads")
             for b in s3.list_buckets().get("Buckets", [])
@@ -154,7 +153,7 @@ def test_kill_9_of_all_at_every_stage_then_resume(built_set: BuiltSet, tmp_path:
             for stage in (master, pv):  # a cookie only for what S3 holds whole
                 cookie = read_cookie(stage)
                 if cookie is not None and (ws / "endpoint" / "port").exists():
-                    stored = set(aws_holdings(endpoint_url(ws), "-")["keys"])
+                    stored = set(aws_holdings(ws, "-")["keys"])
                     assert {o["key"] for o in cookie["objects"]} <= stored, where
         never = missed + [where for where, _, _ in remaining]
         assert not never, f"kill points never reached: {never}"
@@ -173,7 +172,7 @@ def test_kill_9_of_all_at_every_stage_then_resume(built_set: BuiltSet, tmp_path:
         shared = built_set.stage_dir("master") / "disk.qcow2"
         assert (master / "disk.qcow2").stat().st_ino == shared.stat().st_ino
         key = json.loads((pv / "manifest.json").read_text())["key"]
-        held = aws_holdings(endpoint_url(ws), key)
+        held = aws_holdings(ws, key)
         assert held["duplicate keys"] == []
         assert held["unfinished uploads"] == 0
         assert len(held["amis"]) == 1, held["amis"]

@@ -16,6 +16,7 @@ from suitcase.aws import tags
 from suitcase.aws.s3 import file_crc64nvme
 from suitcase.aws.ship import real_upload
 from suitcase.manifest import UPLOAD_COOKIE
+from tests.aws_endpoint import start_endpoint
 from tests.aws_proxy import VENV_BIN, Fault, FaultProxy, is_upload_part, moto_server
 from tests.s3_support import OS, SITE, TS, MiB, env_for, fake_build_set, point_at, site_workspace
 from tests.test_s3 import held, s3, suitcase, unfinished, upload_all
@@ -332,3 +333,47 @@ def test_an_empty_output_goes_up_and_comes_back(
     result = suitcase(other, "fetch", "master", "--os", OS, "--timestamp", TS)
     assert result.exit_code == 0, result.output
     assert (other / "images" / "master" / BUILD_SET / "empty.log").read_bytes() == b""
+
+
+def test_the_endpoint_dying_midway_is_one_line(ws: Path, tmp_path: Path) -> None:
+    """kill -9 of the (fixed) endpoint while 8 parts are in flight: one error line, no tracebacks
+    (s3transfer failed the in-flight parts' bodies inside awscrt's signer, which printed each)."""
+    (ws / "site.yaml").write_text("s3:\n  part_size_mb: 5\n  concurrency: 8\n")
+    fake_build_set(ws, "master", disk_size=300 * MiB)
+    server = start_endpoint(tmp_path / "endpoint.log")
+    bucket = f"suitcase-dies-{os.urandom(6).hex()}"
+    try:
+        s3(server.url).create_bucket(Bucket=bucket)
+        proc = subprocess.Popen(
+            [
+                str(VENV_BIN / "suitcase"),
+                "--workspace",
+                str(ws),
+                "upload",
+                "master",
+                "--os",
+                OS,
+                "--timestamp",
+                TS,
+            ],
+            env=env_for(server.url, bucket, tmp_path),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        try:
+            _wait_for_parts(server.url, bucket, proc, 2)
+            server.process.kill()
+            stderr = proc.communicate(timeout=60)[1].decode()
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    finally:
+        server.process.kill()
+        server.process.wait()
+    lines = stderr.splitlines()
+    assert proc.returncode == 1, stderr
+    assert len(lines) <= 4 and "Traceback" not in stderr, stderr
+    assert lines[-1].startswith("suitcase: error: upload of disk-master.img to s3://"), stderr
+    assert "failed: " in lines[-1] and server.url in lines[-1], stderr

@@ -1,8 +1,8 @@
 """Make the embedded endpoint (moto 5.2.5's server) answer like AWS where Suitcase relies on it.
 
 Imported inside the endpoint process before it serves; Suitcase's client code never knows which
-endpoint it talks to. Each fix names the AWS rule it follows; tests/test_ami_endpoint.py checks
-each one over HTTP.
+endpoint it talks to. Each fix names the AWS rule it follows; tests/test_ami_endpoint.py (EC2,
+EBS) and tests/test_s3_endpoint_fixes.py (S3) check each one over HTTP.
 
     python -m suitcase.aws.moto_fixes --host 127.0.0.1 --port 5000
 """
@@ -34,13 +34,14 @@ def pv_grub_table(path: Path | None = None) -> dict[str, str]:
 
 
 def apply() -> None:
-    """Patch moto's EC2 and EBS models in this process (idempotent)."""
+    """Patch moto's EC2, EBS and S3 models in this process (idempotent)."""
     global _applied
     if _applied:
         return
     _fix_ebs()
     _fix_register_image()
     _fix_pv_grub_kernels()
+    _fix_multipart_initiated()
     _applied = True
 
 
@@ -127,11 +128,11 @@ def _fix_ebs() -> None:
     ebs_responses.EBSResponse.list_snapshot_blocks = list_snapshot_blocks  # type: ignore[method-assign]
 
 
-def _picklable(cls: type, name: str) -> None:
-    """Make a model class defined inside a fix picklable: the endpoint saves its backends with
-    pickle, which finds a class by module and name. The class claims moto's module (moto's model
-    registry files models by module), so it is published there under `name`; fixes run before a
-    saved state is loaded, so the name exists when the state is read back."""
+def _named(cls: type, name: str) -> None:
+    """Give a model class defined inside a fix a name the endpoint's store can find it by: the
+    store names a class by module and name (suitcase.aws.endpoint_codec). The class claims moto's
+    module (moto's model registry files models by module), so it is published there under `name`;
+    fixes run before a saved state is loaded, so the name exists when the state is read back."""
     import importlib
 
     cls.__qualname__ = cls.__name__ = name
@@ -183,7 +184,7 @@ def _fix_register_image() -> None:
         def block_device_mappings(self) -> list[dict[str, Any]]:
             return self.mappings
 
-    _picklable(RegisteredImage, "SuitcaseRegisteredImage")
+    _named(RegisteredImage, "SuitcaseRegisteredImage")
 
     def register_image(self: Any) -> ActionResult:
         from moto.ec2.exceptions import InvalidSnapshotIdError
@@ -357,7 +358,7 @@ def _fix_pv_grub_kernels() -> None:
         def block_device_mappings(self) -> list[dict[str, Any]]:
             return []
 
-    _picklable(KernelImage, "SuitcaseKernelImage")
+    _named(KernelImage, "SuitcaseKernelImage")
     table = pv_grub_table()
     original_load = AmiBackend._load_amis
 
@@ -368,6 +369,48 @@ def _fix_pv_grub_kernels() -> None:
             self.amis[aki] = KernelImage(self, aki)
 
     AmiBackend._load_amis = load_amis  # type: ignore[method-assign]
+
+
+def _fix_multipart_initiated() -> None:
+    """ListMultipartUploads reports when each upload began: `Initiated` is the "Date and time at
+    which the multipart upload was initiated" (S3 API reference, MultipartUpload), not moto's
+    fixed 2010-11-10."""
+    import datetime
+
+    from moto.s3.models import FakeMultipart
+    from moto.s3.responses import S3Response
+
+    original_init = FakeMultipart.__init__
+    if getattr(original_init, "_suitcase_fix", False):
+        return
+
+    def multipart_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        self.initiated = datetime.datetime.now(datetime.UTC)
+
+    original_list = S3Response.list_multipart_uploads
+
+    def list_multipart_uploads(self: Any) -> Any:
+        # moto builds each upload's answer inline with a literal date: put the recorded one in
+        # just before it is serialized (a response object serves one request only)
+        serialize = self.serialized
+
+        def serialized(result: Any) -> Any:
+            multiparts = self.backend.list_multipart_uploads(self.bucket_name)
+            for upload in cast(dict[str, Any], result.result)["Uploads"]:
+                held = multiparts.get(upload["UploadId"])
+                # an upload made before this fix (a state saved then) keeps moto's date
+                initiated = held.__dict__.get("initiated") if held is not None else None
+                if initiated is not None:
+                    upload["Initiated"] = initiated
+            return serialize(result)
+
+        self.serialized = serialized
+        return original_list(self)
+
+    multipart_init._suitcase_fix = True  # type: ignore[attr-defined]
+    FakeMultipart.__init__ = multipart_init  # type: ignore[method-assign]
+    S3Response.list_multipart_uploads = list_multipart_uploads  # type: ignore[method-assign]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -174,7 +174,14 @@ class Bucket:
         self.target = target
         self.name = check_bucket_name(name)
         self.settings = settings
-        self.client = target.client("s3", max_pool_connections=max(10, settings.concurrency + 2))
+        config: dict[str, Any] = {"max_pool_connections": max(10, settings.concurrency + 2)}
+        if (target.endpoint_url or "").startswith("http://"):
+            # Over plain HTTP botocore SHA-256-signs each body, read by awscrt's C signer; when
+            # one part fails, s3transfer makes the others' bodies raise inside that read, and
+            # awscrt prints each such traceback to stderr (hundreds of lines before our one).
+            # Unsigned, as over HTTPS: each part's CRC64NVME header, signed, covers its body.
+            config["s3"] = {"payload_signing_enabled": False}
+        self.client = target.client("s3", **config)
 
     def url(self, key: str = "") -> str:
         return f"s3://{self.name}/{key}"
@@ -297,12 +304,23 @@ class Bucket:
                 self._upload(path, wanted, advance)
         except BaseException:
             # Ctrl-C, SIGTERM or an error: leave no unfinished multipart upload behind
-            for upload in self.unfinished(key):
-                if upload["Key"] == key:
-                    self.abort(key, upload["UploadId"])
+            self._abort_unfinished(key)
             raise
         self.confirm(wanted, path)
         return wanted
+
+    def _abort_unfinished(self, key: str) -> None:
+        """Abort `key`'s unfinished uploads if S3 answers (after a failed or interrupted upload)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            for upload in self.unfinished(key):
+                if upload["Key"] == key:
+                    self.abort(key, upload["UploadId"])
+        except (BotoCoreError, ClientError):
+            # S3 unreachable (the error being raised says why): the next upload resumes or
+            # aborts what is left, and this error must not hide that one
+            pass
 
     def confirm(self, wanted: StoredObject, path: Path | None = None) -> None:
         """S3's own full-object CRC64NVME and size equal the local file's, or the object goes."""

@@ -22,6 +22,7 @@ from suitcase.aws.presence import check_bucket
 from suitcase.cli import cli
 from suitcase.context import Context
 from suitcase.errors import ConfigError
+from tests.aws_endpoint import Endpoint, start_endpoint
 from tests.endpoint_support import (
     embedded_workspace,  # noqa: F401  (the `ws` fixture)
     endpoint_pids,
@@ -32,30 +33,31 @@ Other = Callable[..., str]
 
 @pytest.fixture
 def other(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Other]:
-    """Start a second endpoint (standing in for AWS) in its own folder; returns its URL."""
-    started: list[Path] = []
+    """Start a moto server (standing in for AWS, which takes any key: not the workspace's
+    endpoint, which takes only its own) in its own folder; returns its URL."""
+    started: list[Endpoint] = []
 
     def start(auth_free_actions: int | None = None) -> str:
-        root = tmp_path / f"other{len(started)}"
         with monkeypatch.context() as env:
             if auth_free_actions is not None:  # moto then checks every signature and policy
                 env.setenv("INITIAL_NO_AUTH_ACTION_COUNT", str(auth_free_actions))
-            running, _ = EmbeddedEndpoint(root).ensure(lambda line: None)
-        started.append(root)
-        return running.url
+            server = start_endpoint(tmp_path / f"other{len(started)}.log")
+        started.append(server)
+        return server.url
 
     yield start
-    for root in started:
-        EmbeddedEndpoint(root).stop(timeout=60)
+    for server in started:
+        server.process.terminate()
+        server.process.wait(30)
 
 
 @pytest.fixture(scope="module")
 def stand_in(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One endpoint standing in for AWS (no authentication) for the whole module: its URL."""
-    root = tmp_path_factory.mktemp("stand-in")
-    running, _ = EmbeddedEndpoint(root).ensure(lambda line: None)
-    yield running.url
-    EmbeddedEndpoint(root).stop(timeout=60)
+    """One moto server standing in for AWS (no authentication) for the whole module: its URL."""
+    server = start_endpoint(tmp_path_factory.mktemp("stand-in") / "moto.log")
+    yield server.url
+    server.process.terminate()
+    server.process.wait(30)
 
 
 def target_for(ws: Path) -> tuple[AwsTarget, list[str]]:
@@ -126,7 +128,9 @@ def test_embedded_can_be_forced(
     assert target.kind == "embedded" and target.endpoint_url != stand_in
     assert said[-1] == f"using the embedded AWS endpoint at {target.endpoint_url} (aws: embedded)"
     # the account's credentials never go to the embedded endpoint, nor into its process
-    assert target.client("s3")._request_signer._credentials.access_key == "suitcase"
+    key = EmbeddedEndpoint(ws).credentials()
+    assert key is not None and key.access_key_id.startswith("SCK")
+    assert target.client("s3")._request_signer._credentials.access_key == key.access_key_id
     pid = EmbeddedEndpoint(ws).pid_file.read_text().strip()
     assert b"not-a-secret" not in Path(f"/proc/{pid}/environ").read_bytes()
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from suitcase.aws.endpoint import EmbeddedEndpoint
 from suitcase.config import PROJECT_ROOT
 from tests.test_plugin import fake_home  # noqa: F401  (a fixture)
 
@@ -49,6 +50,22 @@ def two_machines(fake_home: Path, tmp_path: Path) -> Iterator[tuple[Path, Path]]
     _suitcase(first, "endpoint", "stop")
 
 
+def first_machine_as_account(first: Path) -> tuple[dict[str, str], str]:
+    """The first machine's endpoint (kept running), reached as an AWS account with its key:
+    the environment another machine would be given, and the port."""
+    _suitcase(first, "endpoint", "start")
+    port = (first / "endpoint" / "port").read_text().strip()
+    key = EmbeddedEndpoint(first).credentials()
+    assert key is not None
+    account = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": key.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": key.secret_access_key,
+        "SUITCASE_AWS": "account",
+    }
+    return account, port
+
+
 def test_second_workspace_fetches_the_master_and_builds_only_its_own_stage(
     two_machines: tuple[Path, Path],
     fake_home: Path,  # noqa: F811
@@ -57,13 +74,7 @@ def test_second_workspace_fetches_the_master_and_builds_only_its_own_stage(
     ts = ["--os", "Fake-12-x86_64", "--timestamp", TS]
     _suitcase(first, "build", "master", *ts)
     _suitcase(first, "upload", "master", *ts)
-    port = (first / "endpoint" / "port").read_text().strip()
-    account = {
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        "AWS_ACCESS_KEY_ID": "AKIASUITCASEFANOUT00",
-        "AWS_SECRET_ACCESS_KEY": "fan-out-secret-0123456789abcdefghijklmnopq",
-        "SUITCASE_AWS": "account",
-    }
+    account, port = first_machine_as_account(first)
     key = (first / "keys" / SET / "id_ed25519").read_text()
     subprocess.run(
         [str(PROJECT_ROOT / "bin" / "ci-build-key"), SET],
@@ -94,18 +105,14 @@ def test_without_the_master_in_s3_fetch_says_so(
 ) -> None:
     first, second = two_machines
     ts = ["--os", "Fake-12-x86_64", "--timestamp", TS]
-    _suitcase(first, "endpoint", "start")
-    port = (first / "endpoint" / "port").read_text().strip()
+    account, _ = first_machine_as_account(first)
     s3 = subprocess.run(
         [sys.executable, "-m", "suitcase", "--workspace", str(second), "fetch", "master", *ts],
         capture_output=True,
         text=True,
         env={
             **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-            "AWS_ACCESS_KEY_ID": "AKIASUITCASEFANOUT00",
-            "AWS_SECRET_ACCESS_KEY": "fan-out-secret-0123456789abcdefghijklmnopq",
-            "SUITCASE_AWS": "account",
+            **account,
         },
         check=False,
     )

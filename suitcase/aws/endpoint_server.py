@@ -245,13 +245,24 @@ class Endpoint:
         return body
 
     def _call(self, environ: dict[str, Any]) -> tuple[list[bytes], tuple[Any, ...]]:
+        """moto's answer, whole; an exception moto lets through is an InternalError naming it."""
+        from suitcase.aws import endpoint_store
+
         answer: list[tuple[Any, ...]] = []
 
         def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             answer[:] = [(status, headers)]
             return lambda data: None
 
-        body = list(self.moto_app(environ, capture))
+        try:
+            body = list(self.moto_app(environ, capture))
+        except Exception as exc:
+            why = f"{type(exc).__name__}: {exc}"
+            log(f"request failed: {why}")
+            endpoint_store.note_damage(
+                endpoint_store.clear_damage() or f"the endpoint failed: {why}"
+            )
+            return [], ("500 Internal Server Error", [])
         if int(environ.get("CONTENT_LENGTH") or 0) >= BIG_BODY:
             # moto's request and response objects point at each other: a cycle, which keeps
             # the request's body (MBs) until the collector runs, and it rarely does (it counts

@@ -210,7 +210,7 @@ class Store:
         st = os.fstat(self.fd)
         self.identity = (st.st_dev, st.st_ino)
         self.lock = threading.RLock()
-        self.verified: set[str] = set()
+        self.verified: set[tuple[str, int, int, int, int]] = set()
         self.pending_blocks: list[tuple[str, int, Any]] = []
         self.data_dirty = False
         self.last_doc = ""
@@ -262,7 +262,8 @@ class Store:
             os.unlink(tmp, dir_fd=self.data_fd)
         else:
             os.rename(tmp, name, src_dir_fd=self.data_fd, dst_dir_fd=self.data_fd)
-        self.verified.add(name)
+        st = os.stat(name, dir_fd=self.data_fd, follow_symlinks=False)
+        self.verified.add((name, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
         self.data_dirty = True
         return name, size
 
@@ -294,7 +295,10 @@ class Store:
         name the first time this process reads it."""
         fd = self._open_blob(name)
         try:
-            if name not in self.verified:
+            st = os.fstat(fd)
+            # checked again if the file changed since (ctime: `touch` cannot forge it)
+            seen = (name, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            if seen not in self.verified:
                 digest = hashlib.sha256()
                 while chunk := os.read(fd, CHUNK):
                     digest.update(chunk)
@@ -305,7 +309,7 @@ class Store:
                     )
                     note_damage(f"the embedded endpoint's stored data is damaged: {message}")
                     raise DamagedBlob(errno.EIO, message)
-                self.verified.add(name)
+                self.verified.add(seen)
             data = os.pread(fd, length, offset)
         finally:
             os.close(fd)

@@ -76,6 +76,5 @@ def boot_command(os_template: OSTemplate, paths: Paths) -> dict[str, str]:
 def typed_boot_command(entry: dict[str, str]) -> str:
     """What Packer types, as the templates assemble it (for display and tests)."""
     return (
-        f"{entry['keys']}<wait> {entry['args']} {entry['ks_arg']}="
-        "http://{{ .HTTPIP }}:{{ .HTTPPort }}/ks.cfg<enter>"
+        f"{entry['keys']}<wait> {entry['args']} {entry['ks_arg']}=http://10.0.2.100/ks.cfg<enter>"
     )

@@ -264,7 +264,9 @@ def _start(
         port = free_port()
         net = [
             "-netdev",
-            f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22",
+            # restrict=on: the guest (an untrusted image) reaches nothing on the host nor beyond
+            # it, not even 127.0.0.1 through 10.0.2.2; the one SSH forward still works
+            f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22",
             "-device",
             "virtio-net-pci,netdev=n0",
         ]

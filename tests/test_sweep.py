@@ -204,7 +204,7 @@ def test_verification_vm_cpu_loopback_record_and_sweep(
     args = (tmp_path / "args").read_text().split()
     assert args[args.index("-cpu") + 1] == "max"
     netdev = args[args.index("-netdev") + 1]
-    assert "hostfwd=tcp:127.0.0.1:" in netdev
+    assert "hostfwd=tcp:127.0.0.1:" in netdev and ",restrict=on," in netdev
     assert list(runs.iterdir()) == []  # its own record went with it
 
 
@@ -214,8 +214,11 @@ def test_qemu_templates_pin_cpu_loopback_and_wrapper() -> None:
         builder = template["builders"][0]
         args = {arg[0]: arg[1:] for arg in builder["qemuargs"]}
         assert args["-cpu"] == ["max"], name
-        # Packer's own -netdev forwards SSH on every address (hostfwd=tcp::PORT-:22)
-        assert args["-netdev"] == ["user,id=user.0,hostfwd=tcp:127.0.0.1:{{ .SSHHostPort }}-:22"]
+        # Packer's own -netdev forwards SSH on every address (hostfwd=tcp::PORT-:22); the guest
+        # reaches nothing of the host (restrict=on) but the kickstart server (guestfwd)
+        ssh = "user,id=user.0,restrict=on,hostfwd=tcp:127.0.0.1:{{ .SSHHostPort }}-:22"
+        kickstart = ",guestfwd=tcp:10.0.2.100:80-cmd:socat - TCP:127.0.0.1:{{ .HTTPPort }}"
+        assert args["-netdev"] == [ssh + (kickstart if name == "qemu-iso.json" else "")], name
         assert builder["vnc_bind_address"] == "127.0.0.1"
         assert builder["qemu_binary"] == "{{user `qemu_binary`}}"
         if "http_directory" in builder:

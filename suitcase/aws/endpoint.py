@@ -225,6 +225,12 @@ class EmbeddedEndpoint:
 
     def ensure(self, say: Say, port: int = 0, idle: float = VERB_IDLE) -> tuple[Running, bool]:
         """The running endpoint, started first if needed; (endpoint, whether this call started)."""
+        try:
+            self.dir.parent.mkdir(parents=True, exist_ok=True)  # the workspace, as other verbs
+        except OSError as exc:
+            raise EndpointError(
+                f"cannot make the workspace {self.dir.parent}: {exc.strerror}"
+            ) from None
         self.check(create=True)
         found = self.running()
         if found:

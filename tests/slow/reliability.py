@@ -217,7 +217,7 @@ def aws_holdings(workspace: Path, stage_key: str) -> dict[str, Any]:
 
 
 def stop_endpoint(workspace: Path) -> None:
-    """Stop the workspace's endpoint and drop the object bodies it kept: a 4 GiB disk uploaded
+    """Stop the workspace's endpoint and drop what it kept: a 4 GiB disk uploaded
     is 4 GiB there (holes included), too much to keep for every test until the session ends."""
     if (workspace / "endpoint" / "pid").exists():
         subprocess.run(
@@ -225,5 +225,5 @@ def stop_endpoint(workspace: Path) -> None:
             capture_output=True,
             check=False,
         )
-    if (workspace / "endpoint" / "data").is_dir():
-        remove_tree(workspace / "endpoint" / "data")
+    if (workspace / "endpoint").is_dir():  # its state with its data: never one without the other
+        remove_tree(workspace / "endpoint")

@@ -34,10 +34,10 @@ from common import ROOT, save
 
 sys.path.insert(0, str(ROOT))
 
-from suitcase.aws import ebs  # noqa: E402
-from suitcase.aws.clients import AwsTarget  # noqa: E402
-from suitcase.aws.endpoint import EmbeddedEndpoint  # noqa: E402
-from suitcase.aws.s3 import Bucket, TransferSettings, file_digests  # noqa: E402
+from suitcase.aws import ebs
+from suitcase.aws.clients import AwsTarget
+from suitcase.aws.endpoint import EmbeddedEndpoint
+from suitcase.aws.s3 import Bucket, TransferSettings, file_digests
 
 MIB = 2**20
 

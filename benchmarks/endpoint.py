@@ -1,98 +1,205 @@
-"""Embedded endpoint benchmark: start time (empty, and with saved state), idle RSS, and what
-keeping state costs (the first save after a large upload, a save with nothing new, stop, the
-restart that reloads it), in a throwaway workspace.
+"""The embedded endpoint's durable store against moto's memory, side by side in one run.
 
-    .venv/bin/python benchmarks/endpoint.py [--object-mib 512] [--snapshot-mib 64]
+Both servers get the same work, through Suitcase's own code: a disk written into an EBS
+snapshot (`suitcase.aws.ebs.write_snapshot`, as `register` does) and a file uploaded to S3
+(`suitcase.aws.s3.Bucket.put`, as `upload` does). For each: the wall time, and the server's peak
+resident memory (VmHWM) and its memory afterwards, holding all of it.
 
-Results are printed and saved under benchmarks/results/ (not committed).
+- `store`: the workspace's endpoint (`suitcase.aws.endpoint_server`): every change fsynced
+  and committed before its answer, bodies and blocks in files;
+- `memory`: moto's server with Suitcase's fixes (`suitcase.aws.moto_fixes`), which keeps
+  everything in memory and on nothing.
+
+    .venv/bin/python benchmarks/endpoint.py [--upload-gib 4] [--snapshot-mib 1024]
+
+Also the store's start: empty, and again holding all of the above (a restart reads its state).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import socket
+import subprocess
+import sys
 import tempfile
+import threading
 import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from boto3.s3.transfer import TransferConfig
-from common import save
+from common import ROOT, save
 
+sys.path.insert(0, str(ROOT))
+
+from suitcase.aws import ebs
 from suitcase.aws.clients import AwsTarget
 from suitcase.aws.endpoint import EmbeddedEndpoint
+from suitcase.aws.s3 import Bucket, TransferSettings, file_digests
 
-MiB = 1024 * 1024
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+MIB = 2**20
 
 
-def timed_start(endpoint: EmbeddedEndpoint) -> tuple[float, AwsTarget, int]:
+def memory(pid: int) -> dict[str, int]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    found = {k: re.search(rf"{k}:\s+(\d+)", status) for k in ("VmRSS", "VmHWM")}
+    return {k: int(m.group(1)) // 1024 for k, m in found.items() if m}
+
+
+@contextmanager
+def store_endpoint(folder: Path) -> Iterator[tuple[AwsTarget, int]]:
+    endpoint = EmbeddedEndpoint(folder)
+    running, _ = endpoint.ensure(lambda line: None, idle=0)
+    target = AwsTarget(
+        kind="embedded",
+        region="us-east-1",
+        endpoint_url=running.url,
+        credentials=endpoint.credentials(),
+    )
+    try:
+        yield target, running.pid
+    finally:
+        endpoint.stop()
+
+
+@contextmanager
+def memory_endpoint(folder: Path) -> Iterator[tuple[AwsTarget, int]]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "MOTO_EC2_LOAD_DEFAULT_AMIS": "false"}
+    # the same allocator settings as the store's process: only the store differs
+    env.update(MALLOC_MMAP_THRESHOLD_="131072", MALLOC_ARENA_MAX="2")
+    argv = [sys.executable, "-m", "suitcase.aws.moto_fixes", "-H", "127.0.0.1", "-p", str(port)]
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "moto.log").open("wb") as log:
+        process = subprocess.Popen(argv, stdout=log, stderr=log, env=env, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=2).read()
+            break
+        except OSError:
+            time.sleep(0.2)
+    try:
+        yield AwsTarget(kind="embedded", region="us-east-1", endpoint_url=url), process.pid
+    finally:
+        process.kill()
+        process.wait()
+
+
+def make_file(path: Path, size: int, seed: int) -> None:
+    """Data that does not compress or repeat (each MiB differs), made quickly."""
+    block = os.urandom(MIB)
+    with path.open("wb") as out:
+        for i in range(size // MIB):
+            out.write(i.to_bytes(8, "big") + block[8:])
+
+
+def peak_while(pid: int, work: Callable[[], Any]) -> tuple[float, int]:
+    """(seconds, highest VmRSS seen, sampled every 50 ms) of `work`."""
+    peak, done = 0, threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, memory(pid).get("VmRSS", 0))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
     started = time.monotonic()
-    running, _ = endpoint.ensure(lambda line: None)
-    seconds = time.monotonic() - started
-    return seconds, AwsTarget("embedded", "us-east-1", running.url), running.pid
+    try:
+        work()
+    finally:
+        done.set()
+        sampler.join()
+    return time.monotonic() - started, peak
+
+
+def run(kind: str, folder: Path, disk: Path, upload: Path) -> dict[str, Any]:
+    start = store_endpoint if kind == "store" else memory_endpoint
+    started = time.monotonic()
+    with start(folder) as (target, pid):
+        start_s = time.monotonic() - started
+        base = memory(pid)["VmRSS"]
+
+        def snapshot() -> None:
+            ebs.write_snapshot(target, disk, token=f"bench-{kind}", tags={}, description="bench")
+
+        snap_s, snap_peak = peak_while(pid, snapshot)
+        bucket = Bucket(target, "suitcase-bench", TransferSettings())
+        bucket.ensure(create=True, say=lambda line: None)
+        crc, sha = file_digests(upload)
+
+        def put() -> None:
+            bucket.put(upload, "upload.raw", sha, lambda line: None, lambda n: None, crc)
+
+        up_s, up_peak = peak_while(pid, put)
+        after = memory(pid)
+    restart: dict[str, Any] = {}
+    if kind == "store":  # the same folder again: the state read back, nothing held in memory
+        started = time.monotonic()
+        with start(folder) as (target, pid):
+            restart["restart_s"] = round(time.monotonic() - started, 2)
+            target.client("s3").head_object(Bucket="suitcase-bench", Key="upload.raw")
+            restart["restarted_mib"] = memory(pid)["VmRSS"]
+    return {
+        "start_s": round(start_s, 2),
+        **restart,
+        "base_mib": base,
+        "snapshot_s": round(snap_s, 2),
+        "snapshot_peak_mib": snap_peak,
+        "upload_s": round(up_s, 2),
+        "upload_peak_mib": up_peak,
+        "holding_mib": after["VmRSS"],
+        "peak_mib": after["VmHWM"],
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--object-mib", type=int, default=512)
-    parser.add_argument("--snapshot-mib", type=int, default=64)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--upload-gib", type=float, default=4, help="the store alone")
+    parser.add_argument(
+        "--compare-gib",
+        type=float,
+        default=1,
+        help="both, side by side (moto's memory holds "
+        "every upload several times over: 4.8 GB for 1 GiB)",
+    )
+    parser.add_argument("--snapshot-mib", type=int, default=1024)
     args = parser.parse_args()
-    results: dict[str, float] = {}
-    with tempfile.TemporaryDirectory(prefix="suitcase-endpoint-bench-", dir="/var/tmp") as tmp:
-        endpoint = EmbeddedEndpoint(Path(tmp))
-        try:
-            results["start_empty_s"], target, pid = timed_start(endpoint)
-            time.sleep(1)
-            results["idle_rss_mib"] = rss_mib(pid)
-            body = Path(tmp) / "body.raw"
-            with body.open("wb") as f:
-                for _ in range(args.object_mib // 16):
-                    f.write(os.urandom(16 * MiB))
-            s3 = target.client("s3")
-            s3.create_bucket(Bucket="bench")
-            config = TransferConfig(multipart_chunksize=64 * MiB, max_concurrency=4)
-            t = time.monotonic()
-            s3.upload_file(str(body), "bench", "body.raw", Config=config)
-            results["upload_s"] = time.monotonic() - t
-            ebs = target.client("ebs")
-            snap = ebs.start_snapshot(VolumeSize=1)["SnapshotId"]
-            block = os.urandom(524288)
-            for index in range(args.snapshot_mib * 2):
-                ebs.put_snapshot_block(
-                    SnapshotId=snap,
-                    BlockIndex=index,
-                    BlockData=block,
-                    DataLength=len(block),
-                    Checksum="unused",
-                    ChecksumAlgorithm="SHA256",
-                )
-            ebs.complete_snapshot(SnapshotId=snap, ChangedBlocksCount=args.snapshot_mib * 2)
-            results["rss_after_writes_mib"] = rss_mib(pid)
-            t = time.monotonic()
-            saved = endpoint.save(target.endpoint_url or "")
-            results["first_save_s"] = time.monotonic() - t
-            results["state_pickle_mib"] = saved["bytes"] / MiB
-            t = time.monotonic()
-            endpoint.save(target.endpoint_url or "")
-            results["save_nothing_new_s"] = time.monotonic() - t
-            t = time.monotonic()
-            endpoint.stop()
-            results["stop_s"] = time.monotonic() - t
-            results["start_with_state_s"], target, pid = timed_start(endpoint)
-            results["rss_after_reload_mib"] = rss_mib(pid)
-            got = target.client("s3").head_object(Bucket="bench", Key="body.raw")
-            assert got["ContentLength"] == args.object_mib * MiB
-        finally:
-            endpoint.stop()
-    for name, value in results.items():
-        print(f"{name:>24}: {value:8.2f}")
-    print(f"saved to {save('endpoint', {'args': vars(args), 'results': results})}")
+    with tempfile.TemporaryDirectory(dir=ROOT / "benchmarks") as scratch:
+        work = Path(scratch)
+        disk, upload = work / "disk.raw", work / "upload.raw"
+        make_file(disk, args.snapshot_mib * MIB, 1)
+        make_file(upload, int(args.compare_gib * 1024) * MIB, 2)
+        results = {kind: run(kind, work / kind, disk, upload) for kind in ("memory", "store")}
+        upload.unlink()
+        make_file(upload, int(args.upload_gib * 1024) * MIB, 3)
+        alone = run("store", work / "alone", disk, upload)
+    store, mem = results["store"], results["memory"]
+    summary = {
+        "upload_gib": args.upload_gib,
+        "compare_gib": args.compare_gib,
+        "snapshot_mib": args.snapshot_mib,
+        "results": results,
+        "store_alone": alone,
+        "store_vs_memory": {
+            "snapshot_time": round(store["snapshot_s"] / mem["snapshot_s"], 2),
+            "upload_time": round(store["upload_s"] / mem["upload_s"], 2),
+            "holding_memory": round(store["holding_mib"] / mem["holding_mib"], 2),
+        },
+    }
+    save("endpoint", summary)
+    for kind, row in results.items():
+        print(f"{kind:7} {row}")
+    print(f"store, {args.upload_gib} GiB upload: {alone}")
+    print(f"store / memory: {summary['store_vs_memory']}")
 
 
 if __name__ == "__main__":

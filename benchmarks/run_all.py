@@ -37,7 +37,7 @@ QUICK: dict[str, list[str]] = {
     "vcpus": [],
     "upload": ["--size-gib", "0.25", "--rounds", "1"],
     "register": ["--size-gib", "1", "--data-mib", "100", "--workers", "8"],
-    "endpoint": ["--object-mib", "64", "--snapshot-mib", "16"],
+    "endpoint": ["--upload-gib", "0.25", "--snapshot-mib", "64"],
     "pipeline": ["--quick"],
 }
 

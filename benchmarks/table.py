@@ -193,17 +193,26 @@ def register_rows(data: dict[str, Any]) -> list[Row]:
 
 def endpoint_rows(data: dict[str, Any]) -> list[Row]:
     results = data.get("results", {})
-    if "start_empty_s" not in results:
+    store, memory, alone = results.get("store"), results.get("memory"), data.get("store_alone")
+    if not store or not memory or not alone:
         return []
+    ratio = data.get("store_vs_memory", {})
     return [
         (
-            "embedded endpoint start / save / reload",
-            "moto server on 127.0.0.1",
-            f"start {results['start_empty_s']:.1f} s, "
-            f"reload {results.get('start_with_state_s', 0):.1f} s",
-            f"RSS {results.get('idle_rss_mib', 0):.0f} MiB idle, "
-            f"{results.get('rss_after_reload_mib', 0):.0f} MiB reloaded",
-        )
+            "embedded endpoint: durable store vs moto's memory",
+            f"upload {_gib(float(data['compare_gib']) * 2**30)} (Suitcase's parts), "
+            f"snapshot {data.get('snapshot_mib')} MiB",
+            f"time x{ratio.get('upload_time', 0):.2f} upload, "
+            f"x{ratio.get('snapshot_time', 0):.2f} snapshot",
+            f"peak RSS {store['peak_mib']} MiB vs {memory['peak_mib']} MiB",
+        ),
+        (
+            "embedded endpoint memory, store alone",
+            f"upload {_gib(float(data['upload_gib']) * 2**30)}, then holding it",
+            f"peak RSS {alone['peak_mib']} MiB, holding {alone['holding_mib']} MiB",
+            f"start {alone['start_s']:.1f} s; restart holding it all "
+            f"{alone.get('restart_s', 0):.1f} s, {alone.get('restarted_mib', 0)} MiB",
+        ),
     ]
 
 

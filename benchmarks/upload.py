@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import os
 import random
+import shutil
 import signal
 import socket
 import statistics
@@ -32,34 +33,46 @@ from common import ROOT, save
 
 sys.path.insert(0, str(ROOT))
 
+from suitcase.aws.endpoint import EmbeddedEndpoint
 from suitcase.context import Context
 from suitcase.manifest import Manifest, describe_output, write_manifest
 
 OS, TS, BUCKET = "Debian-12-x86_64", "20260101000000", "suitcase-bench"
 MiB = 1024 * 1024
 BIN = ROOT / ".venv" / "bin"
+KEY: list[str] = []  # the running endpoint's access key id and secret
 STREAMING = True  # --stock-moto: moto_server as shipped (fails a 4 GiB full-object upload)
 
 
 @contextlib.contextmanager
 def moto(folder: Path) -> Iterator[str]:
+    """The embedded endpoint as Suitcase runs it (durable store, key), in a fresh folder; its URL
+    (its key goes to KEY for env_for). --stock-moto: moto_server as shipped."""
+    if STREAMING:
+        shutil.rmtree(folder / "ws", ignore_errors=True)
+        endpoint = EmbeddedEndpoint(folder / "ws")
+        running, _ = endpoint.ensure(lambda line: None, idle=0)
+        found = endpoint.credentials()
+        KEY[:] = [found.access_key_id, found.secret_access_key] if found else []
+        try:
+            yield running.url
+        finally:
+            endpoint.stop()
+            shutil.rmtree(folder / "ws", ignore_errors=True)  # GBs of data: not kept per run
+        return
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     log = (folder / "moto.log").open("wb")
-    # the embedded endpoint as Suitcase runs it (its moto fixes stream a multipart completion);
-    # --stock-moto: moto_server as shipped
-    server = [str(BIN / "python"), "-m", "suitcase.aws.endpoint_server", "--dir", str(folder)]
     proc = subprocess.Popen(
-        [*server, "--port", str(port)]
-        if STREAMING
-        else [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, "MOTO_EC2_LOAD_DEFAULT_AMIS": "false"},
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
+    KEY[:] = ["bench", "bench"]
     try:
         for _ in range(300):
             try:
@@ -121,8 +134,8 @@ def env_for(url: str) -> dict[str, str]:
     return {
         **os.environ,
         "AWS_ENDPOINT_URL": url,
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_ACCESS_KEY_ID": KEY[0],
+        "AWS_SECRET_ACCESS_KEY": KEY[1],
         "AWS_DEFAULT_REGION": "us-east-1",
         "SUITCASE_BUCKET": BUCKET,
         "AWS_CONFIG_FILE": os.devnull,
@@ -206,13 +219,14 @@ def main() -> None:
                     "s3",
                     endpoint_url=url,
                     region_name="us-east-1",
-                    aws_access_key_id="bench",
-                    aws_secret_access_key="bench",
+                    aws_access_key_id=KEY[0],
+                    aws_secret_access_key=KEY[1],
                 ).create_bucket(Bucket=BUCKET)
                 try:
                     return run_suitcase(ws, url) if who == "suitcase" else run_cli(disk, url)
                 except RuntimeError as exc:
-                    log = (folder / "moto.log").read_text(errors="replace")[-1500:]
+                    logs = [folder / "moto.log", folder / "ws" / "endpoint" / "endpoint.log"]
+                    log = "".join(p.read_text(errors="replace") for p in logs if p.exists())[-1500:]
                     raise RuntimeError(f"{exc}\nmoto log:\n{log}") from None
 
         import boto3

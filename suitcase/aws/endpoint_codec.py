@@ -232,7 +232,7 @@ class Decoder:
         for pair in _list(pairs):
             if not isinstance(pair, list) or len(pair) != 2:
                 raise CodecError("a malformed mapping entry")
-            dict.__setitem__(into, self.key(pair[0]), self.value(pair[1]))
+            _store(into, self.key(pair[0]), self.value(pair[1]))
         return into
 
     def object(self, data: dict[str, Any]) -> Any:
@@ -259,11 +259,17 @@ class Decoder:
         for name, value in attributes.items():
             state[name] = self.value(value)
         if isinstance(obj, dict):
-            for pair in _list(data.get("d", [])):
-                if not isinstance(pair, list) or len(pair) != 2:
-                    raise CodecError("a malformed mapping entry")
-                dict.__setitem__(obj, self.key(pair[0]), self.value(pair[1]))
+            self.mapping(obj, data.get("d", []))
         return obj
+
+
+def _store(into: dict[Any, Any], key: Any, value: Any) -> None:
+    """Set an entry below any subclass's own __setitem__ (moto's key store wraps values in
+    lists), but through OrderedDict's, which keeps its order beside the dict (C code, no hook)."""
+    if isinstance(into, OrderedDict):
+        OrderedDict.__setitem__(into, key, value)
+    else:
+        dict.__setitem__(into, key, value)
 
 
 def _tracking_new() -> tuple[Any, ...]:

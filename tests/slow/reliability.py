@@ -165,11 +165,11 @@ def done_honestly(stage: Path, deep: bool = False) -> bool | None:
     return outputs_intact(stage, manifest, deep=deep) is None
 
 
-def endpoint_url(workspace: Path) -> str:
+def endpoint_url(workspace: Path, start: bool = True) -> str:
     """The workspace's endpoint, started (until stop_endpoint) if the verb that started it has
-    stopped it at its end."""
+    stopped it at its end (never with `start` False: then a missing port file raises)."""
     port = workspace / "endpoint" / "port"
-    if not port.exists():
+    if start and not port.exists():
         subprocess.run(
             [*SUITCASE, "--workspace", str(workspace), "endpoint", "start"],
             capture_output=True,
@@ -178,12 +178,12 @@ def endpoint_url(workspace: Path) -> str:
     return f"http://127.0.0.1:{port.read_text().strip()}"
 
 
-def clients(workspace: Path, region: str = "us-east-1") -> tuple[Any, Any]:
+def clients(workspace: Path, region: str = "us-east-1", start: bool = True) -> tuple[Any, Any]:
     """S3 and EC2 clients of the workspace's endpoint, with its key."""
     target = AwsTarget(
         kind="embedded",
         region=region,
-        endpoint_url=endpoint_url(workspace),
+        endpoint_url=endpoint_url(workspace, start),
         credentials=EmbeddedEndpoint(workspace).credentials(),
     )
     return target.client("s3"), target.client("ec2")

@@ -57,7 +57,7 @@ def _uploads_in_flight(ws: Path) -> bool:
     if not (ws / "endpoint" / "port").exists():
         return False
     try:
-        s3, _ = clients(ws)
+        s3, _ = clients(ws, start=False)  # never started by the poll
         return any(
             s3.list_multipart_uploads(Bucket=b["Name"]).get("Uploads")
             for b in s3.list_buckets().get("Buckets", [])

@@ -20,19 +20,17 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from common import ROOT, save
+from register import start_endpoint
 
 sys.path.insert(0, str(ROOT))
 
@@ -68,23 +66,10 @@ def store_endpoint(folder: Path) -> Iterator[tuple[AwsTarget, int]]:
 
 @contextmanager
 def memory_endpoint(folder: Path) -> Iterator[tuple[AwsTarget, int]]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**os.environ, "MOTO_EC2_LOAD_DEFAULT_AMIS": "false"}
     # the same allocator settings as the store's process: only the store differs
-    env.update(MALLOC_MMAP_THRESHOLD_="131072", MALLOC_ARENA_MAX="2")
-    argv = [sys.executable, "-m", "suitcase.aws.moto_fixes", "-H", "127.0.0.1", "-p", str(port)]
+    os.environ.update(MALLOC_MMAP_THRESHOLD_="131072", MALLOC_ARENA_MAX="2")
     folder.mkdir(parents=True, exist_ok=True)
-    with (folder / "moto.log").open("wb") as log:
-        process = subprocess.Popen(argv, stdout=log, stderr=log, env=env, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(f"{url}/moto-api/", timeout=2).read()
-            break
-        except OSError:
-            time.sleep(0.2)
+    process, url = start_endpoint(folder / "moto.log")  # register.py's: moto with the fixes
     try:
         yield AwsTarget(kind="embedded", region="us-east-1", endpoint_url=url), process.pid
     finally:

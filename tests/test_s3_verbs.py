@@ -8,6 +8,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -56,21 +57,19 @@ def _start_slow_upload(
     fake_build_set(ws, "master", disk_size=60 * MiB)
     s3(proxy.upstream).create_bucket(Bucket=bucket)
     proxy.add(Fault("delay", when=is_upload_part, seconds=0.4))
+    return upload_master(ws, proxy.url, bucket, tmp_path, subprocess.PIPE, subprocess.STDOUT)
+
+
+def upload_master(
+    ws: Path, url: str, bucket: str, tmp_path: Path, stdout: Any, stderr: Any
+) -> subprocess.Popen[bytes]:
+    """`suitcase upload master` of the fake build set, in a session of its own, against `url`."""
+    argv = [str(VENV_BIN / "suitcase"), "--workspace", str(ws), "upload", "master"]
     return subprocess.Popen(
-        [
-            str(VENV_BIN / "suitcase"),
-            "--workspace",
-            str(ws),
-            "upload",
-            "master",
-            "--os",
-            OS,
-            "--timestamp",
-            TS,
-        ],
-        env=env_for(proxy.url, bucket, tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+        [*argv, "--os", OS, "--timestamp", TS],
+        env=env_for(url, bucket, tmp_path),
+        stdout=stdout,
+        stderr=stderr,
         start_new_session=True,
     )
 
@@ -344,23 +343,7 @@ def test_the_endpoint_dying_midway_is_one_line(ws: Path, tmp_path: Path) -> None
     bucket = f"suitcase-dies-{os.urandom(6).hex()}"
     try:
         s3(server.url).create_bucket(Bucket=bucket)
-        proc = subprocess.Popen(
-            [
-                str(VENV_BIN / "suitcase"),
-                "--workspace",
-                str(ws),
-                "upload",
-                "master",
-                "--os",
-                OS,
-                "--timestamp",
-                TS,
-            ],
-            env=env_for(server.url, bucket, tmp_path),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
+        proc = upload_master(ws, server.url, bucket, tmp_path, subprocess.DEVNULL, subprocess.PIPE)
         try:
             _wait_for_parts(server.url, bucket, proc, 2)
             server.process.kill()

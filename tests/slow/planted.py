@@ -120,7 +120,8 @@ def plant(ws: Path, tmp_path: Path, timestamp: str) -> Planted:
 
 
 def written_files(ws: Path) -> list[Path]:
-    """Every file of the workspace but the disks (manifest outputs, object bodies) and the keys."""
+    """Every file of the workspace but the disks (manifest outputs, object bodies) and the keys
+    (the build key, the endpoint's key)."""
     disks: set[Path] = set()
     for manifest_path in ws.glob("images/*/*/manifest.json"):
         manifest, _ = inspect_manifest(manifest_path.parent)
@@ -131,7 +132,12 @@ def written_files(ws: Path) -> list[Path]:
         if not path.is_file() or path.is_symlink() or path.resolve() in disks:
             continue
         rel = path.relative_to(ws).parts
-        if rel[0] in ("keys", "packer_cache") or rel[:2] == ("endpoint", "blobs"):
+        # object bodies, and the endpoint's key (which is the planted one: it is where the
+        # account's key lives, as the build key lives in keys/)
+        if rel[0] in ("keys", "packer_cache") or rel[:2] in (
+            ("endpoint", "data"),
+            ("endpoint", "key"),
+        ):
             continue
         files.append(path)
     return files

@@ -347,8 +347,11 @@ def test_missing_and_damaged_data_are_found(ws: Path) -> None:
         target.client("s3").get_object(Bucket=BUCKET, Key="k")["Body"].read()
     assert damaged.value.response["Error"]["Code"] == "InternalError"
     assert f"data file {blob} is damaged" in str(damaged.value)
-    assert suitcase(ws, "endpoint", "stop").exit_code == 0
-    blob.unlink()  # missing: found at start, before anything is served
+    blob.unlink()  # gone while it runs: even a HEAD (upload's "is it there?") is refused
+    with pytest.raises(ClientError) as gone:
+        target.client("s3", retries={"max_attempts": 1}).head_object(Bucket=BUCKET, Key="k")
+    assert gone.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    assert suitcase(ws, "endpoint", "stop").exit_code == 0  # missing: found at start
     line = one_line_error(suitcase(ws, "endpoint", "start"))
     assert "1 data file(s) of the saved state are missing or damaged" in line, line
     assert blob.name in line and (ws / "endpoint" / "state.sqlite").exists()

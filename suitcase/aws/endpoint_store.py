@@ -280,6 +280,14 @@ class Store:
         name, size = self.put_blob(bytes(c) for c in chunks)
         return BlobBody(self, [(name, size)] if size else [])
 
+    def check_present(self, body: BlobBody) -> None:
+        """Every data file of `body` is there, with its size (a stat each: no read)."""
+        for name, size in body.segments:
+            if not self._has(name, size):
+                message = f"data file {self.path / DATA / name} is missing or damaged"
+                note_damage(f"the embedded endpoint's stored data is damaged: {message}")
+                raise DamagedBlob(errno.EIO, message)
+
     def _open_blob(self, name: str) -> int:
         if not _NAME.match(name):
             raise DamagedBlob(errno.EINVAL, f"not a data file name: {name!r}")
@@ -687,6 +695,20 @@ def _install_s3_bodies(models: Any) -> None:
 
     key_class.value = property(value_property.fget, set_value)
     key_class._suitcase_store = True
+
+    backend_class: Any = models.S3Backend
+    head_object = backend_class.head_object
+
+    def head_object_checked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        """HeadObject reads no data, but says so when the object's data files are gone (a
+        verb that only asks whether an object is there must not be told it is)."""
+        found = head_object(self, *args, **kwargs)
+        body = getattr(found, "_value_buffer", None)
+        if isinstance(body, BlobBody):
+            body.store.check_present(body)
+        return found
+
+    backend_class.head_object = head_object_checked
 
 
 def _install_ebs_blocks(models: Any) -> None:

@@ -3,10 +3,11 @@
 A Redactor masks the secrets it knows (a build set's sensitive Packer values, its build key,
 AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN, and whatever was `remember`ed in this process: the build
 secrets SUITCASE_SECRET_*, as is and base64, once buildsecrets.build_secrets() has read them),
-each also URL- and JSON-encoded and split into its pieces, plus what looks like a secret:
-assignments to a `*password*`/`*secret*`/`*token*` name (a quoted value whole, spaces and all),
-PEM private key blocks, 40-character AWS secrets after a secret key name, and crypt(3) password
-hashes.
+each also URL- and JSON-encoded, split into its pieces, in hex, and base64-encoded even inside
+a longer blob (`Authorization: Basic` of `user:token`, a docker `auth`: the whole blob is masked),
+plus what looks like a secret: assignments to a `*password*`/`*secret*`/`*token*` name (a quoted
+value whole, spaces and all), `Authorization: Basic|Bearer` values, PEM private key blocks,
+40-character AWS secrets after a secret key name, and crypt(3) password hashes.
 
 Text is redacted *decoded* (callers undo their tool's escapes first) and line streams keep state,
 so a private key that arrives one line at a time is masked from its BEGIN line to its END line.
@@ -17,9 +18,11 @@ so a private key that arrives one line at a time is masked from its BEGIN line t
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
+import string
 import threading
 import urllib.parse
 from collections.abc import Iterable
@@ -50,10 +53,17 @@ _ASSIGNMENT = re.compile(
 _AWS_SECRET = re.compile(
     r"(?i)(?P<key>secret[\w-]{0,20}?key\W{1,8})(?P<value>(?:[A-Za-z0-9/+]|%2[BF]){40})(?![\w/+%=])"
 )
+# The scheme is kept (it says what kind of credential went by), whatever follows it is not.
+_AUTHORIZATION = re.compile(
+    r"""(?i)(?P<key>(?<![\w-])(?:proxy-)?authorization["']?\s*[:=]\s*["']?(?:basic|bearer)\s+)"""
+    r"""(?P<value>[^\s"']+)"""
+)
 _CRYPT_HASH = re.compile(r"\$(?:1|2[abxy]?|5|6|7|y|gy|md5|sha1)\$[^\s:\"']{8,}")
 _BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY( BLOCK)?-----")
 _END = re.compile(r"-----END [A-Z0-9 ]{0,40}PRIVATE KEY( BLOCK)?-----")
 _BASE64_LINE = re.compile(r"^\s*(?:[A-Za-z0-9+/=]|<redacted>){16,}\s*$")
+_BASE64_CHARS = string.ascii_letters + string.digits + "+/"
+_BASE64_TAIL = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 
 # Secrets this process has learnt (a build set's values, its build key): every Redactor knows them,
 # so an error or a console tail shown far from the build that knew them is masked too.
@@ -95,12 +105,34 @@ def variants(secret: str) -> set[str]:
     return forms
 
 
+def encoded(secret: str) -> set[str]:
+    """A secret's hex (both cases) and, for each byte offset it may have inside a longer base64
+    blob, the base64 characters its bytes alone decide (those shared with a neighbour dropped).
+
+    >>> blob = base64.b64encode(b"deploy:Deploy-Token-1").decode()  # curl -u deploy:...
+    >>> any(form in blob for form in encoded("Deploy-Token-1"))
+    True
+    """
+    data = secret.strip().encode()
+    forms = {data.hex(), data.hex().upper()}
+    for offset in range(3):
+        text = base64.b64encode(bytes(offset) + data).decode()
+        # a base64 character is 6 bits; keep those whose bits all come from the secret's bytes
+        forms.add(text[-(-8 * offset // 6) : 8 * (offset + len(data)) // 6])
+    # shorter forms would match ordinary base64 (hashes, keys) by chance, masking whole blobs
+    return {f for f in forms if len(f) >= MIN_PIECE}
+
+
 class Redactor:
     """Masks known secrets and secret-looking text; `lines()` gives a stateful per-line filter."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._own = {s for s in secrets if s and len(s.strip()) >= MIN_SECRET}
-        self._cache: tuple[frozenset[str], re.Pattern[str] | None] = (frozenset(), None)
+        self._cache: tuple[frozenset[str], re.Pattern[str] | None, frozenset[str]] = (
+            frozenset(),
+            None,
+            frozenset(),
+        )
 
     def add(self, *secrets: str) -> None:
         self._own.update(s for s in secrets if s and len(s.strip()) >= MIN_SECRET)
@@ -112,19 +144,41 @@ class Redactor:
             s for s in self._own | _REMEMBERED | env if s and len(s.strip()) >= MIN_SECRET
         )
 
-    def _known(self) -> re.Pattern[str] | None:
+    def _known(self) -> tuple[re.Pattern[str] | None, frozenset[str]]:
+        """One pattern for every form of every secret, and which of those forms are encodings."""
         secrets = self.secrets
         if self._cache[0] != secrets:
-            forms = set().union(*(variants(s) for s in secrets)) if secrets else set()
-            ordered = sorted(forms, key=len, reverse=True)  # a whole secret before its pieces
+            forms: set[str] = set().union(*(variants(s) for s in secrets))
+            codes = frozenset().union(*(encoded(s) for s in secrets))
+            # an encoding first, so that where one starts it wins (its whole run is masked);
+            # then a whole secret before its pieces
+            ordered = sorted(codes, key=len, reverse=True)
+            ordered += sorted(forms - codes, key=len, reverse=True)
             pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
-            self._cache = (secrets, pattern)
-        return self._cache[1]
+            self._cache = (secrets, pattern, codes)
+        return self._cache[1], self._cache[2]
 
     def known(self, text: str) -> str:
-        """Mask only the known secrets (and their forms) in `text`."""
-        pattern = self._known()
-        return pattern.sub(MASK, text) if pattern is not None else text
+        """Mask only the known secrets (and their forms) in `text`; an encoded one with the
+        whole base64 (or hex) run around it, since its neighbours share its characters."""
+        pattern, codes = self._known()
+        if pattern is None:
+            return text
+        out: list[str] = []
+        done = 0  # text[:done] is in `out`
+        for match in pattern.finditer(text):
+            start, end = match.span()
+            if end <= done:  # inside a run already masked
+                continue
+            start = max(start, done)  # a secret that goes on past that run: the rest of it too
+            if match[0] in codes:
+                start = done + len(text[done:start].rstrip(_BASE64_CHARS))
+                tail = _BASE64_TAIL.match(text, end)
+                end = tail.end() if tail else end
+            if start > done or not out:  # two masks side by side are one
+                out += [text[done:start], MASK]
+            done = end
+        return "".join(out) + text[done:] if out else text
 
     def lines(self) -> LineRedactor:
         """A filter for one stream of lines: a private key's body is masked line after line."""
@@ -167,6 +221,7 @@ class LineRedactor:
 
 def _patterns(line: str) -> str:
     line = _AWS_SECRET.sub(lambda m: m["key"] + MASK, line)
+    line = _AUTHORIZATION.sub(_mask_value, line)
     line = _ASSIGNMENT.sub(_mask_value, line)
     return _CRYPT_HASH.sub(MASK, line)
 

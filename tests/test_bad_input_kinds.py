@@ -10,12 +10,20 @@ one test that counts the whole catalogue by kind.
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from suitcase.aws.clients import AwsTarget, check_endpoint_url
+from suitcase.aws.errors import AwsError, aws_errors
+from suitcase.aws.s3 import S3Error, aws_calls
+from suitcase.errors import ConfigError
 from tests import test_bad_input as base
 from tests import test_plugin, test_plugin_bad_input
 from tests.conftest import tree_snapshot
@@ -87,6 +95,39 @@ def _workspace_variable_file(c: Case) -> list[str]:
     (c.tmp / "ws.txt").write_text("not a folder\n")
     os.environ["SUITCASE_WORKSPACE"] = str(c.tmp / "ws.txt")
     return ["list"]
+
+
+#: the cheapest verb that reaches AWS (no plan, no build); a dry run, should it ever get further
+DELETE = ["delete", "master", "--os", DEBIAN, "--timestamp", "20260101000000", "--dry-run"]
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """`python -m http.server`'s handler, without its log lines (they would be on our stderr)."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def web_server(folder: Path) -> tuple[str, Callable[[], None]]:
+    """A plain web server on 127.0.0.1 serving an empty `folder`: its URL, and how to stop it."""
+    folder.mkdir()
+    handler = functools.partial(QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+
+    return f"http://127.0.0.1:{server.server_address[1]}", stop
+
+
+def _endpoint_not_aws(c: Case) -> list[str]:
+    """AWS_ENDPOINT_URL at a web server that is no AWS (it answers STS's POST with a 501 page)."""
+    url, stop = web_server(c.tmp / "www")
+    c.cleanups.append(stop)
+    os.environ["AWS_ENDPOINT_URL"] = url  # undone by monkeypatch (see ENV)
+    return DELETE
 
 
 #: case -> (set-up, exit code, text the one line holds)
@@ -171,6 +212,17 @@ MORE: dict[str, tuple[Setup, int, str]] = {
         2,
         "build secret SUITCASE_SECRET_TOKEN is empty or shorter than 4 characters",
     ),
+    # issue 18 item 8: these were botocore tracebacks of 74 and 90 lines
+    "env-endpoint-url-not-a-url": (
+        _args(*DELETE),
+        2,
+        "AWS_ENDPOINT_URL 'not a url' is not a URL: it must be http(s)://host[:port]",
+    ),
+    "env-endpoint-url-not-aws": (
+        _endpoint_not_aws,
+        1,
+        "AWS_ENDPOINT_URL answers, but not as AWS does (http://127.0.0.1:",
+    ),
     # the command line
     "workspace-is-a-file": (_workspace_is_a_file, 2, "is not a folder"),
     "unknown-verb": (_args("frobnicate"), 2, "No such command 'frobnicate'"),
@@ -232,6 +284,12 @@ ENV: dict[str, dict[str, str]] = {
     "env-workspace-is-a-file": {"SUITCASE_WORKSPACE": ""},
     "env-secret-bad-name": {"SUITCASE_SECRET_registry": "Registry-Token-5b7d9e1f3a"},
     "env-secret-empty": {"SUITCASE_SECRET_TOKEN": ""},
+    "env-endpoint-url-not-a-url": {"AWS_ENDPOINT_URL": "not a url"},
+    "env-endpoint-url-not-aws": {
+        "AWS_ENDPOINT_URL": "",  # set by the case; restored afterwards
+        "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",  # so that the request is made
+        "AWS_SECRET_ACCESS_KEY": "not-a-secret",
+    },
 }
 
 
@@ -239,6 +297,54 @@ ENV: dict[str, dict[str, str]] = {
 def test_more_bad_input(name: str, case: Case, monkeypatch: pytest.MonkeyPatch) -> None:
     setup, code, expected = MORE[name]
     base.refused_whole(case, monkeypatch, setup, code, expected, ENV.get(name, {}))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "not a url",
+        "127.0.0.1:5000",
+        "localhost",
+        "ftp://host/",
+        "http://",
+        "http://h:99999",
+        "http://[::1",
+    ],
+)
+def test_aws_endpoint_url_must_be_http_host_port(url: str) -> None:
+    with pytest.raises(ConfigError, match=r"is not a URL: it must be http\(s\)://host\[:port\]$"):
+        check_endpoint_url(url)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:5000", "https://s3.eu-west-1.amazonaws.com", "http://[::1]:9000/"]
+)
+def test_aws_endpoint_urls_botocore_takes_are_taken(url: str) -> None:
+    assert check_endpoint_url(url) == url
+
+
+def test_a_reply_that_is_no_aws_response_is_one_line_wherever_it_comes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EC2's parser meets the web server's 501 page: botocore's ResponseParserError, which is no
+    BotoCoreError, quoting the whole page."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-a-secret")
+    url, stop = web_server(tmp_path / "www")
+    try:
+        target = AwsTarget(kind="account", region="us-east-1", endpoint_url=url)
+        ec2 = target.client("ec2")
+        with pytest.raises(AwsError) as verb, aws_errors("listing AMIs", target):
+            ec2.describe_images(Owners=["self"])
+        with pytest.raises(S3Error) as transfer, aws_calls("delete of X"):
+            ec2.describe_images(Owners=["self"])
+    finally:
+        stop()
+    assert str(verb.value) == (
+        f"listing AMIs: AWS_ENDPOINT_URL answers, but not as AWS does ({url} replied with no "
+        "S3/STS response); point it at an S3/STS endpoint, or unset it"
+    )
+    assert str(transfer.value) == "delete of X: the endpoint's answer is no AWS response"
 
 
 # --- the plugin's options and the settings it reads -----------------------------------------------
@@ -336,6 +442,8 @@ KINDS: dict[tuple[str, str], str] = {
     ("environment", "SUITCASE_WORKSPACE a file"): "env-workspace-is-a-file",
     ("environment", "SUITCASE_SECRET_* bad name"): "env-secret-bad-name",
     ("environment", "SUITCASE_SECRET_* empty"): "env-secret-empty",
+    ("environment", "AWS_ENDPOINT_URL not a URL"): "env-endpoint-url-not-a-url",
+    ("environment", "AWS_ENDPOINT_URL not AWS"): "env-endpoint-url-not-aws",
     ("command line", "unknown verb"): "unknown-verb",
     ("command line", "unknown option"): "unknown-option",
     ("command line", "bad choice"): "builder-option-unknown",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
@@ -63,6 +64,48 @@ def test_pieces_of_a_known_secret_are_masked_alone() -> None:
     assert "PRIVATE KEY-----" in redactor("-----END RSA PRIVATE KEY-----")
 
 
+TOKEN = "Deploy-Token-7f3a9c21e8"
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+# a secret after 0, 1 or 2 bytes (mod 3) of other text starts at each of base64's three alignments
+@pytest.mark.parametrize("before", ["", "u", "us", "ci:", "pull:", "deploy:"])
+@pytest.mark.parametrize("after", ["", "x", "xy", "\n"])
+def test_a_secret_base64_encoded_with_other_text_is_masked_with_it(before: str, after: str) -> None:
+    blob = b64(before + TOKEN + after)
+    assert Redactor([TOKEN])(f"auth [{blob}] end") == f"auth [{MASK}] end"
+
+
+def test_credentials_encoded_by_curl_and_docker_are_masked(remembered: list[str]) -> None:
+    """`curl -v -u deploy:$TOKEN` prints its Basic header; `cat ~/.docker/config.json` its auth."""
+    remembered.append(TOKEN)  # as a build secret is
+    redact.remember(*remembered)
+    curl = f"> Authorization: Basic {b64('deploy:' + TOKEN)}"
+    docker = json.dumps({"auths": {"registry.example.com": {"auth": b64("ci-robot:" + TOKEN)}}})
+    text = redact.redact_text(f"{curl}\n{docker}")
+    assert text == (
+        f"> Authorization: Basic {MASK}\n"
+        f'{{"auths": {{"registry.example.com": {{"auth": "{MASK}"}}}}}}'
+    )
+
+
+def test_a_secret_in_hex_is_masked() -> None:
+    shown = TOKEN.encode().hex()
+    assert Redactor([TOKEN])(f"{shown} {shown.upper()}.") == f"{MASK} {MASK}."
+
+
+def test_encoded_forms_leave_other_base64_and_hex_alone() -> None:
+    """Too short a secret has no base64 form: a blob that merely holds its letters is no leak."""
+    text = (
+        f"sha256 5d41402abc4b2a76b9719d911017c592 blob {b64('a different value')} "
+        f"short {b64('xxabcdxx')} key AAAAC3NzaC1lZDI1NTE5AAAAIKk"
+    )
+    assert Redactor([TOKEN, "abcd"])(text) == text
+
+
 def test_short_secrets_are_not_masked() -> None:
     assert Redactor(["abc"])("abc abcd") == "abc abcd"
 
@@ -103,6 +146,14 @@ def test_aws_environment_secrets_are_known(monkeypatch: pytest.MonkeyPatch) -> N
         ("root:$6$saltsalt$hashhashhash:19000::", f"root:{MASK}:19000::"),
         ("root:!$y$j9T$salt1234$hash5678hash:1::", f"root:!{MASK}:1::"),
         ("rootpw --iscrypted $6$rounds=5000$salt$hash", f"rootpw --iscrypted {MASK}"),
+        ("> Authorization: Basic ZGVwbG95OnM=", f"> Authorization: Basic {MASK}"),
+        (
+            "curl -H 'Authorization: Bearer eyJhbGciOiJ9.e30.sig' https://x/",
+            f"curl -H 'Authorization: Bearer {MASK}' https://x/",
+        ),
+        ('{"authorization": "Bearer abc.def"}', f'{{"authorization": "Bearer {MASK}"}}'),
+        ("  authorization: basic dXNlcjpw", f"  authorization: basic {MASK}"),
+        ("Proxy-Authorization: Basic dXNlcjpw ok", f"Proxy-Authorization: Basic {MASK} ok"),
     ],
 )
 def test_secret_looking_text_is_masked(text: str, expected: str) -> None:
@@ -122,6 +173,8 @@ def test_secret_looking_text_is_masked(text: str, expected: str) -> None:
         "sha256 5d41402abc4b2a76b9719d911017c592aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
         "secret_key=",
         "1795815797,,ui,say,==> null: Provisioning step had errors%!(PACKER_COMMA) if present...",
+        "< HTTP/1.1 401 Unauthorized: authorization failed",
+        '< WWW-Authenticate: Basic realm="Registry"',
     ],
 )
 def test_ordinary_lines_are_left_alone(text: str) -> None:
@@ -251,7 +304,18 @@ def test_a_console_that_cannot_be_scrubbed_is_removed(
     assert not console.exists()  # no raw copy stays behind
 
 
-@pytest.mark.parametrize("unit", ["a.", "secretx", "-----BEGIN AAAA", "password"])
+@pytest.mark.parametrize(
+    "unit",
+    [
+        "a.",
+        "secretx",
+        "-----BEGIN AAAA",
+        "password",
+        "Authorization: Basic ",
+        b64("known-secret"),  # one base64 run of 1.6 MB
+        "6b6e6f776e2d736563726574 ",  # hex
+    ],
+)
 def test_long_lines_are_scanned_in_linear_time(unit: str) -> None:
     """A guest's progress dots (200 kB on one line) once took minutes: quadratic backtracking."""
     started = time.monotonic()

@@ -1,14 +1,17 @@
 """Planted secrets never leave a run: real Packer, real failing tools, a guest console, the CLI.
 
 Each test plants the same set (a value with commas, one with spaces inside quotes, the build key,
-a stray private key, an AWS secret shown URL-encoded, a session token, a root password hash),
-runs the real thing, then scans every file the run wrote, what it printed and the error it
-raised for each secret and each of its pieces. Modes of logs and consoles must be 0600.
+a stray private key, an AWS secret shown URL-encoded, a session token, a root password hash, a
+build secret shown base64-encoded with a user name as curl's Basic header and docker's `auth`
+hold it, and in hex), runs the real thing, then scans every file the run wrote, what it printed
+and the error it raised for each secret, each of its pieces and its encodings. Modes of logs and
+consoles must be 0600.
 Only APIs that predate suitcase.redact are used, so each test also runs against older code.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import random
@@ -52,16 +55,35 @@ class Planted:
     aws: str  # AWS_SECRET_ACCESS_KEY, shown URL-encoded
     token: str  # AWS_SESSION_TOKEN
     root_hash: str  # a root password hash, as /etc/shadow holds it
+    registry: str  # a build secret (SUITCASE_SECRET_REGISTRY), shown base64 and hex
 
     def named(self) -> dict[str, str]:
         return {k: v for k, v in vars(self).items()}
 
 
 def pieces(secret: str) -> set[str]:
-    """The secret, its URL-encoded form and every piece of it long enough to be recognisable."""
+    """The secret, its URL-encoded form, every piece of it long enough to be recognisable, and
+    its encodings."""
     body = re.sub(r"-----(BEGIN|END) [A-Z ]+-----", " ", secret)
     parts = {p for p in re.split(r"[\s,$/+=]+|%2[BFbf]", body) if len(p) >= 6}
-    return {secret.strip(), urllib.parse.quote(secret, safe=""), *parts}
+    return {secret.strip(), urllib.parse.quote(secret, safe=""), *parts, *encodings(secret)}
+
+
+def encodings(secret: str) -> set[str]:
+    """The secret in hex, and what shows of its base64 inside longer text, at each alignment."""
+    data = secret.strip().encode()
+    found = {data.hex(), data.hex().upper()}
+    for offset in range(3):
+        # neighbours that differ in every bit: the characters both encodings share are the secret's
+        low = base64.b64encode(b"\0" * offset + data + b"\0\0").decode()
+        high = base64.b64encode(b"\xff" * offset + data + b"\xff\xff").decode()
+        shared = "".join(a if a == b else " " for a, b in zip(low, high, strict=True))
+        found.add(max(shared.split(), key=len))
+    return found
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
 
 
 def leaks(text: str, planted: Planted) -> list[str]:
@@ -106,6 +128,8 @@ def planted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Planted:
     token = _random(BASE64, 60) + "/" + _random(BASE64, 59) + "=="
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", aws)
     monkeypatch.setenv("AWS_SESSION_TOKEN", token)
+    registry = "Reg" + _random(string.ascii_letters + string.digits, 29)
+    monkeypatch.setenv("SUITCASE_SECRET_REGISTRY", registry)  # masked from when it is read
     return Planted(
         comma=f"Cma{_random(string.ascii_letters, 8)},Cmb{_random(string.ascii_letters, 8)}"
         f",Cmc {_random(string.ascii_letters, 8)}",
@@ -116,7 +140,13 @@ def planted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Planted:
         aws=aws,
         token=token,
         root_hash=f"$6${_random(CRYPT, 16)}${_random(CRYPT, 86)}",
+        registry=registry,
     )
+
+
+def docker_config(user: str, token: str) -> str:
+    """~/.docker/config.json after `docker login`: the auth is base64 of `user:token`."""
+    return json.dumps({"auths": {"registry.example.com": {"auth": b64(f"{user}:{token}")}}})
 
 
 def console_text(p: Planted) -> str:
@@ -130,6 +160,9 @@ def console_text(p: Planted) -> str:
         *p.build_key.splitlines(),
         f"db_secret={p.comma}",
         *p.stray_key.splitlines(),
+        f"> Authorization: Basic {b64('deploy:' + p.registry)}",  # curl -v -u deploy:$TOKEN
+        docker_config("ci-robot", p.registry),
+        f"token as hex: {p.registry.encode().hex()}",
     ]
     return "\r\n".join(lines) + "\r\n"
 
@@ -227,6 +260,9 @@ STDERR_ENDINGS = {
     "url-encoded AWS secret": lambda p: "GET /?s=" + urllib.parse.quote(p.aws, safe="") + " 403",
     "session token": lambda p: f"using {p.token}",
     "root password hash": lambda p: f"root:{p.root_hash}:19000:0:99999:7:::",
+    "curl's Basic header": lambda p: f"> Authorization: Basic {b64('deploy:' + p.registry)}",
+    "docker config auth": lambda p: "read " + docker_config("pull", p.registry),
+    "hex, upper case": lambda p: f"token {p.registry.encode().hex().upper()} refused",
 }
 
 

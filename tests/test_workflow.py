@@ -20,7 +20,9 @@ import pytest
 import yaml
 
 from suitcase.config import PROJECT_ROOT
+from suitcase.errors import ConfigError
 from suitcase.imagetypes import IMAGE_TYPES
+from suitcase.workspace import Workspace
 
 WORKFLOW = PROJECT_ROOT / ".github" / "workflows" / "images.yml"
 BIN = Path(sys.executable).parent
@@ -200,6 +202,67 @@ def test_ci_build_key_refuses_bad_input(
     assert expected in result.stderr
     assert value not in result.stdout or not value
     assert not (tmp_path / "keys").exists() or not any((tmp_path / "keys").rglob("id_*"))
+
+
+def _checkout_of_its_own(tmp_path: Path) -> Path:
+    """A copy of bin/ci-build-key in another checkout: what it resolves against the checkout
+    lands there (not in this repository), where the test sees it."""
+    script = tmp_path / "checkout" / "bin" / "ci-build-key"
+    script.parent.mkdir(parents=True)
+    shutil.copy2(CI_BUILD_KEY, script)
+    return script
+
+
+@pytest.mark.parametrize("given", ["ws", "./ws", "sub/../ws", "~/ws", "~", None])
+def test_ci_build_key_finds_the_workspace_as_suitcase_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str | None
+) -> None:
+    """SUITCASE_WORKSPACE relative to the current folder, `~` for HOME, unset for the current
+    folder: the key is where `suitcase build` will look for it (Workspace.at)."""
+    script = _checkout_of_its_own(tmp_path)
+    job, home = tmp_path / "job", tmp_path / "home"
+    (job / "sub").mkdir(parents=True)
+    home.mkdir()
+    key = tmp_path / "k"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    monkeypatch.chdir(job)
+    monkeypatch.setenv("HOME", str(home))
+    if given is None:
+        monkeypatch.delenv("SUITCASE_WORKSPACE", raising=False)
+    else:
+        monkeypatch.setenv("SUITCASE_WORKSPACE", given)
+    set_id = "Debian-12-x86_64-20260101000000"
+    result = subprocess.run(
+        [str(script), set_id],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BUILD_KEY": key.read_text()},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    installed = Workspace.at(None).keys_dir / set_id / "id_ed25519"
+    assert installed.read_text() == key.read_text()
+    assert [p.name for p in script.parent.parent.iterdir()] == ["bin"]  # nothing in the checkout
+
+
+def test_ci_build_key_refuses_an_empty_workspace_as_suitcase_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = _checkout_of_its_own(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SUITCASE_WORKSPACE", "")
+    with pytest.raises(ConfigError, match="the workspace is an empty string"):
+        Workspace.at(None)
+    result = subprocess.run(
+        [str(script), "Debian-12-x86_64-20260101000000"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BUILD_KEY": "not read"},
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "SUITCASE_WORKSPACE is set but empty" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkout"]
 
 
 def test_ci_build_key_passes_shellcheck() -> None:

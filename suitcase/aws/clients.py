@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,7 +87,31 @@ def aws_target_from_env(region: str) -> AwsTarget | None:
     SUITCASE_AWS force one) lives in `aws_target`, which builds on this.
     """
     url = os.environ.get("AWS_ENDPOINT_URL")
-    return AwsTarget(kind="account", region=region, endpoint_url=url) if url else None
+    if not url:
+        return None
+    return AwsTarget(kind="account", region=region, endpoint_url=check_endpoint_url(url))
+
+
+def check_endpoint_url(url: str, name: str = "AWS_ENDPOINT_URL") -> str:
+    """The URL, if botocore can send requests to it; else one line saying the form it must have.
+
+    >>> check_endpoint_url("http://127.0.0.1:5000")
+    'http://127.0.0.1:5000'
+    """
+    from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url
+
+    try:
+        parts = urllib.parse.urlsplit(url)
+        _ = parts.port  # a port that is no number from 0 to 65535 raises here
+        valid = parts.scheme in ("http", "https") and bool(
+            is_valid_endpoint_url(url) or is_valid_ipv6_endpoint_url(url)
+        )
+    except ValueError:  # urlsplit's answer for a broken [IPv6] host, or a bad port
+        valid = False
+    if not valid:
+        # botocore would say `ValueError: Invalid endpoint` from deep inside client creation
+        raise ConfigError(f"{name} {url[:200]!r} is not a URL: it must be http(s)://host[:port]")
+    return url
 
 
 MODES = ("auto", "embedded", "account")
@@ -207,6 +232,7 @@ def credential_source(full: bool = False) -> str | None:
 def check_credentials(target: AwsTarget) -> None:
     """One cheap call (STS GetCallerIdentity) so rejected credentials fail here, in one line."""
     from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.parsers import ResponseParserError
 
     from suitcase.aws.errors import CREDENTIAL_CODES, error_code
 
@@ -216,6 +242,6 @@ def check_credentials(target: AwsTarget) -> None:
         # an AWS_ENDPOINT_URL that serves no STS is fine; refused credentials are not
         if target.endpoint_url is None or error_code(exc) in CREDENTIAL_CODES:
             raise explain(exc, "verifying the AWS account", target) from None
-    except BotoCoreError as exc:
+    except (BotoCoreError, ResponseParserError) as exc:  # the latter: a web server, not AWS
         error: AwsError = explain(exc, "verifying the AWS account", target)
         raise error from None

@@ -73,6 +73,7 @@ def explain(exc: Exception, doing: str, target: AwsTarget | None = None) -> AwsE
         NoCredentialsError,
         ReadTimeoutError,
     )
+    from botocore.parsers import ResponseParserError
 
     where = target.describe() if target else "AWS"
     code = error_code(exc)
@@ -96,6 +97,13 @@ def explain(exc: Exception, doing: str, target: AwsTarget | None = None) -> AwsE
             else ""
         )
         return AwsError(f"{doing}: cannot reach {where} ({exc}){hint}")
+    if isinstance(exc, ResponseParserError):  # its message quotes the whole reply: not shown
+        if target is not None and target.kind == "account" and target.endpoint_url:
+            return AwsError(
+                f"{doing}: AWS_ENDPOINT_URL answers, but not as AWS does ({target.endpoint_url} "
+                "replied with no S3/STS response); point it at an S3/STS endpoint, or unset it"
+            )
+        return AwsError(f"{doing}: {where} answered with something that is no AWS response")
     return AwsError(f"{doing}: {type(exc).__name__}: {exc}")
 
 
@@ -103,8 +111,9 @@ def explain(exc: Exception, doing: str, target: AwsTarget | None = None) -> AwsE
 def aws_errors(doing: str, target: AwsTarget | None = None) -> Iterator[None]:
     """Turn botocore's exceptions raised inside the block into one-line AwsErrors."""
     from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.parsers import ResponseParserError  # a plain Exception, no BotoCoreError
 
     try:
         yield
-    except (ClientError, BotoCoreError) as exc:
+    except (ClientError, BotoCoreError, ResponseParserError) as exc:
         raise explain(exc, doing, target) from None

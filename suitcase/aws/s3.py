@@ -158,6 +158,7 @@ def aws_calls(doing: str) -> Iterator[None]:
     """Any botocore/CRT error inside becomes one operator line (never a traceback)."""
     from awscrt.exceptions import AwsCrtError
     from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.parsers import ResponseParserError
 
     try:
         yield
@@ -165,6 +166,8 @@ def aws_calls(doing: str) -> Iterator[None]:
         raise aws_error(exc, doing) from None
     except (BotoCoreError, AwsCrtError) as exc:
         raise S3Error(f"{doing}: {exc}") from None
+    except ResponseParserError:  # its message quotes the whole reply (a web page, say)
+        raise S3Error(f"{doing}: the endpoint's answer is no AWS response") from None
 
 
 class Bucket:

@@ -27,7 +27,7 @@ from suitcase.command import dies_with_us, require, run
 from suitcase.errors import BootTimeout, BuildError, ToolError
 from suitcase.keys import KeyPair, connect_options, ensure_key_pair
 from suitcase.redact import redact_text
-from suitcase.safety import remove_tree_quietly
+from suitcase.safety import remove_tree_quietly, scratch_root
 from suitcase.sweep import Record, kill_recorded, stale_vm_records, wait_gone
 
 #: Where Debian's vagrant package keeps the well-known insecure key pair (not copied into the repo).
@@ -169,7 +169,7 @@ def booted(
         for stale in stale_vm_records(runs_dir):
             kill_recorded(stale)
         pidfile = runs_dir / f"vm-{os.getpid()}-{next(_VM_NUMBERS)}.json"
-    work = Path(tempfile.mkdtemp(prefix="suitcase-vm-", dir=keep_dir))
+    work = Path(tempfile.mkdtemp(prefix="suitcase-vm-", dir=keep_dir or scratch_root()))
     proc: subprocess.Popen[bytes] | None = None
     try:
         info = artifact.disk_info(disk)
@@ -442,7 +442,7 @@ def mounted(image: Path, writable: bool = False, keep_dir: Path | None = None) -
     are bound in so testinfra's chroot backend can run tools.
     """
     require("mount")
-    work = Path(tempfile.mkdtemp(prefix="suitcase-mnt-", dir=keep_dir))
+    work = Path(tempfile.mkdtemp(prefix="suitcase-mnt-", dir=keep_dir or scratch_root()))
     target = work / "root"
     target.mkdir()
     mounts: list[Path] = []

@@ -21,7 +21,7 @@ from suitcase.command import require, run, stream
 from suitcase.errors import BootTimeout, BuildError, ConfigError, ToolError
 from suitcase.manifest import write_atomic
 from suitcase.redact import LineRedactor, Redactor, open_log, remember, scrub_file
-from suitcase.safety import remove_tree_quietly
+from suitcase.safety import remove_tree_quietly, scratch_root
 from suitcase.sweep import alive, start_time
 
 ON_ERROR = ("cleanup", "abort", "ask", "run-cleanup-provisioner")
@@ -64,7 +64,7 @@ def packer_env(cache_dir: Path | None = None) -> dict[str, str]:
 def stale_temp_dirs(base: Path | None = None) -> list[Path]:
     """Packer temporary folders whose Suitcase is gone (killed while Packer ran)."""
     found = []
-    for path in sorted(Path(base or tempfile.gettempdir()).glob(f"{TMP_PREFIX}*")):
+    for path in sorted((base or scratch_root()).glob(f"{TMP_PREFIX}*")):
         parts = path.name[len(TMP_PREFIX) :].split("-")
         numbered = len(parts) == 3 and parts[0].isdigit() and parts[1].isdigit()
         if numbered and not alive(int(parts[0]), int(parts[1])):
@@ -82,7 +82,7 @@ def private_tmp() -> Iterator[Path]:
     for stale in stale_temp_dirs():
         remove_tree_quietly(stale)
     me = os.getpid()
-    path = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{me}-{start_time(me)}-"))
+    path = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{me}-{start_time(me)}-", dir=scratch_root()))
     try:
         yield path
     finally:

@@ -10,6 +10,7 @@ through them. `remove_tree` refuses instead, naming the mount.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from pathlib import Path
@@ -21,6 +22,34 @@ MOUNTINFO = Path("/proc/self/mountinfo")
 
 class MountedError(SuitcaseError):
     """A folder to be removed has a file system mounted at or below it."""
+
+
+class UnsafeFolder(SuitcaseError):
+    """A folder Suitcase keeps its scratch in is a link, another user's, or open to others."""
+
+
+def scratch_root(base: Path | None = None) -> Path:
+    """The effective user's own 0700 folder under the temporary folder, checked, for scratch
+    (Packer's TMPDIR, verification VMs' overlays and copies): scratch is never looked for by name
+    in the world-writable /tmp, where anyone can plant a folder or a link by that name.
+
+    >>> scratch_root().name == f"suitcase-{os.geteuid()}"
+    True
+    """
+    import tempfile
+
+    root = Path(base or tempfile.gettempdir()) / f"suitcase-{os.geteuid()}"
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(root, 0o700)
+    st = os.lstat(root)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise UnsafeFolder(f"{root} is not a folder (a link or a file planted there?): remove it")
+    if st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) & 0o077:
+        raise UnsafeFolder(
+            f"{root} belongs to uid {st.st_uid} with mode {stat.S_IMODE(st.st_mode):o}, not to "
+            f"this user ({os.geteuid()}) with 0700: someone else made it; remove it"
+        )
+    return root
 
 
 def _unescape(field: str) -> str:
@@ -57,8 +86,11 @@ def remove_tree(path: Path) -> None:
     """Remove `path` and everything below it, never crossing into another file system.
 
     Refuses (MountedError, nothing removed) when anything is mounted at or below `path`; while
-    walking, a folder on another device is refused too (a mount made during the walk). Symlinks
-    are unlinked, never followed; a symlink as `path` itself is unlinked, not its target.
+    walking, a folder on another mount is refused too (a mount made during the walk). Symlinks
+    are unlinked, never followed; a symlink as `path` itself is unlinked, not its target. The
+    walk works through directory handles (`O_NOFOLLOW`, `scandir(fd)`, `unlink(dir_fd=)`): a
+    folder swapped for a link while it runs is never followed (a racer in a shared folder could
+    otherwise point a removal by path anywhere).
     """
     try:
         top = os.lstat(path)
@@ -73,22 +105,63 @@ def remove_tree(path: Path) -> None:
             f"refusing to delete {path}: {mounted[0]} is mounted there "
             f"({len(mounted)} mount(s) below it); unmount them first"
         )
-    _remove(str(path), top.st_dev)
+    parent = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = _open_folder(path.name, parent)
+        if fd is None:  # swapped for something else since the lstat: that is unlinked, no more
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path.name, dir_fd=parent)
+            return
+        try:
+            _remove_at(fd, str(path), _mount_id(fd))
+        finally:
+            os.close(fd)
+        os.rmdir(path.name, dir_fd=parent)
+    finally:
+        os.close(parent)
 
 
-def _remove(folder: str, device: int) -> None:
-    with os.scandir(folder) as entries:
+def _open_folder(name: str, parent: int) -> int | None:
+    """A handle on the folder `name` in `parent`, or None if it is not (or no longer) a folder."""
+    try:
+        return os.open(
+            name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent
+        )
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            return None
+        raise
+
+
+def _mount_id(fd: int) -> int:
+    """The mount a handle is on (/proc/self/fdinfo): a bind mount shares its device number."""
+    for line in Path(f"/proc/self/fdinfo/{fd}").read_text().splitlines():
+        if line.startswith("mnt_id:"):
+            return int(line.split()[1])
+    return -1
+
+
+def _remove_at(fd: int, where: str, mount: int) -> None:
+    with os.scandir(fd) as entries:
         children = list(entries)
     for entry in children:
         info = entry.stat(follow_symlinks=False)
-        if stat.S_ISDIR(info.st_mode):
-            if info.st_dev != device or os.path.ismount(entry.path):
-                raise MountedError(f"refusing to delete {entry.path}: it is a mount point")
-            _remove(entry.path, device)
-        else:
+        if not stat.S_ISDIR(info.st_mode):
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(entry.path)
-    os.rmdir(folder)
+                os.unlink(entry.name, dir_fd=fd)
+            continue
+        child = _open_folder(entry.name, fd)
+        if child is None:  # swapped for a link or a file since the scan: unlink it, never follow
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.name, dir_fd=fd)
+            continue
+        try:
+            if _mount_id(child) != mount:
+                raise MountedError(f"refusing to delete {where}/{entry.name}: it is a mount point")
+            _remove_at(child, f"{where}/{entry.name}", mount)
+        finally:
+            os.close(child)
+        os.rmdir(entry.name, dir_fd=fd)
 
 
 def remove_tree_quietly(path: Path) -> bool:

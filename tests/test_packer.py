@@ -12,6 +12,7 @@ import pytest
 
 from suitcase import packer
 from suitcase.errors import BuildError, ConfigError
+from suitcase.safety import scratch_root
 from suitcase.sweep import start_time
 
 SECRET = "s3cr3t-Value-9f8e7d"
@@ -157,6 +158,8 @@ def test_a_killed_runs_packer_folder_is_swept_by_the_next(
 ) -> None:
     dead = subprocess.Popen(["true"])
     dead.wait()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    shared, tmp_path = tmp_path, scratch_root()  # the sweep looks only in our own folder
     stale = tmp_path / f"{packer.TMP_PREFIX}{dead.pid}-12345-abcd1234"
     (stale / "sub").mkdir(parents=True)
     (stale / "sub" / "packer-log123").write_text("root_password=left by a killed Packer\n")
@@ -164,10 +167,11 @@ def test_a_killed_runs_packer_folder_is_swept_by_the_next(
     me.mkdir()
     other = tmp_path / "suitcase-packer-notours"
     other.mkdir()
-    assert packer.stale_temp_dirs(tmp_path) == [stale]
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    planted = shared / f"{packer.TMP_PREFIX}{dead.pid}-12345-planted0"  # in the shared folder
+    planted.mkdir()
+    assert packer.stale_temp_dirs(tmp_path) == [stale] == packer.stale_temp_dirs()
     with packer.private_tmp() as mine:
         assert not stale.exists()  # the dead run's folder, log and all, is gone
-        assert me.is_dir() and other.is_dir()  # a live run's, and what is not ours, stay
+        assert me.is_dir() and other.is_dir() and planted.is_dir()  # not a dead run's of ours
         assert mine.parent == tmp_path and mine.is_dir()
     assert not mine.exists()

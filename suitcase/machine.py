@@ -264,9 +264,10 @@ def _start(
         port = free_port()
         net = [
             "-netdev",
-            # restrict=on: the guest (an untrusted image) reaches nothing on the host nor beyond
-            # it, not even 127.0.0.1 through 10.0.2.2; the one SSH forward still works
-            f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22",
+            # not restrict=on: QEMU's DHCP then hands out no resolver, and the booted system's
+            # resolv.conf is a spec. What the guest can reach of the host's 127.0.0.1 (through
+            # 10.0.2.2) answers only with a key: the embedded endpoint takes its workspace's
+            f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22",
             "-device",
             "virtio-net-pci,netdev=n0",
         ]

@@ -204,7 +204,7 @@ def test_verification_vm_cpu_loopback_record_and_sweep(
     args = (tmp_path / "args").read_text().split()
     assert args[args.index("-cpu") + 1] == "max"
     netdev = args[args.index("-netdev") + 1]
-    assert "hostfwd=tcp:127.0.0.1:" in netdev and ",restrict=on," in netdev
+    assert "hostfwd=tcp:127.0.0.1:" in netdev
     assert list(runs.iterdir()) == []  # its own record went with it
 
 

@@ -17,8 +17,9 @@ import pytest
 from awscrt.checksums import crc64nvme
 from click.testing import CliRunner
 
-from suitcase.aws.ship import read_cookie, real_upload
+from suitcase.aws.ship import read_cookie, real_upload, upload_plan
 from suitcase.cli import cli
+from suitcase.context import Context
 from suitcase.manifest import UPLOAD_COOKIE, read_manifest
 from tests.aws_proxy import VENV_BIN, Fault, FaultProxy, is_s3_data, is_upload_part, moto_server
 from tests.s3_support import OS, SITE, TS, fake_build_set, point_at, site_workspace
@@ -303,3 +304,25 @@ def test_fetch_refuses_a_manifest_pointing_outside_its_stage(
     result = suitcase(other, "fetch", "master", "--os", OS, "--timestamp", TS)
     assert result.exit_code == 1 and "inside the stage folder" in result.output
     assert list(other.iterdir()) == [] and not list(tmp_path.rglob("escaped.img"))
+
+
+def test_a_stale_cookie_goes_before_the_upload_again(
+    ws: Path, bucket: str, moto: str, proxy: FaultProxy
+) -> None:
+    """A cookie whose objects S3 no longer holds is removed before the upload again sends a
+    byte: a run that dies during that upload leaves no cookie claiming what S3 does not hold
+    (found by the kill test: a kill -9 inside the upload left the stale cookie)."""
+    plan = fake_build_set(ws, "master")
+    assert upload_all(ws, "master").exit_code == 0
+    stage = plan.stages[0].directory
+    assert real_upload(stage) is not None
+    client = s3(moto)
+    for key in held(moto, bucket):  # S3 lost them (an endpoint's state, a lifecycle rule)
+        client.delete_object(Bucket=bucket, Key=key)
+    proxy.max_streak = 1000  # and the upload again dies midway: every try of every part fails
+    proxy.add(Fault("500", when=is_upload_part))
+    said: list[str] = []
+    with pytest.raises(Exception, match=r"InternalError|500"):
+        upload_plan(Context.create(ws), plan, False, said.append, trust_cookies=True)
+    assert any("its cookie says uploaded, but" in line for line in said), said
+    assert not (stage / UPLOAD_COOKIE).exists()

@@ -165,6 +165,9 @@ def _upload_plan(
                     f"{stage.image.name}: its cookie says uploaded, but {bucket.url(missing)} is "
                     "not there as recorded (lost endpoint state?): uploading again"
                 )
+                # the cookie is a lie from here on: gone before any byte is sent, so a run
+                # killed during the upload leaves no cookie claiming what S3 does not hold
+                (stage.directory / UPLOAD_COOKIE).unlink(missing_ok=True)
             prefix = stage_prefix(ctx, stage.image.name, plan.build_set)
             for upload in bucket.unfinished(prefix):
                 say(

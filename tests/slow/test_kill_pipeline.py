@@ -41,6 +41,7 @@ from tests.slow.reliability import (
     cmdline,
     done_honestly,
     leftovers,
+    processes_mentioning,
     scratch_mounts,
     stage_dir,
     stop_endpoint,
@@ -65,14 +66,12 @@ def _uploads_in_flight(ws: Path) -> bool:
         return False
 
 
-def _derived_boot(run: Run) -> bool:
-    """This run's Packer has aws-paravirt's build VM running. Not "Waiting for SSH" in its
-    build.log: an earlier run's log says so too, and the event then counts as missed when a
-    run that was killed elsewhere (an upload in flight, polled first) is followed by another."""
-    return any(
-        "qemu-system" in (line := cmdline(pid)) and "aws-paravirt" in line
-        for pid in children(run.proc.pid)
-    )
+def _derived_boot(pv: Path) -> Callable[[Run], bool]:
+    """aws-paravirt's build VM runs now (a QEMU naming its stage folder). Not "Waiting for SSH"
+    in its build.log: an earlier run's log says so too, and the event then counts as missed when
+    a run killed elsewhere (an upload in flight, polled first) is followed by another; and not
+    the run's process tree: Packer starts QEMU from any of its threads."""
+    return lambda run: any("qemu-system" in p for p in processes_mentioning(str(pv)))
 
 
 def _verified(stage: Path) -> bool:
@@ -111,7 +110,7 @@ def test_kill_9_of_all_at_every_stage_then_resume(built_set: BuiltSet, tmp_path:
 
     kills: list[Kill] = [
         # (where, the event to kill on, what aws-paravirt's stage is afterwards)
-        ("inside the derived build's Packer boot", _derived_boot, None),
+        ("inside the derived build's Packer boot", _derived_boot(pv), None),
         ("at the build/verify boundary", lambda run: (pv / "manifest.json").exists(), True),
         ("inside verification", lambda run: _specs_on_a_mount(ws, run), True),
         ("inside the upload", lambda run: _uploads_in_flight(ws), True),

@@ -225,5 +225,5 @@ def stop_endpoint(workspace: Path) -> None:
             capture_output=True,
             check=False,
         )
-    if (workspace / "endpoint").is_dir():  # its state with its data: never one without the other
-        remove_tree(workspace / "endpoint")
+    if (workspace / "endpoint" / "data").is_dir():  # the bodies; its state and log stay, for
+        remove_tree(workspace / "endpoint" / "data")  # the secret scan (never started again)

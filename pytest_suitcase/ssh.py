@@ -26,15 +26,19 @@ class SuitcaseParamikoBackend(ParamikoBackend):  # type: ignore[misc]
         # every verification boot has fresh host keys: there is nothing to check them against
         client.set_missing_host_key_policy(paramiko.WarningPolicy())
         port = int(self.host.port) if self.host.port else 22
+        login: Login | None = getattr(self, "login", None)
+        opener = login.connect if login is not None else None
+        options = connect_options(self.host.name, port, self.timeout, opener)  # probe first
         client.connect(
             self.host.name,
             port=port,
+            sock=opener(self.timeout) if opener else None,
             username=self.host.user,
             key_filename=self.ssh_identity_file,
             timeout=self.timeout,
             allow_agent=False,
             look_for_keys=False,
-            **connect_options(self.host.name, port, self.timeout),
+            **options,
         )
         return client
 
@@ -46,6 +50,7 @@ def ssh_host(login: Login) -> Any:
         ssh_identity_file=str(login.key),
         sudo=login.user != "root",
     )
+    backend.login = login  # connects through the VM's own network (suitcase.netns)
     host = Host(backend)
     backend.set_host(host)
     return host

@@ -13,6 +13,7 @@ import functools
 import os
 import re
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ RSA_BITS = 3072
 #: paramiko 2.9+ signs with RSA/SHA-2 first; a server without server-sig-algs (OpenSSH < 7.2)
 #: rejects that, so it must be told to use ssh-rsa (paramiko's changelog for 2.9.0).
 LEGACY_RSA_DISABLED = ("rsa-sha2-512", "rsa-sha2-256")
+#: Opens a connection to an sshd within a timeout (suitcase.machine.Login.connect).
+Opener = Callable[[float], socket.socket]
 
 
 @dataclass(frozen=True)
@@ -138,13 +141,17 @@ def knows_rsa_sha2(openssh_version: str) -> bool:
 # --- connecting ----------------------------------------------------------------------------------
 
 
-def server_openssh_version(host: str, port: int, timeout: float = 10) -> str | None:
+def server_openssh_version(
+    host: str, port: int, timeout: float = 10, opener: Opener | None = None
+) -> str | None:
     """The OpenSSH version in an sshd's identification line ('SSH-2.0-OpenSSH_5.3'), or None.
 
     The server speaks first, so this costs one short connection and no authentication.
+    `opener` makes that connection (a VM's own network: suitcase.netns) instead of `host:port`.
     """
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
+        opened = opener(timeout) if opener else socket.create_connection((host, port), timeout)
+        with opened as sock:
             sock.settimeout(timeout)
             data = b""
             while b"\n" not in data and len(data) < 1024:
@@ -161,13 +168,15 @@ def server_openssh_version(host: str, port: int, timeout: float = 10) -> str | N
     return None
 
 
-def connect_options(host: str, port: int, timeout: float = 5) -> dict[str, Any]:
+def connect_options(
+    host: str, port: int, timeout: float = 5, opener: Opener | None = None
+) -> dict[str, Any]:
     """Extra paramiko connect() arguments for this server: ssh-rsa for OpenSSH older than 7.2.
 
     Only RSA keys are affected (the option filters RSA signature algorithms), so it is safe
     whatever the key; against 7.2 and later nothing is changed (8.8 refuses ssh-rsa).
     """
-    version = server_openssh_version(host, port, timeout)
+    version = server_openssh_version(host, port, timeout, opener)
     if version is not None and not knows_rsa_sha2(version):
         return {"disabled_algorithms": {"pubkeys": list(LEGACY_RSA_DISABLED)}}
     return {}

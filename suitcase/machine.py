@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from suitcase import artifact
+from suitcase import artifact, netns
 from suitcase.command import dies_with_us, require, run
 from suitcase.errors import BootTimeout, BuildError, ToolError
 from suitcase.keys import KeyPair, connect_options, ensure_key_pair
@@ -44,10 +44,19 @@ class Login:
     user: str
     port: int
     key: Path
+    #: QEMU's pid when the forward listens in its own network namespace (suitcase.netns)
+    netns_pid: int | None = None
 
     @property
-    def url(self) -> str:
-        return f"paramiko://{self.user}@127.0.0.1:{self.port}"
+    def address(self) -> str:
+        where = "127.0.0.1" if self.netns_pid is None else "the VM's own 127.0.0.1"
+        return f"{where}:{self.port}"
+
+    def connect(self, timeout: float) -> socket.socket:
+        """A connection to the VM's sshd: through its own network, or 127.0.0.1:`port`."""
+        if self.netns_pid is not None:
+            return netns.connect(self.netns_pid, self.port, timeout)
+        return socket.create_connection(("127.0.0.1", self.port), timeout)
 
 
 def vagrant_insecure_key() -> Path:
@@ -159,9 +168,10 @@ def booted(
     `timeout` in all, with a BootRetryWarning. A machine that answers but does not settle, or
     refuses the login, is not retried: that is the image's fault.
 
-    QEMU dies with this process however it dies (parent-death signal) and forwards SSH from
-    127.0.0.1 only. With `runs_dir`, each VM is recorded there (a pid file) while it runs, and VMs
-    recorded by processes that have died are killed first.
+    QEMU dies with this process however it dies (parent-death signal) and runs in a network
+    namespace of its own, SSH forwarded from its loopback (suitcase.netns). With `runs_dir`,
+    each VM is recorded there (a pid file) while it runs, and VMs recorded by processes that
+    have died are killed first.
     """
     require("qemu-system-x86_64")
     pidfile = None
@@ -219,8 +229,8 @@ def booted(
                 ]
             )
             drive = ["-drive", f"file={overlay},if=virtio,format=qcow2"]
-            proc, port = _start([*argv, *drive], work, pidfile)
-            who = Login(who.user, port, who.key)
+            proc = _start([*argv, *drive], work, pidfile)
+            who = Login(who.user, SSH_FORWARD, who.key, proc.pid)
             left = deadline - time.monotonic()
             budget = left if boot == boots else min(left / 2, first_boot_limit)
             try:
@@ -249,41 +259,37 @@ def booted(
 #: A CPU model every accelerator offers (TCG and KVM alike) with all the features it can: QEMU's
 #: default qemu64 lacks x86-64-v2, which EL9's glibc requires.
 CPU = ("-cpu", "max")
+#: The guest's SSH, forwarded from this port of the VM's own loopback (no other process's)
+SSH_FORWARD = 2222
 _VM_NUMBERS = itertools.count(1)
 
 
-def _start(
-    argv: list[str], work: Path, pidfile: Path | None = None
-) -> tuple[subprocess.Popen[bytes], int]:
-    """Start QEMU with SSH forwarded from a free local port (another try if the port was taken).
+def _start(argv: list[str], work: Path, pidfile: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start QEMU in a network namespace of its own, SSH forwarded from its 127.0.0.1.
+
+    Not restrict=on: QEMU's DHCP then hands out no gateway and no resolver, and the booted
+    system's resolv.conf is a spec. The empty namespace closes the rest (suitcase.netns): the
+    guest reaches nothing of the host, and the forward is on no host port.
 
     QEMU gets a parent-death signal and a session of its own (Ctrl-C reaches Suitcase, which
     stops it); `pidfile` records it while it runs.
     """
-    for _attempt in range(3):
-        port = free_port()
-        net = [
-            "-netdev",
-            # not restrict=on: QEMU's DHCP then hands out no resolver, and the booted system's
-            # resolv.conf is a spec. What the guest can reach of the host's 127.0.0.1 (through
-            # 10.0.2.2) answers only with a key: the embedded endpoint takes its workspace's
-            f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22",
-            "-device",
-            "virtio-net-pci,netdev=n0",
-        ]
-        with (work / "qemu.err").open("wb") as err:
-            proc = subprocess.Popen(
-                dies_with_us([*argv, *net]),
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                start_new_session=True,
-            )
-        if pidfile is not None:
-            Record.of(proc.pid, [*argv, *net]).write(pidfile)
-        time.sleep(1)
-        if proc.poll() is None:
-            break
-    return proc, port
+    net = [
+        "-netdev",
+        f"user,id=n0,hostfwd=tcp:127.0.0.1:{SSH_FORWARD}-:22",
+        "-device",
+        "virtio-net-pci,netdev=n0",
+    ]
+    with (work / "qemu.err").open("wb") as err:
+        proc = subprocess.Popen(
+            dies_with_us(netns.isolated([*argv, *net])),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+        )
+    if pidfile is not None:
+        Record.of(proc.pid, [*argv, *net]).write(pidfile)
+    return proc
 
 
 def _stop(proc: subprocess.Popen[bytes], pidfile: Path | None = None) -> None:
@@ -357,9 +363,13 @@ def _wait_for_ssh(
         client = paramiko.SSHClient()
         client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
         try:
+            # ssh-rsa for OpenSSH < 7.2 (its probe connection first: an sshd may serve one
+            # connection at a time)
+            options = connect_options("127.0.0.1", who.port, opener=who.connect)
             client.connect(
                 "127.0.0.1",
                 port=who.port,
+                sock=who.connect(10),
                 username=who.user,
                 key_filename=str(who.key),
                 timeout=10,
@@ -367,7 +377,7 @@ def _wait_for_ssh(
                 auth_timeout=10,
                 allow_agent=False,
                 look_for_keys=False,
-                **connect_options("127.0.0.1", who.port),  # ssh-rsa for OpenSSH < 7.2
+                **options,
             )
             answered = True
             if not settled:
@@ -395,7 +405,7 @@ def _wait_for_ssh(
             if first_refusal is not None and time.monotonic() - first_refusal >= refused_grace:
                 raise LoginRefused(
                     f"the guest refused the SSH login of {who.user} with key "
-                    f"{_key_fingerprint(who.key)} on 127.0.0.1:{who.port} ({last}); the image "
+                    f"{_key_fingerprint(who.key)} on {who.address} ({last}); the image "
                     f"does not authorize that key for {who.user}"
                 ) from None
             answered = answered or isinstance(exc, paramiko.AuthenticationException)
@@ -405,7 +415,7 @@ def _wait_for_ssh(
     console = console_lines(work / "console.log", 5)
     error = BuildError if answered else BootHung
     raise error(
-        f"no SSH to {who.user}@127.0.0.1:{who.port} within {int(timeout)} s ({last}); "
+        f"no SSH to {who.user}@{who.address} within {int(timeout)} s ({last}); "
         "console: " + " | ".join(console)
     )
 

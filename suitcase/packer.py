@@ -72,6 +72,9 @@ def stale_temp_dirs(base: Path | None = None) -> list[Path]:
     return found
 
 
+QMP_ENV = "SUITCASE_QMP_SOCKET"
+
+
 @contextlib.contextmanager
 def private_tmp() -> Iterator[Path]:
     """Packer's TMPDIR: a 0700 folder of this run, removed afterwards, and swept by the next run
@@ -262,7 +265,9 @@ def build(
                 on_line=handle,
                 redact=redact,
                 cwd=workdir,
-                env={**packer_env(cache_dir), "TMPDIR": str(tmp)},
+                # qemu-iso's QMP socket (vnc_use_password sets the VNC password through it):
+                # in the 0700 folder, short enough for a socket path, gone with the run
+                env={**packer_env(cache_dir), "TMPDIR": str(tmp), QMP_ENV: str(tmp / "qmp")},
                 pidfile=pidfile,
                 leave_running=on_error == "abort",
             )
@@ -305,6 +310,8 @@ def _note_ports(text: str, result: PackerRun) -> None:
     ssh = re.search(r"[Ff]ound port for communicator \(SSH[^)]*\): (\d+)", text)
     if ssh:
         result.ssh_port = ssh.group(1)
-    vnc = re.search(r"[Ff]ound available VNC port: (\d+)|vnc://[\d.]+:(\d+)", text)
+    # Packer prints a display number (vnc://127.0.0.1:52 is port 5952); "without a password"
+    # is qemu-disk's, whose -vnc none leaves no VNC at all
+    vnc = re.search(r"VNC \((?:[\d.]+):(\d+)\)|vnc://[\d.]+:(\d+),password", text)
     if vnc:
-        result.vnc_port = vnc.group(1) or vnc.group(2)
+        result.vnc_port = vnc.group(1) or str(5900 + int(vnc.group(2)))

@@ -124,8 +124,16 @@ def test_machine_readable_lines_are_unescaped() -> None:
 def test_kept_vm_ports_are_noticed() -> None:
     run = packer.PackerRun()
     packer._note_ports("==> qemu-disk: Found port for communicator (SSH, WinRM, etc): 2588.", run)
-    packer._note_ports("connect via VNC without a password to vnc://127.0.0.1:5959", run)
-    assert (run.ssh_port, run.vnc_port) == ("2588", "5959")
+    # qemu-disk runs -vnc none: Packer's words about a VNC without a password name no VNC
+    packer._note_ports("connect via VNC without a password to vnc://127.0.0.1:18", run)
+    assert (run.ssh_port, run.vnc_port) == ("2588", None)
+    # Packer 1.6.6 prints display numbers (words of a real qemu-iso run)
+    packer._note_ports(
+        "view the screen of the VM, connect via VNC to vnc://127.0.0.1:52,password", run
+    )
+    assert run.vnc_port == "5952"
+    packer._note_ports("==> qemu-iso: Connecting to VM via VNC (127.0.0.1:5953)", run)
+    assert run.vnc_port == "5953"
 
 
 def test_packer_keeps_its_temporary_files_in_a_folder_of_the_run(tmp_path: Path) -> None:

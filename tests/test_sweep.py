@@ -173,6 +173,7 @@ def test_qemu_wrapper_dies_with_its_parent(tmp_path: Path) -> None:
 
 FAKE_QEMU = """#!/bin/sh
 echo "$@" >> "$FAKE_QEMU_ARGS"
+readlink /proc/self/ns/net > "$FAKE_QEMU_ARGS.net"
 exec sleep 600
 """
 
@@ -180,8 +181,9 @@ exec sleep 600
 def test_verification_vm_cpu_loopback_record_and_sweep(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """booted(): -cpu max, SSH forwarded on 127.0.0.1 only, recorded while it runs, and a VM
-    recorded by a process that died is killed before the next one starts."""
+    """booted(): -cpu max, SSH forwarded on 127.0.0.1 of a network namespace of the VM's own,
+    recorded while it runs, and a VM recorded by a process that died is killed before the next
+    one starts."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "qemu-system-x86_64").write_text(FAKE_QEMU)
@@ -204,7 +206,8 @@ def test_verification_vm_cpu_loopback_record_and_sweep(
     args = (tmp_path / "args").read_text().split()
     assert args[args.index("-cpu") + 1] == "max"
     netdev = args[args.index("-netdev") + 1]
-    assert "hostfwd=tcp:127.0.0.1:" in netdev
+    assert "hostfwd=tcp:127.0.0.1:" in netdev and "restrict" not in netdev  # DHCP as on a cloud
+    assert (tmp_path / "args.net").read_text().strip() != os.readlink("/proc/self/ns/net")
     assert list(runs.iterdir()) == []  # its own record went with it
 
 
@@ -223,6 +226,15 @@ def test_qemu_templates_pin_cpu_loopback_and_wrapper() -> None:
         assert builder["qemu_binary"] == "{{user `qemu_binary`}}"
         if "http_directory" in builder:
             assert builder["http_bind_address"] == "127.0.0.1"
+        # VNC is a root console: none where nothing is typed, a password where the boot
+        # command is (tests/slow/test_kill_vm.py runs both)
+        if "boot_command" in builder:
+            assert builder["vnc_use_password"] is True and "-vnc" not in args, name
+            assert builder["qmp_socket_path"] == "{{user `qmp_socket`}}"
+            assert template["variables"]["qmp_socket"] == "{{env `SUITCASE_QMP_SOCKET`}}"
+        else:
+            # disable_vnc stops Packer connecting; it still passes -vnc, which -vnc none replaces
+            assert builder["disable_vnc"] is True and args["-vnc"] == ["none"], name
 
 
 def test_lock_files_do_not_accumulate(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 A blank disk booted through the real qemu-disk template (Packer waits for an SSH that never
 comes) and by verification's booted(); while each runs, `ss -ltnp` shows every listening socket of
-its process tree on 127.0.0.1 (the SSH forward, VNC); then the Suitcase process is killed with
+its process tree on 127.0.0.1 (the SSH forward, VNC; a verification VM's only in its own network
+namespace, none on the host's); then the Suitcase process is killed with
 SIGKILL and no process of that tree, QEMU above all, may survive. About a minute in all.
 """
 
@@ -12,6 +13,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -57,9 +59,12 @@ def _blank(tmp_path: Path) -> Path:
     return blank
 
 
-def _listening(pids: set[int]) -> list[str]:
-    """Local addresses of every TCP socket listening in a process of `pids` (from ss -ltnp)."""
-    out = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+def _listening(pids: set[int], netns_of: int | None = None) -> list[str]:
+    """Local addresses of every TCP socket listening in a process of `pids` (from ss -ltnp), in
+    the host's network or in that of process `netns_of`."""
+    enter = ["nsenter", f"--net=/proc/{netns_of}/ns/net"] if netns_of else []
+    argv = [*enter, "ss", "-ltnpH"]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     found = []
     for line in out.splitlines():
         owners = {int(p) for p in re.findall(r"pid=(\d+)", line)}
@@ -147,7 +152,7 @@ def test_packer_qemu_listens_on_loopback_and_dies_with_suitcase(tmp_path: Path) 
         assert qemu, f"no QEMU in the recorded tree {tree}"
         assert "-cpu max" in " ".join(Path(f"/proc/{qemu[0]}/cmdline").read_text().split("\0"))
         addresses = _listening(set(tree))
-        assert len(addresses) >= 2, addresses  # at least the SSH forward and VNC
+        assert len(addresses) == 1, addresses  # the SSH forward, and no VNC (-vnc none)
         assert all(a.startswith("127.0.0.1:") for a in addresses), addresses
         _kill_and_prove_gone(driver, tree, str(blank))
     finally:
@@ -166,10 +171,85 @@ def test_verification_vm_listens_on_loopback_and_dies_with_suitcase(tmp_path: Pa
         assert record is not None
         tree = record.members()
         assert _qemu_of(tree) and "-cpu" in record.argv and "max" in record.argv
-        _wait_for("QEMU to listen", lambda: len(_listening(set(tree))) >= 1, 30)
-        addresses = _listening(set(tree))
+        qemu = _qemu_of(tree)[0]
+        _wait_for("QEMU to listen", lambda: len(_listening(set(tree), qemu)) >= 1, 30)
+        addresses = _listening(set(tree), qemu)  # in the VM's own network (suitcase.netns)
         assert all(a.startswith("127.0.0.1:") for a in addresses), addresses
+        assert _listening(set(tree)) == []  # and on no port of the host's
         _kill_and_prove_gone(driver, tree, str(blank))
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+
+
+def _vnc_security_types(port: int) -> list[int]:
+    """The security types an RFB 3.8 server offers (1: none, 2: VNC password)."""
+    with socket.create_connection(("127.0.0.1", port), 10) as sock:
+        version = sock.recv(12)
+        assert version.startswith(b"RFB "), version
+        sock.sendall(b"RFB 003.008\n")
+        count = sock.recv(1)[0]
+        assert count > 0, "the VNC server refused the handshake"
+        offered = b""
+        while len(offered) < count:
+            offered += sock.recv(count - len(offered))
+        return list(offered)
+
+
+def test_installer_vnc_takes_a_password_that_no_log_shows(tmp_path: Path) -> None:
+    """qemu-iso types its boot command over VNC: a blank ISO booted through the real template
+    gets it typed (Packer knows the password), while VNC offers no way in without one, the QMP
+    socket that set it lives in the run's 0700 folder, and the log shows the password masked."""
+    iso_dir = tmp_path / "iso"
+    iso_dir.mkdir()
+    (iso_dir / "empty").write_text("")
+    iso = tmp_path / "blank.iso"
+    subprocess.run(["genisoimage", "-quiet", "-o", str(iso), str(iso_dir)], check=True)
+    (tmp_path / "http").mkdir()
+    keys = ensure_key_pair(tmp_path / "keys", "suitcase-test")
+    variables = {
+        "vm_name": "vnc",
+        "output_directory": str(tmp_path / "work" / "packer"),
+        "iso_url": str(iso),
+        "iso_checksum": "none",
+        "http_directory": str(tmp_path / "http"),
+        "boot_wait": "1s",
+        "disk_size": 64,
+        "cpus": 1,
+        "memory": 256,
+        "ssh_private_key_file": str(keys.private),
+        "ssh_timeout": "10m",
+        "scripts_dir": str(PROJECT_ROOT / "scripts"),
+        "qemu_binary": str(PROJECT_ROOT / "scripts" / "host" / "qemu.sh"),
+        "os_name": "Blank-1-x86_64",
+        "os_major": 1,
+        "build_id": "blank",
+    }
+    (tmp_path / "vars.json").write_text(json.dumps(variables))
+    template = PROJECT_ROOT / "image-templates" / "qemu-iso.json"
+    driver = _run_driver(PACKER_DRIVER, str(tmp_path), str(template))
+    try:
+        log = tmp_path / "build.log"
+        _wait_for(
+            "Packer to type the boot command and wait for SSH",
+            lambda: log.exists() and "Waiting for SSH to become available" in log.read_text(),
+            180,
+        )
+        text = log.read_text()
+        assert "Typing the boot command over VNC" in text
+        port = re.search(r"Connecting to VM via VNC \(127\.0\.0\.1:(\d+)\)", text)
+        assert port, text[-2000:]
+        assert _vnc_security_types(int(port.group(1))) == [2]  # a password, nothing else
+        shown = re.findall(r"with the password: (\S+)", text)
+        assert shown and set(shown) == {"<redacted>"}, shown
+        qmp = re.search(r"QMP socket at: (\S+)", text)
+        assert qmp, text[-2000:]
+        folder = Path(qmp.group(1)).parent
+        assert folder.stat().st_mode & 0o077 == 0 and folder.stat().st_uid == os.geteuid()
+        record = Record.read(tmp_path / "run.json")
+        assert record is not None
+        _kill_and_prove_gone(driver, record.members(), str(iso))
     finally:
         if driver.poll() is None:
             driver.kill()

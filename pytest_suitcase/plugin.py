@@ -35,6 +35,9 @@ from suitcase.verified import DEFAULT_BUILD_POLICY
 # the AMI specs' shared checks: their asserts explained as a spec's are (before any spec imports it)
 pytest.register_assert_rewrite("pytest_suitcase.amichecks")
 
+#: (where junitxml writes, where the report goes once the run ran something)
+JUNIT = pytest.StashKey[tuple[Path, Path]]()
+
 MARKERS = (
     "suitcase_images(*names): run this spec only for these image types (master, vagrant, ...)",
     "suitcase_family(*families): run only on these OS families: debian, el, el6, el7, el8+, el9",
@@ -109,8 +112,26 @@ def pytest_configure(config: pytest.Config) -> None:
     # every verification boot has fresh host keys: paramiko's warning about them is noise
     config.addinivalue_line("filterwarnings", "ignore:Unknown .* host key for:UserWarning")
     if not getattr(config.option, "xmlpath", None) and not hasattr(config, "workerinput"):
-        config.option.xmlpath = str(session.junit_path())
+        # written beside, and put in place only by a run that ran something: a typo
+        # (`pytest specz`, exit 4) or an empty selection keeps the set's last report
+        final = session.junit_path()
+        pending = final.with_name(f".{final.name}.writing")
+        config.option.xmlpath = str(pending)
+        config.stash[JUNIT] = (pending, final)
     config.pluginmanager.register(report.Recorder(session), "suitcase-recorder")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """After junitxml wrote its report (at session finish): in place, or gone."""
+    pending, final = config.stash.get(JUNIT, (None, None))
+    if pending is None or final is None:
+        return
+    recorder = config.pluginmanager.get_plugin("suitcase-recorder")
+    ran = isinstance(recorder, report.Recorder) and bool(recorder.counts)
+    if ran and pending.exists():
+        pending.replace(final)
+    else:
+        pending.unlink(missing_ok=True)
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -185,11 +185,20 @@ def test_build_shared_by_xdist_workers_happens_once(
         ).read_text()
     )
     assert manifest["extra"]["verification"]["passed"] is True
-    assert (pytester.path / "reports" / "junit-Fake-12-x86_64-20260101000000.xml").exists()
+    junit = pytester.path / "reports" / "junit-Fake-12-x86_64-20260101000000.xml"
+    assert 'tests="3"' in junit.read_text()
     # a second run reuses everything: no Packer run at all
     again = pytester.runpytest_subprocess("specs", "--image=vagrant,aws-hvm", *ARGS)
     again.assert_outcomes(passed=3)
     assert (fake_home / "packer-runs.txt").read_text().split() == runs
+    # a typo (exit 4) and an empty selection (exit 5) keep the set's last report as it was
+    report = junit.read_bytes()
+    typo = pytester.runpytest_subprocess("specz", "--image=vagrant,aws-hvm", *ARGS)
+    assert typo.ret == pytest.ExitCode.USAGE_ERROR
+    nothing = pytester.runpytest_subprocess("specs", "--image=aws-hvm", "-k", "nomatch", *ARGS)
+    assert nothing.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    assert junit.read_bytes() == report
+    assert sorted(p.name for p in junit.parent.iterdir()) == [junit.name]  # nothing beside
 
 
 def test_failed_build_is_an_error_not_a_pass(pytester: pytest.Pytester, fake_home: Path) -> None:

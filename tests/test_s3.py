@@ -326,3 +326,52 @@ def test_a_stale_cookie_goes_before_the_upload_again(
         upload_plan(Context.create(ws), plan, False, said.append, trust_cookies=True)
     assert any("its cookie says uploaded, but" in line for line in said), said
     assert not (stage / UPLOAD_COOKIE).exists()
+
+
+def test_a_corrupt_remote_copy_leaves_the_good_local_stage_as_it_was(
+    ws: Path, bucket: str, moto: str
+) -> None:
+    """The local stage is done and uploaded; S3 holds a newer copy whose disk is corrupt. The
+    fetch fails, and the stage keeps its manifest, cookie and disk, with nothing left beside."""
+    plan = fake_build_set(ws, "master")
+    assert upload_all(ws, "master").exit_code == 0
+    stage = plan.stages[0].directory
+    before = {p.name: p.read_bytes() for p in stage.iterdir() if p.is_file()}
+    assert UPLOAD_COOKIE in before and "manifest.json" in before
+    client = s3(moto)
+    prefix = f"suitcase/master/{OS}-{TS}/"
+    remote = json.loads(
+        client.get_object(Bucket=bucket, Key=prefix + "manifest.json")["Body"].read()
+    )
+    remote["extra"]["rebuilt"] = "elsewhere"  # not the local stage's manifest: fetch goes on
+    client.put_object(Bucket=bucket, Key=prefix + "manifest.json", Body=json.dumps(remote).encode())
+    data = bytearray(
+        client.get_object(Bucket=bucket, Key=prefix + "disk-master.img")["Body"].read()
+    )
+    data[len(data) // 2] ^= 0xFF
+    client.put_object(Bucket=bucket, Key=prefix + "disk-master.img", Body=bytes(data))
+    result = suitcase(ws, "fetch", "master", "--os", OS, "--timestamp", TS)
+    assert result.exit_code == 1 and "arrived corrupt" in result.output, result.output
+    after = {p.name: p.read_bytes() for p in stage.iterdir() if p.is_file()}
+    assert after == before
+
+
+def test_delete_under_another_prefix_keeps_the_cookie_of_the_upload_still_whole(
+    ws: Path, bucket: str, moto: str
+) -> None:
+    """A cookie goes only with the objects it records: `delete` under a prefix that holds
+    nothing of this stage leaves the upload under the old prefix, and its cookie, whole."""
+    plan = fake_build_set(ws, "master")
+    assert upload_all(ws, "master").exit_code == 0
+    stage = plan.stages[0].directory
+    cookie = (stage / UPLOAD_COOKIE).read_bytes()
+    objects = held(moto, bucket)
+    (ws / "site.yaml").write_text("prefix: elsewhere\n" + SITE)
+    result = suitcase(ws, "delete", "master", "--os", OS, "--timestamp", TS)
+    assert result.exit_code == 1 and "no such build set in S3" in result.output, result.output
+    assert (stage / UPLOAD_COOKIE).read_bytes() == cookie
+    assert held(moto, bucket) == objects
+    # under the prefix it was uploaded to, delete removes the objects and the cookie with them
+    (ws / "site.yaml").write_text(SITE)
+    assert suitcase(ws, "delete", "master", "--os", OS, "--timestamp", TS).exit_code == 0
+    assert not (stage / UPLOAD_COOKIE).exists() and held(moto, bucket) == {}

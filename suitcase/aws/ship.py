@@ -201,6 +201,18 @@ def _upload_plan(
     return lines
 
 
+def _describes(cookie: dict[str, Any], bucket: Bucket, deleted: set[str]) -> bool:
+    """Does `cookie` record an object among `deleted` (from `bucket`)? Only then is it a lie
+    now: an upload under another prefix, bucket or endpoint is still whole."""
+    same_place = (
+        cookie.get("bucket") == bucket.name
+        and cookie.get("endpoint") == (bucket.target.endpoint_url or "aws")
+        and cookie.get("region") == bucket.target.region
+    )
+    recorded = {str(obj.get("key", "")) for obj in cookie.get("objects", [])}
+    return same_place and bool(recorded & deleted)
+
+
 def _not_held(bucket: Bucket, cookie: dict[str, Any]) -> str:
     """The first object a cookie records that S3 does not hold as recorded ('' when all are)."""
     if cookie.get("bucket") != bucket.name:
@@ -254,22 +266,31 @@ def _fetch_plan(ctx: Context, plan: BuildPlan, say: Say) -> list[str]:
             if local == manifest and outputs_intact(stage.directory, manifest) is None:
                 lines.append(f"{name}: already here, up to date")
                 continue
-            # a fetch that dies midway must never leave the stage looking done
-            (stage.directory / MANIFEST_NAME).unlink(missing_ok=True)
-            (stage.directory / UPLOAD_COOKIE).unlink(missing_ok=True)
+            # every output is fetched and checked beside the stage first: a corrupt or failed
+            # download leaves the local stage exactly as it was (manifest, cookie and all)
+            staged: list[tuple[Path, Path]] = []
             objects = []
-            for output in manifest.outputs:
-                ctx.workspace.inside((stage.directory / output.path).parent)  # no link out
-                advance = track(f"{name}/{output.path}", output.size)
-                objects.append(
-                    bucket.get(
-                        prefix + output.path,
-                        stage.directory / output.path,
-                        output.size,
-                        output.sha256,
-                        advance,
+            try:
+                for output in manifest.outputs:
+                    dest = stage.directory / output.path
+                    ctx.workspace.inside(dest.parent)  # no link out
+                    beside = dest.with_name(f".{dest.name}{FETCHED}")
+                    staged.append((beside, dest))
+                    advance = track(f"{name}/{output.path}", output.size)
+                    objects.append(
+                        bucket.get(
+                            prefix + output.path, beside, output.size, output.sha256, advance
+                        )
                     )
-                )
+                # all here and checked: from now on the stage changes, and a fetch killed
+                # midway must never leave it looking done (the manifest goes first)
+                (stage.directory / MANIFEST_NAME).unlink(missing_ok=True)
+                (stage.directory / UPLOAD_COOKIE).unlink(missing_ok=True)
+                for beside, dest in staged:
+                    beside.replace(dest)
+            finally:
+                for beside, _dest in staged:
+                    beside.unlink(missing_ok=True)
             write_manifest(stage.directory, manifest)
             head = bucket.head(prefix + MANIFEST_NAME) or {}
             objects.append(
@@ -286,6 +307,10 @@ def _fetch_plan(ctx: Context, plan: BuildPlan, say: Say) -> list[str]:
         if not state.done:
             lines.append(f"note: {state.stage.image.name} is not current here: {state.reason}")
     return lines
+
+
+#: suffix of an output fetched beside its stage, before the whole stage has arrived
+FETCHED = ".fetched"
 
 
 def _safe_relative(path: str, source: str) -> None:
@@ -349,7 +374,8 @@ def _delete_stages(
             bucket.abort(upload["Key"], upload["UploadId"])
         bucket.delete(keys)
         stage_dir = ctx.workspace.stage_dir(name, build_set)
-        if real_upload(stage_dir) is not None:
+        cookie = real_upload(stage_dir)
+        if cookie is not None and _describes(cookie, bucket, set(keys)):
             (stage_dir / UPLOAD_COOKIE).unlink()  # the cookie would now be a lie
         if keys:
             lines.append(f"{name}: deleted {len(keys)} objects from {bucket.url(prefix)}")

@@ -30,6 +30,7 @@ from pytest_suitcase.session import SuitcaseSession, family_matches, spec_folder
 from pytest_suitcase.shipped import suitcase_box  # noqa: F401  (fixture)
 from suitcase.command import interrupt_on_sigterm
 from suitcase.imagetypes import IMAGE_TYPES
+from suitcase.safety import own_modes
 from suitcase.verified import DEFAULT_BUILD_POLICY
 
 # the AMI specs' shared checks: their asserts explained as a spec's are (before any spec imports it)
@@ -104,6 +105,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", line)
     if not SuitcaseSession.wanted(config):
         return
+    own_modes()  # what verification builds or fetches has Suitcase's modes, not the umask's
     session = SuitcaseSession.from_config(config)
     if not hasattr(config, "workerinput"):  # the controller checks once; workers trust it
         session.preflight()

@@ -15,6 +15,7 @@ from suitcase.aws import endpoint as aws_endpoint
 from suitcase.command import Interrupted, interrupt_on_sigterm, signal_of
 from suitcase.context import Context
 from suitcase.errors import ConfigError, SuitcaseError
+from suitcase.safety import own_modes
 
 
 class OperatorError(click.ClickException):
@@ -222,6 +223,7 @@ def cli(
     or all (the default). --workspace, --site, --builder and --accelerator may also follow the
     verb.
     """
+    own_modes()  # what any verb creates has Suitcase's modes, not the caller's umask
     click_ctx.obj = GlobalOptions(workspace, site_file, builder, accelerator)
 
 

@@ -52,6 +52,43 @@ def scratch_root(base: Path | None = None) -> Path:
     return root
 
 
+#: what Suitcase creates is never writable by group or others, whatever umask it was started with
+UMASK = 0o022
+
+
+def own_modes() -> None:
+    """Files and folders Suitcase creates get its own modes (0755/0644 at most), not the
+    caller's: under `umask 000` a stage folder would be 0777 and a fetched disk 0666."""
+    os.umask(UMASK)
+
+
+def check_own_folder(path: Path, what: str, follow: bool = False) -> None:
+    """Refuse (one line) a folder another user could change under Suitcase: a link (unless
+    `follow`), not a folder, not the effective user's, or writable by group or others. A folder
+    that does not exist yet passes: Suitcase makes it with its own modes."""
+    try:
+        st = os.stat(path) if follow else os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise UnsafeFolder(f"{what} {path} cannot be checked ({exc.strerror})") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafeFolder(f"{what} {path} is a link: Suitcase works only in real folders")
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeFolder(f"{what} {path} is not a folder")
+    mode = stat.S_IMODE(st.st_mode)
+    if st.st_uid != os.geteuid():
+        raise UnsafeFolder(
+            f"{what} {path} belongs to uid {st.st_uid}, not to this user ({os.geteuid()}): "
+            "its owner could change what Suitcase builds and deletes there"
+        )
+    if mode & 0o022:
+        raise UnsafeFolder(
+            f"{what} {path} has mode {mode:o}: writable by group or others, who could change "
+            f"what Suitcase builds and deletes there (chmod go-w {path})"
+        )
+
+
 def _unescape(field: str) -> str:
     """mountinfo escapes space, tab, newline and backslash as \\ooo octal."""
     out, i = [], 0

@@ -16,7 +16,7 @@ from pathlib import Path
 from suitcase.errors import BusyError, ConfigError
 from suitcase.imagetypes import IMAGE_TYPES
 from suitcase.manifest import read_manifest
-from suitcase.safety import mounts_under, remove_tree
+from suitcase.safety import UnsafeFolder, check_own_folder, mounts_under, remove_tree
 
 _TIMESTAMP = re.compile(r"\A[0-9]{12}([0-9]{2})?\Z")
 
@@ -98,7 +98,14 @@ class Workspace:
                 raise ConfigError(f"workspace {path} is not a folder")
         except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
             raise ConfigError(f"workspace {path} cannot be used ({_why(exc)})") from None
-        return cls(resolved)
+        workspace = cls(resolved)
+        try:
+            check_own_folder(resolved, "workspace")
+            check_own_folder(workspace.images_dir, "images folder")
+            check_own_folder(workspace.keys_dir, "keys folder")
+        except UnsafeFolder as exc:
+            raise ConfigError(str(exc)) from None
+        return workspace
 
     @property
     def images_dir(self) -> Path:

@@ -200,7 +200,7 @@ def _symlink_loop_workspace(c: Case) -> list[str]:
 
 def _read_only_workspace(c: Case) -> list[str]:
     ro = c.tmp / "ro"
-    c.mount(ro, "-o", "size=4m")
+    c.mount(ro, "-o", "size=4m,mode=0755")
     (ro / "site.yaml").write_text("mirrors: {debian: 'http://mirror.invalid/debian'}\n")
     subprocess.run(["mount", "-o", "remount,ro", str(ro)], check=True)
     return ["--workspace", str(ro), "build", "master", "--os", DEBIAN]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
+import stat
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -375,3 +377,26 @@ def test_delete_under_another_prefix_keeps_the_cookie_of_the_upload_still_whole(
     (ws / "site.yaml").write_text(SITE)
     assert suitcase(ws, "delete", "master", "--os", OS, "--timestamp", TS).exit_code == 0
     assert not (stage / UPLOAD_COOKIE).exists() and held(moto, bucket) == {}
+
+
+def test_under_umask_000_a_fetch_makes_nothing_others_can_write(
+    ws: Path, bucket: str, moto: str, tmp_path: Path
+) -> None:
+    """`umask 000` made images/ and stage folders 0777 and a fetched disk 0666: Suitcase sets
+    its own modes, whatever the caller's umask."""
+    fake_build_set(ws, "master")
+    assert upload_all(ws, "master").exit_code == 0
+    other = tmp_path / "other"
+    other.mkdir(mode=0o755)
+    old = os.umask(0)
+    try:
+        (tmp_path / "umask-bites").mkdir()  # the umask is 000 for this process
+        result = suitcase(other, "fetch", "master", "--os", OS, "--timestamp", TS)
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0, result.output
+    assert stat.S_IMODE((tmp_path / "umask-bites").stat().st_mode) == 0o777
+    made = sorted(other.rglob("*"))
+    assert any(p.name == "disk-master.img" for p in made)
+    loose = [(str(p), oct(stat.S_IMODE(p.stat().st_mode) & 0o022)) for p in made]
+    assert [entry for entry in loose if entry[1] != "0o0"] == []

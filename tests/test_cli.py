@@ -256,7 +256,9 @@ def small_filesystem(tmp_path: Path) -> Iterator[Path]:
     """A real 64 MiB file system (tmpfs), far too small for a build."""
     mount = tmp_path / "small"
     mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0755", "tmpfs", str(mount)], check=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64m,mode=0755", "tmpfs", str(mount)], check=True
+    )
     try:
         yield mount
     finally:

@@ -34,7 +34,8 @@ def mounts() -> Iterator[Callable[..., Path]]:
     def mount(point: Path, size: str = "4m", ro: bool = False, fill: str = "") -> Path:
         point.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(point)], check=True
+            ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(point)],
+            check=True,
         )
         made.append(point)
         if fill:

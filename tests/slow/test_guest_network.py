@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 def _master(built_set: BuiltSet) -> tuple[Path, KeyPair]:
     folder = built_set.stage_dir("master")
     manifest = read_manifest(folder)
-    output = manifest.output("qcow2") if manifest is not None else None
+    output = manifest.output("disk") if manifest is not None else None
     assert output is not None, f"no master disk in {folder}"
     keys = built_set.workspace / "keys" / f"{OS_NAME}-{built_set.timestamp}"
     private = sorted(p for p in keys.glob("id_*") if p.suffix != ".pub")
@@ -41,6 +41,7 @@ def _host_sockets_of(pid: int) -> list[str]:
     return [line for line in out.splitlines() if f"pid={pid}," in line]
 
 
+@pytest.mark.filterwarnings("ignore:Unknown ssh-ed25519 host key")
 def test_the_guest_gets_dhcp_but_reaches_nothing_of_the_host(
     built_set: BuiltSet, tmp_path: Path
 ) -> None:

@@ -148,20 +148,20 @@ def disk_of(session: SuitcaseSession, manifest: Manifest) -> Path:
 
 @contextlib.contextmanager
 def pristine_host(session: SuitcaseSession, manifest: Manifest) -> Iterator[Any]:
-    import testinfra
+    from pytest_suitcase.sandboxed import image_host
 
     with mounted(disk_of(session, manifest)) as root:
-        yield testinfra.get_host(str(root), connection="chroot")
+        yield image_host(root)
 
 
 @pytest.fixture(scope="session")
 def image(suitcase_disk: Path) -> Iterator[Any]:
     """testinfra host over the image as shipped (mounted read-only, never booted); with
     --suitcase-source=ami, over the AMI's snapshot read back (pytest_suitcase.ami)."""
-    import testinfra
+    from pytest_suitcase.sandboxed import image_host
 
     with mounted(suitcase_disk) as root:
-        yield testinfra.get_host(str(root), connection="chroot")
+        yield image_host(root)
 
 
 @pytest.fixture(scope="session")

@@ -449,8 +449,9 @@ def _key_fingerprint(key: Path) -> str:
 def mounted(image: Path, writable: bool = False, keep_dir: Path | None = None) -> Iterator[Path]:
     """Mount the root filesystem of a disk (raw or qcow2, partitioned or not) and yield its path.
 
-    Read-only unless `writable`; qcow2 is first flattened to a temporary raw copy. /proc and /dev
-    are bound in so testinfra's chroot backend can run tools.
+    Read-only unless `writable`; qcow2 is first flattened to a temporary raw copy. Always
+    nosuid,nodev, and nothing is mounted inside it: the image's own `proc` or `dev` may be a
+    link to anywhere on the host. Its programs run only in suitcase.sandbox.
     """
     require("mount")
     work = Path(tempfile.mkdtemp(prefix="suitcase-mnt-", dir=keep_dir or scratch_root()))
@@ -468,7 +469,7 @@ def mounted(image: Path, writable: bool = False, keep_dir: Path | None = None) -
         else:
             offset, length = artifact.first_partition(raw)
         mode = "rw" if writable else "ro"
-        options = [f"loop,{mode},offset={offset},sizelimit={length}"]
+        options = [f"loop,{mode},nosuid,nodev,offset={offset},sizelimit={length}"]
         if not writable:
             options = [o + extra for o in options for extra in (",noload", ",norecovery", "")]
         for opts in options:
@@ -483,11 +484,6 @@ def mounted(image: Path, writable: bool = False, keep_dir: Path | None = None) -
         else:
             raise BuildError(f"cannot mount {image}: {result.stderr.strip()}")
         mounts.append(target)
-        for special in ("proc", "dev", "sys"):
-            point = target / special
-            if point.is_dir():
-                subprocess.run(["mount", "--bind", f"/{special}", str(point)], check=True)
-                mounts.append(point)
         yield target
     finally:
         for point in reversed(mounts):

@@ -13,13 +13,13 @@ import fnmatch
 import hashlib
 import os
 import stat
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from suitcase import sandbox
 from suitcase.config import Paths
 from suitcase.errors import ConfigError, ToolError
 
@@ -197,9 +197,7 @@ def _keys(root: Path, accounts: dict[str, str]) -> dict[str, frozenset[str]]:
 def snapshot(root: Path, family: str, rules: Rules) -> Snapshot:
     """Packages, file identities, accounts and keys of the image mounted at `root`."""
     query = PACKAGE_QUERY[family]
-    result = subprocess.run(
-        ["chroot", str(root), *query], capture_output=True, text=True, check=False
-    )
+    result = sandbox.run(root, query)  # the image's own dpkg-query or rpm, never on the host
     if result.returncode != 0:
         raise ToolError(f"cannot list packages in {root}: {result.stderr.strip()[:200]}")
     packages = {}

@@ -2,9 +2,10 @@
 
 A tiny image (the host's dash and cat with their libraries, in an ext4 file system made with
 mkfs.ext4 -d) mounted by verification's mounted() and probed through the specs' testinfra host:
-no host /proc to walk to the host's root through (`/proc/<caller>/root`), nothing mounted inside the image (its `proc` is
-a link to a folder of the test's), no write anywhere, none of the caller's environment, a PID
-namespace of its own; a mode-0000 file stays readable (EL's /etc/shadow), as specs need.
+no host /proc to walk to the host's root through (`/proc/<caller>/root`), nothing mounted
+inside the image (its `proc` is a link to a folder of the test's), no write anywhere, none of
+the caller's environment, a PID namespace of its own; a mode-0000 file stays readable (EL's
+/etc/shadow), as specs need.
 """
 
 from __future__ import annotations

@@ -26,6 +26,24 @@ from suitcase.verbs import AMI_IMAGES
 SCRATCH = ".ami-readback"
 
 
+def _same_as_verified(ami: Ami, disk: Path) -> None:
+    """The snapshot read back must be the verified disk, byte for byte (then zeros to the end of
+    its volume), before any spec sees it: an AMI that only carries the stage's tags is not it."""
+    from suitcase.aws.ami import KINDS
+    from suitcase.manifest import sha256_prefix
+
+    output = ami.manifest.output(KINDS[ami.manifest.stage].disk_kind)
+    assert output is not None  # register_stage refused a stage without it
+    digest, zeros_after = sha256_prefix(disk, output.size)
+    if digest != output.sha256 or not zeros_after:
+        pytest.fail(
+            f"{ami.image_id}'s snapshot {ami.snapshot_id} is not the verified disk "
+            f"{ami.disk.name} (sha256 {output.sha256[:16]}…): "
+            + ("its first bytes differ" if digest != output.sha256 else "data after its end"),
+            pytrace=False,
+        )
+
+
 @dataclass(frozen=True)
 class Ami:
     """The registered AMI of the image under test, as the endpoint describes it."""
@@ -130,6 +148,7 @@ def suitcase_disk(
             read_snapshot(ami.target, ami.snapshot_id, disk)
         except SuitcaseError as exc:
             pytest.fail(f"reading back {ami.snapshot_id}: {exc}", pytrace=False)
+        _same_as_verified(ami, disk)
         yield disk
     finally:
         remove_tree(scratch)

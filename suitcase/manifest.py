@@ -84,6 +84,36 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def sha256_prefix(path: Path, length: int) -> tuple[str | None, bool]:
+    """The sha256 of `path`'s first `length` bytes (None when it is shorter), and whether every
+    byte after them is zero: a disk read back into a larger volume (an EBS snapshot) holds the
+    disk it was written from exactly when both match."""
+    import os
+
+    digest, left = hashlib.sha256(), length
+    with path.open("rb") as handle:
+        while left > 0 and (chunk := handle.read(min(_CHUNK, left))):
+            digest.update(chunk)
+            left -= len(chunk)
+        if left > 0:
+            return None, False
+        fd, offset = handle.fileno(), length
+        size = os.fstat(fd).st_size
+        while offset < size:
+            try:
+                start = os.lseek(fd, offset, os.SEEK_DATA)
+            except OSError:  # ENXIO: only a hole is left
+                break
+            end = os.lseek(fd, start, os.SEEK_HOLE)
+            while start < end:
+                chunk = os.pread(fd, min(_CHUNK, end - start), start)
+                if chunk.count(0) != len(chunk):
+                    return digest.hexdigest(), False
+                start += len(chunk)
+            offset = end
+    return digest.hexdigest(), True
+
+
 def file_digests(path: Path) -> tuple[str, str]:
     """The file's hex sha256 and base64 CRC64NVME (S3's full-object checksum), in one read."""
     import base64

@@ -190,6 +190,19 @@ def test_ami_specs_register_once_and_fail_on_another_disk(
     assert "test_snapshot_is_the_verified_disk" in out and "block 37 differs" in out
     assert "test_hvm_attributes" in out and "EnaSupport" in out
     assert [i["ImageId"] for i in ec2.describe_images(Owners=["self"])["Images"]] == [swapped]
+    # read back from that AMI, no spec ever sees its disk: the fixture compares it first
+    refused = pytester.runpytest_subprocess(
+        "specs",
+        "--image=aws-hvm",
+        "--suitcase-register",
+        "--suitcase-source=ami",
+        "-k",
+        "readback",
+        *ARGS,
+    )
+    refused.assert_outcomes(errors=1)
+    refused.stdout.fnmatch_lines([f"*{swapped}'s snapshot snap-* is not the verified disk*"])
+    assert not (disk.parent / ".ami-readback").exists()
 
 
 def test_source_ami_is_only_for_amis(

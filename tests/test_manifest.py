@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 from suitcase.manifest import (
@@ -58,3 +59,20 @@ def test_half_written_manifest_is_not_trusted(tmp_path: Path) -> None:
 def test_atomic_write_leaves_no_temporary_files(tmp_path: Path) -> None:
     write_atomic(tmp_path / "f.json", "{}")
     assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
+
+
+def test_sha256_prefix_is_the_disk_then_zeros(tmp_path: Path) -> None:
+    from suitcase.manifest import sha256_prefix
+
+    disk = os.urandom(3 * 1024 * 1024 + 7)
+    digest = hashlib.sha256(disk).hexdigest()
+    volume = tmp_path / "volume.raw"
+    volume.write_bytes(disk)
+    os.truncate(volume, 64 * 1024 * 1024)  # a hole to the volume's end
+    assert sha256_prefix(volume, len(disk)) == (digest, True)
+    with volume.open("r+b") as handle:  # one byte of data past the disk's end
+        handle.seek(40 * 1024 * 1024)
+        handle.write(b"\1")
+    assert sha256_prefix(volume, len(disk)) == (digest, False)
+    assert sha256_prefix(volume, len(disk) - 1)[0] != digest
+    assert sha256_prefix(volume, 65 * 1024 * 1024) == (None, False)  # shorter than the disk

@@ -27,7 +27,7 @@ from suitcase.command import dies_with_us, require, run
 from suitcase.errors import BootTimeout, BuildError, ToolError
 from suitcase.keys import KeyPair, connect_options, ensure_key_pair
 from suitcase.redact import redact_text
-from suitcase.safety import remove_tree_quietly, scratch_root
+from suitcase.safety import UnsafeFolder, remove_tree_quietly, scratch_root, write_beneath
 from suitcase.sweep import Record, kill_recorded, stale_vm_records, wait_gone
 
 #: Where Debian's vagrant package keeps the well-known insecure key pair (not copied into the repo).
@@ -85,6 +85,28 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+#: written into a verification copy of an AWS image, never into the image: a cidata seed is
+#: read at this boot only (the shipped image lists only Ec2, so no attached volume can configure
+#: an instance)
+NOCLOUD_CFG = "etc/cloud/cloud.cfg.d/99-suitcase-verify.cfg"
+NOCLOUD = "# Suitcase verification boot only\ndatasource_list: [ NoCloud, None ]\n"
+
+
+def _with_nocloud(disk: Path, info: dict[str, object], work: Path) -> Path:
+    """A raw copy of `disk` in `work` whose cloud-init reads the NoCloud seed (sparse: seconds)."""
+    copy = work / "verify.raw"
+    if info.get("format") == "raw":
+        run(["cp", "--sparse=always", "--", str(disk), str(copy)])
+    else:
+        artifact.convert(disk, copy, "raw")
+    with mounted(copy, writable=True, keep_dir=work) as root:
+        try:
+            write_beneath(root, NOCLOUD_CFG, NOCLOUD)
+        except (UnsafeFolder, OSError) as exc:
+            raise BuildError(f"{disk.name}: cannot add the verification's NoCloud: {exc}") from None
+    return copy
 
 
 def _seed_iso(folder: Path, public_key: str) -> Path:
@@ -205,6 +227,9 @@ def booted(
         elif login == "vagrant":
             who = Login("vagrant", 0, vagrant_insecure_key())
         elif login == "cloud-init":
+            # the shipped image lists only its platform's datasource: NoCloud, for this boot
+            # only, comes from the verification side (a copy of the disk), never the image
+            disk, info = _with_nocloud(disk, info, work), {"format": "raw"}
             # RSA: the one key type every sshd accepts (EL6's OpenSSH 5.3 knows no Ed25519)
             throwaway = ensure_key_pair(work / "key", "suitcase-verify", "rsa")
             argv += ["-drive", f"file={_seed_iso(work, throwaway.public_line)},media=cdrom"]

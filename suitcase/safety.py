@@ -208,3 +208,39 @@ def remove_tree_quietly(path: Path) -> bool:
     except (OSError, MountedError):
         return False
     return True
+
+
+def write_beneath(root: Path, relative: str, text: str, mode: int = 0o644) -> None:
+    """Create `relative` (a fresh file, replacing any entry of that name) under `root`, an
+    untrusted tree such as a mounted image, through directory handles opened O_NOFOLLOW: a
+    link anywhere on the way (an image's /etc may point at the host's) is refused, never
+    followed. Missing folders are made (0755)."""
+    parts = [p for p in relative.split("/") if p]
+    if not parts or any(p in (".", "..") for p in parts):
+        raise UnsafeFolder(f"{relative!r} is not a plain relative path")
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(root, flags)
+    try:
+        for depth, name in enumerate(parts[:-1]):
+            try:
+                inner = os.open(name, flags, dir_fd=fd)
+            except FileNotFoundError:
+                os.mkdir(name, 0o755, dir_fd=fd)
+                inner = os.open(name, flags, dir_fd=fd)
+            except OSError as exc:
+                where = "/" + "/".join(parts[: depth + 1])
+                raise UnsafeFolder(
+                    f"{where} in {root} is not a folder (a link?): nothing written through it "
+                    f"({exc.strerror})"
+                ) from None
+            os.close(fd)
+            fd = inner
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            os.unlink(parts[-1], dir_fd=fd)
+        out = os.open(
+            parts[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode, dir_fd=fd
+        )
+        with os.fdopen(out, "w") as handle:
+            handle.write(text)
+    finally:
+        os.close(fd)

@@ -19,9 +19,10 @@ say "writing /etc/cloud/cloud.cfg.d/90-suitcase.cfg"
 cat > /etc/cloud/cloud.cfg.d/90-suitcase.cfg <<'CFG'
 # Suitcase: images log in as root with the instance's key pair; no
 # distribution default user is created.
-# NoCloud first: ds-identify picks it only when a cidata seed is attached (Suitcase's
-# verification boots); on EC2 it falls through to Ec2.
-datasource_list: [ NoCloud, Ec2, None ]
+# The platform's datasource only: with NoCloud listed, any volume labelled cidata attached
+# to an instance would configure it (a new instance-id, its user-data run and its keys
+# installed as root). Verification boots add NoCloud to a copy of the disk, never here.
+datasource_list: [ Ec2, None ]
 disable_root: false
 # sshd already refuses passwords (scripts/common/20-sshd.sh). "false" here would make
 # cloud-init rewrite sshd_config and restart sshd during first boot, resetting any

@@ -32,6 +32,17 @@ def test_root_authorized_keys_only_a_newline(image):
     assert facts.authorized_keys(image, "/root") in (None, "", "\n")
 
 
+def test_datasources_are_the_platform_s_only(image):
+    """A datasource that reads attached media (NoCloud's cidata volume, ConfigDrive, ...) lets
+    whoever attaches a volume to the instance configure it at the next boot: a new instance-id,
+    their user-data run and their keys installed as root. Only Ec2 (and None) may be listed,
+    explicitly: cloud-init's built-in list includes NoCloud."""
+    datasources = facts.cloud_datasources(image)
+    assert datasources is not None, "no datasource_list: cloud-init's built-in one has NoCloud"
+    others = [d for d in datasources if d not in ("Ec2", "None")]
+    assert others == [], f"datasource_list is {datasources}: {others} beside Ec2"
+
+
 def test_ec2_datasource_listed(image):
     """Without Ec2 in cloud-init's datasource list an instance never gets its key pair."""
     datasources = facts.cloud_datasources(image)

@@ -301,6 +301,11 @@ def no_ec2_datasource(root: Path, kit: Kit) -> None:
     _write(root, "/etc/cloud/cloud.cfg.d/99-ds.cfg", "datasource_list: [ NoCloud, None ]\n")
 
 
+def nocloud_listed(root: Path, kit: Kit) -> None:
+    """The old list: a cidata volume attached to an instance would configure it."""
+    _write(root, "/etc/cloud/cloud.cfg.d/99-ds.cfg", "datasource_list: [ NoCloud, Ec2, None ]\n")
+
+
 def cloud_init_disabled(root: Path, kit: Kit) -> None:
     _write(root, "/etc/cloud/cloud-init.disabled", "")
 
@@ -481,7 +486,7 @@ DEFECTS: dict[str, Defect] = {
     "aws-hvm-vmdk-differs": _d(H, vmdk_one_block_differs, "test_vmdk_holds_the_verified_disk", target="vmdk"),
     "aws-hvm-host-keys-left": _d(H, host_keys_left, "test_no_ssh_host_keys", mode=OFF),
     "aws-hvm-wrong-console": _d(H, wrong_serial_console, "test_serial_console_on_kernel_line", "test_booted_kernel_uses_the_serial_console"),
-    "aws-hvm-no-ec2-datasource": _d(H, no_ec2_datasource, "test_ec2_datasource_listed"),
+    "aws-hvm-no-ec2-datasource": _d(H, no_ec2_datasource, "test_ec2_datasource_listed", "test_datasources_are_the_platform_s_only"),
     "aws-hvm-pinned-mac": _d(H, pinned_mac, "test_no_interface_pinned_to_the_build_network"),
     "aws-hvm-build-resolver": _d(H, build_resolver, "test_resolv_conf_has_no_build_resolver"),
     "aws-hvm-world-writable-boot": _d(H, world_writable_boot, "test_nothing_world_writable_in_system_trees"),
@@ -495,6 +500,7 @@ DEFECTS: dict[str, Defect] = {
     "aws-hvm-no-nvme-in-initramfs": _d(H, no_nvme_in_initramfs, "test_nitro_drivers_in_initramfs", mode=OFF),
     "aws-hvm-cloud-init-state": _d(H, cloud_init_state, "test_cloud_init_state_clean", mode=OFF),
     # aws-paravirt (verified offline: it cannot boot here)
+    "aws-paravirt-nocloud-listed": _d(P, nocloud_listed, "test_datasources_are_the_platform_s_only"),
     "aws-paravirt-dangling-resolv-conf": _d(P, dangling_resolv_conf, "test_resolv_conf_has_no_build_resolver"),
     "aws-paravirt-menu-lst-missing": _d(P, menu_lst_missing, "test_menu_lst_links_to_grub_conf"),
     "aws-paravirt-root-partition": _d(P, grub_root_partition, "test_root_hd0"),

@@ -27,7 +27,7 @@ def test_a_linked_folder_is_refused_and_nothing_written_there(tmp_path: Path) ->
     tree = tmp_path / "tree"
     tree.mkdir()
     (tree / "etc").symlink_to(host)  # an image's /etc pointing at the host's
-    with pytest.raises(UnsafeFolder, match="/etc in .* is not a folder"):
+    with pytest.raises(UnsafeFolder, match=r"/etc in .* is not a folder"):
         write_beneath(tree, "etc/cloud/x.cfg", "a\n")
     assert list(host.iterdir()) == []
 

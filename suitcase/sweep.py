@@ -13,9 +13,11 @@ True
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import signal
+import stat
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from suitcase.errors import BusyError
-from suitcase.safety import MountedError, mounts_under
+from suitcase.safety import MountedError, UnsafeFolder, mounts_under
 
 SYS_BLOCK = Path("/sys/block")
 GONE_TIMEOUT = 30.0  # a killed QEMU of several GB can take seconds to release its memory
@@ -54,6 +56,22 @@ def _stat(pid: int) -> list[str] | None:
     return None if fields[0] in ("Z", "X") else fields
 
 
+def _trusted(path: Path, st: os.stat_result, what: str) -> None:
+    if st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) & 0o022:
+        raise UnsafeFolder(
+            f"{what} {path} belongs to uid {st.st_uid} with mode {stat.S_IMODE(st.st_mode):o}: "
+            f"only this user's ({os.geteuid()}), writable by it alone, is believed"
+        )
+
+
+def uid_of(pid: int) -> int | None:
+    """The real uid of `pid` (the owner of /proc/PID), or None when it is gone."""
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+
+
 def alive(pid: int, start: int) -> bool:
     return start_time(pid) == start
 
@@ -67,24 +85,45 @@ class Record:
     argv: list[str]
     owner: int
     owner_start: int
+    #: the user whose processes these are: a sweep never touches anyone else's
+    uid: int = -1
 
     @classmethod
     def of(cls, pid: int, argv: list[str]) -> Record:
         me = os.getpid()
-        return cls(pid, start_time(pid) or 0, argv, me, start_time(me) or 0)
+        return cls(pid, start_time(pid) or 0, argv, me, start_time(me) or 0, os.geteuid())
 
     @classmethod
     def read(cls, path: Path) -> Record | None:
+        """The record at `path`; None when there is none (or it is unreadable garbage).
+
+        Only a record this user wrote is believed: a link, a file of another user's or one
+        that group or others may write, in a folder others may write, is refused
+        (UnsafeFolder), so nobody can make Suitcase kill a process by writing a record.
+        """
         try:
-            data = json.loads(path.read_text())
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafeFolder(f"run record {path} is a link: not believed") from None
+            return None
+        with os.fdopen(fd, "rb") as handle:
+            _trusted(path, os.fstat(handle.fileno()), "run record")
+            _trusted(path.parent, os.lstat(path.parent), "run records folder")
+            raw = handle.read(1 << 20)
+        try:
+            data = json.loads(raw)
             return cls(
                 int(data["pid"]),
                 int(data["start"]),
                 [str(a) for a in data["argv"]],
                 int(data["owner"]),
                 int(data["owner_start"]),
+                int(data["uid"]),
             )
-        except (OSError, ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError):
             return None
 
     def write(self, path: Path) -> None:
@@ -112,12 +151,22 @@ class Record:
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
-            fields = _stat(int(entry.name))
+            pid = int(entry.name)
+            fields = _stat(pid)
             if fields and int(fields[3]) == self.pid and int(fields[19]) >= self.start:
-                found.append(int(entry.name))
-        if self.start_matches() and self.pid not in found:
+                found.append(pid)
+        found = [pid for pid in found if uid_of(pid) == self.uid]
+        if self.start_matches() and self.pid not in found and uid_of(self.pid) == self.uid:
             found.append(self.pid)
         return found
+
+    def is_member(self, pid: int) -> bool:
+        fields = _stat(pid)
+        if fields is None or uid_of(pid) != self.uid:
+            return False
+        if pid == self.pid:
+            return int(fields[19]) == self.start
+        return int(fields[3]) == self.pid and int(fields[19]) >= self.start
 
     def start_matches(self) -> bool:
         return alive(self.pid, self.start)
@@ -197,9 +246,23 @@ def wait_gone(record: Record, timeout: float) -> None:
                 f"({' '.join(record.argv[:3])}) did not die within {int(timeout)} s"
             )
         for pid in members:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
+            _kill_member(record, pid)
         time.sleep(0.1)
+
+
+def _kill_member(record: Record, pid: int) -> None:
+    """SIGKILL `pid` through a pidfd, checked a member of `record` once the pidfd holds it: a
+    pid freed and reused between the check and the signal is never hit."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (ProcessLookupError, PermissionError):
+        return
+    try:
+        if record.is_member(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+    finally:
+        os.close(fd)
 
 
 def stale_vm_records(folder: Path) -> list[Path]:

@@ -22,8 +22,15 @@ from suitcase.config import PROJECT_ROOT
 from suitcase.errors import BusyError
 from suitcase.keys import ensure_key_pair
 from suitcase.machine import BootHung, booted
-from suitcase.safety import MountedError, mounts_under
-from suitcase.sweep import Record, kill_recorded, loops_under, release, start_time
+from suitcase.safety import MountedError, UnsafeFolder, mounts_under
+from suitcase.sweep import (
+    Record,
+    kill_recorded,
+    loops_under,
+    release,
+    stale_vm_records,
+    start_time,
+)
 from tests.conftest import tree_snapshot
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounts and loop devices need root")
@@ -47,7 +54,9 @@ def _orphan(tmp_path: Path) -> subprocess.Popen[bytes]:
 
 
 def _record(path: Path, proc: subprocess.Popen[bytes], owner: tuple[int, int]) -> Record:
-    record = Record(proc.pid, start_time(proc.pid) or 0, ["bash", "-c", "..."], *owner)
+    record = Record(
+        proc.pid, start_time(proc.pid) or 0, ["bash", "-c", "..."], *owner, os.geteuid()
+    )
     record.write(path)
     return record
 
@@ -265,3 +274,61 @@ for _ in range(20):
     procs = [subprocess.Popen([sys.executable, "-c", script]) for _ in range(4)]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
     assert list((tmp_path / "images" / ".locks").iterdir()) == []
+
+
+def _bystander(*prefix: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([*prefix, "sleep", "600"], start_new_session=True)
+
+
+@pytest.mark.parametrize("plant", ["foreign-file", "group-writable-file", "open-folder", "link"])
+def test_a_record_anyone_else_could_write_kills_nothing(tmp_path: Path, plant: str) -> None:
+    """Whoever can write a run record would make root SIGKILL any process: only this user's
+    own record, writable by it alone, in a folder writable by it alone, is believed."""
+    runs = tmp_path / "runs"
+    runs.mkdir(mode=0o755)
+    victim = _bystander()
+    try:
+        path = runs / "vm-1.json"
+        if plant == "link":
+            real = tmp_path / "elsewhere.json"
+            _record(real, victim, _dead_owner())
+            path.symlink_to(real)
+        else:
+            _record(path, victim, _dead_owner())
+        if plant == "foreign-file":
+            os.chown(path, 65534, 65534)
+        elif plant == "group-writable-file":
+            path.chmod(0o664)
+        elif plant == "open-folder":
+            runs.chmod(0o1777)
+        with pytest.raises(UnsafeFolder):
+            kill_recorded(path)
+        with pytest.raises(UnsafeFolder):
+            stale_vm_records(runs)
+        assert victim.poll() is None and path.exists()
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+def test_a_recorded_session_of_another_user_is_never_killed(tmp_path: Path) -> None:
+    """Even a believed record only reaches its own user's processes."""
+    other = _bystander("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--")
+    try:
+        time.sleep(0.2)
+        path = tmp_path / "run.json"
+        _record(path, other, _dead_owner())
+        assert Record.read(path) is not None
+        kill_recorded(path, timeout=2)
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_trusted_record_still_kills_its_tree(tmp_path: Path) -> None:
+    own = _bystander()
+    path = tmp_path / "run.json"
+    _record(path, own, _dead_owner())
+    assert kill_recorded(path, timeout=5)
+    assert own.wait(timeout=5) == -signal.SIGKILL and not path.exists()

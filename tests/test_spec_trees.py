@@ -45,7 +45,7 @@ DEBIAN = {
     ),
     "/etc/network/interfaces.d/eth0": "allow-hotplug eth0\niface eth0 inet dhcp\n",
     "/etc/cloud/cloud.cfg": "datasource_list: [ NoCloud, Ec2, None ]\n",
-    "/etc/cloud/cloud.cfg.d/90-suitcase.cfg": "datasource_list: [ NoCloud, Ec2, None ]\n",
+    "/etc/cloud/cloud.cfg.d/90-suitcase.cfg": "datasource_list: [ Ec2, None ]\n",
     "/boot/extlinux/extlinux.conf": EXTLINUX,
     "/root/.bashrc": "",
     "/root/.profile": "",
@@ -383,6 +383,12 @@ DEFECTS: list[tuple[str, str, str, Change]] = [
         "test_ec2_datasource_listed",
         "aws-hvm",
         {"/etc/cloud/cloud.cfg.d/99-ds.cfg": "datasource_list: [NoCloud, None]\n"},
+    ),
+    (
+        "test_aws.py",
+        "test_datasources_are_the_platform_s_only",
+        "aws-paravirt",
+        {"/etc/cloud/cloud.cfg.d/99-ds.cfg": "datasource_list: [ NoCloud, Ec2, None ]\n"},
     ),
 ]
 

@@ -27,8 +27,8 @@ from suitcase.command import dies_with_us, require, run
 from suitcase.errors import BootTimeout, BuildError, ToolError
 from suitcase.keys import KeyPair, connect_options, ensure_key_pair
 from suitcase.redact import redact_text
-from suitcase.safety import UnsafeFolder, remove_tree_quietly, scratch_root, write_beneath
-from suitcase.sweep import Record, kill_recorded, stale_vm_records, wait_gone
+from suitcase.safety import UnsafeFolder, remove_tree_quietly, write_beneath
+from suitcase.sweep import Record, kill_recorded, scratch_dir, stale_vm_records, wait_gone
 
 #: Where Debian's vagrant package keeps the well-known insecure key pair (not copied into the repo).
 VAGRANT_KEY_GLOBS = (
@@ -201,7 +201,8 @@ def booted(
         for stale in stale_vm_records(runs_dir):
             kill_recorded(stale)
         pidfile = runs_dir / f"vm-{os.getpid()}-{next(_VM_NUMBERS)}.json"
-    work = Path(tempfile.mkdtemp(prefix="suitcase-vm-", dir=keep_dir or scratch_root()))
+    # a killed run's VM scratch (overlays, the throw-away key, a raw copy) goes with the next
+    work = Path(tempfile.mkdtemp(dir=keep_dir)) if keep_dir else scratch_dir("suitcase-vm")
     proc: subprocess.Popen[bytes] | None = None
     try:
         info = artifact.disk_info(disk)
@@ -479,7 +480,8 @@ def mounted(image: Path, writable: bool = False, keep_dir: Path | None = None) -
     link to anywhere on the host. Its programs run only in suitcase.sandbox.
     """
     require("mount")
-    work = Path(tempfile.mkdtemp(prefix="suitcase-mnt-", dir=keep_dir or scratch_root()))
+    # a killed run's mount (and GB-sized raw copy) is released and removed by the next
+    work = Path(tempfile.mkdtemp(dir=keep_dir)) if keep_dir else scratch_dir("suitcase-mnt")
     target = work / "root"
     target.mkdir()
     mounts: list[Path] = []

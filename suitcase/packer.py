@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +20,8 @@ from suitcase.command import require, run, stream
 from suitcase.errors import BootTimeout, BuildError, ConfigError, ToolError
 from suitcase.manifest import write_atomic
 from suitcase.redact import LineRedactor, Redactor, open_log, remember, scrub_file
-from suitcase.safety import remove_tree_quietly, scratch_root
-from suitcase.sweep import alive, start_time
+from suitcase.safety import remove_tree_quietly
+from suitcase.sweep import scratch_dir, stale_scratch
 
 ON_ERROR = ("cleanup", "abort", "ask", "run-cleanup-provisioner")
 #: Packer's private temporary folder: `<prefix><pid>-<start>-<random>` of the Suitcase owning it
@@ -63,13 +62,7 @@ def packer_env(cache_dir: Path | None = None) -> dict[str, str]:
 
 def stale_temp_dirs(base: Path | None = None) -> list[Path]:
     """Packer temporary folders whose Suitcase is gone (killed while Packer ran)."""
-    found = []
-    for path in sorted((base or scratch_root()).glob(f"{TMP_PREFIX}*")):
-        parts = path.name[len(TMP_PREFIX) :].split("-")
-        numbered = len(parts) == 3 and parts[0].isdigit() and parts[1].isdigit()
-        if numbered and not alive(int(parts[0]), int(parts[1])):
-            found.append(path)
-    return found
+    return stale_scratch(TMP_PREFIX.rstrip("-"), base)
 
 
 QMP_ENV = "SUITCASE_QMP_SOCKET"
@@ -82,10 +75,7 @@ def private_tmp() -> Iterator[Path]:
     and shell-local's scripts there, and deletes them only when it exits cleanly: in the shared
     /tmp, a killed build would leave a provisioner's secrets there for good. Short, on purpose:
     Packer's plugin sockets live there too, and a socket path has at most 107 bytes."""
-    for stale in stale_temp_dirs():
-        remove_tree_quietly(stale)
-    me = os.getpid()
-    path = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{me}-{start_time(me)}-", dir=scratch_root()))
+    path = scratch_dir(TMP_PREFIX.rstrip("-"))
     try:
         yield path
     finally:

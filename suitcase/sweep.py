@@ -19,13 +19,20 @@ import os
 import signal
 import stat
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from suitcase.errors import BusyError
-from suitcase.safety import MountedError, UnsafeFolder, mounts_under
+from suitcase.safety import (
+    MountedError,
+    UnsafeFolder,
+    mounts_under,
+    remove_tree_quietly,
+    scratch_root,
+)
 
 SYS_BLOCK = Path("/sys/block")
 GONE_TIMEOUT = 30.0  # a killed QEMU of several GB can take seconds to release its memory
@@ -339,3 +346,29 @@ def _quiet(argv: list[str]) -> bool:
         return subprocess.run(argv, capture_output=True, check=False).returncode == 0
     except FileNotFoundError:
         return False
+
+
+def stale_scratch(kind: str, base: Path | None = None) -> list[Path]:
+    """Scratch folders `<kind>-<pid>-<start>-*` of this user's scratch root whose process is
+    gone (killed while it worked: a VM's overlays, a mounted image's raw copy, Packer's log)."""
+    found = []
+    prefix = f"{kind}-"
+    for path in sorted((base or scratch_root()).glob(f"{prefix}*")):
+        parts = path.name[len(prefix) :].split("-")
+        numbered = len(parts) == 3 and parts[0].isdigit() and parts[1].isdigit()
+        if numbered and not alive(int(parts[0]), int(parts[1])):
+            found.append(path)
+    return found
+
+
+def scratch_dir(kind: str) -> Path:
+    """A fresh 0700 folder of this process in the scratch root (`<kind>-<pid>-<start>-*`),
+    after sweeping the ones killed runs left: their mounts and loop devices are released
+    first, and no removal crosses a mount point or follows a link (safety.remove_tree)."""
+    root = scratch_root()
+    for stale in stale_scratch(kind, root):
+        with contextlib.suppress(MountedError):
+            release(stale)
+            remove_tree_quietly(stale)
+    me = os.getpid()
+    return Path(tempfile.mkdtemp(prefix=f"{kind}-{me}-{start_time(me)}-", dir=root))

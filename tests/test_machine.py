@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from suitcase.machine import mounted
+from suitcase.sweep import loops_under
 
 
 @pytest.fixture
@@ -54,3 +55,31 @@ def test_sigterm_releases_the_mount(ext4_image: Path, tmp_path: Path) -> None:
     time.sleep(0.5)
     assert root not in _mounts()
     assert not Path(root).exists()
+
+
+def test_kill_9_leaves_scratch_the_next_mount_sweeps(ext4_image: Path, tmp_path: Path) -> None:
+    """`kill -9` inside mounted() leaves its mount and its raw copy of a qcow2 in the scratch
+    root (nothing can run on SIGKILL); the next mounted() releases the mount and removes them."""
+    qcow2 = tmp_path / "fs.qcow2"
+    subprocess.run(["qemu-img", "convert", "-O", "qcow2", str(ext4_image), str(qcow2)], check=True)
+    script = textwrap.dedent(f"""
+        import time
+        from pathlib import Path
+        from suitcase.machine import mounted
+        with mounted(Path({str(qcow2)!r})) as root:
+            print(root, flush=True)
+            time.sleep(60)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    root = Path(proc.stdout.readline().strip())
+    proc.kill()
+    proc.wait(timeout=30)
+    work = root.parent
+    assert str(root) in _mounts() and (work / "disk.raw").exists()  # left behind
+    assert loops_under(work) != []
+    with mounted(ext4_image) as again:
+        assert again.parent != work
+        assert str(root) not in _mounts() and not work.exists()  # swept first
+        assert loops_under(work) == []
+    assert not again.exists()

@@ -10,6 +10,7 @@ master, registering after them, credentials only from `secrets.*`, JUnit reports
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -70,7 +71,12 @@ def test_actionlint_passes() -> None:
             'property "stamp" is not defined',
         ),
         (lambda t: t.replace('"$TIMESTAMP"', "$TIMESTAMP", 1), "SC2086"),  # shellcheck, in run:
-        (lambda t: t.replace("upload-artifact@v6", "upload-artifact@v1"), "is retired"),
+        (
+            lambda t: t.replace(
+                f"upload-artifact@{PINNED['actions/upload-artifact']}", "upload-artifact@v1"
+            ),
+            "is retired",
+        ),
     ],
     ids=["unknown-need", "undefined-output", "unquoted-shell", "old-action"],
 )
@@ -138,7 +144,9 @@ def test_registering_waits_for_every_derived_build() -> None:
 
 def test_credentials_come_from_secrets_and_are_never_echoed() -> None:
     data = _workflow()
-    assert data["permissions"]["id-token"] == "write"  # OIDC role
+    assert data["permissions"] == {}  # nothing by default: each job asks for what it uses
+    for job in data["jobs"].values():
+        assert job["permissions"] == {"contents": "read", "id-token": "write"}  # OIDC role
     assert data["env"]["SUITCASE_AWS"] == "account"
     for name, job in data["jobs"].items():
         steps = job["steps"]
@@ -270,3 +278,31 @@ def test_ci_build_key_passes_shellcheck() -> None:
         ["shellcheck", "-x", str(CI_BUILD_KEY)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout
+
+
+#: each action at the commit its tag named when pinned (read from the actions' own repositories)
+PINNED = {
+    "actions/checkout": "fbc6f3992d24b796d5a048ff273f7fcc4a7b6c09",  # v5.1.0
+    "aws-actions/configure-aws-credentials": "e6de054238d6b7531b4efff3b6587d9aade6a06c",  # v6.2.3
+    "actions/upload-artifact": "b7c566a772e6b6bfb58ed0dc250532a479d7789f",  # v6.0.0
+}
+
+
+def test_actions_are_pinned_by_commit_and_installs_come_before_credentials() -> None:
+    """A tag can be moved to other code; a commit cannot. And nothing is installed while AWS
+    credentials are in the environment: bin/setup-host (hash-locked) runs first."""
+    lines = [line for line in WORKFLOW.read_text().splitlines() if "uses:" in line]
+    assert lines
+    for line in lines:
+        match = re.search(r"uses: ([\w.-]+/[\w.-]+)@([0-9a-f]{40}) # v\d+(\.\d+)*$", line)
+        assert match, f"not pinned by commit with its tag noted: {line.strip()}"
+        assert PINNED[match.group(1)] == match.group(2), line
+    for name, job in _workflow()["jobs"].items():
+        steps = job["steps"]
+        setup = next(i for i, s in enumerate(steps) if s.get("run") == "bin/setup-host")
+        creds = next(
+            i for i, s in enumerate(steps) if str(s.get("uses", "")).startswith("aws-actions/")
+        )
+        assert setup < creds, name
+        checkout = next(s for s in steps if str(s.get("uses", "")).startswith("actions/checkout"))
+        assert checkout["with"]["persist-credentials"] is False, name

@@ -26,6 +26,13 @@ from suitcase.imagetypes import IMAGE_TYPES
 from suitcase.workspace import Workspace
 
 WORKFLOW = PROJECT_ROOT / ".github" / "workflows" / "images.yml"
+
+#: each action at the commit its tag named when pinned (read from the actions' own repositories)
+PINNED: dict[str, str] = {
+    "actions/checkout": "fbc6f3992d24b796d5a048ff273f7fcc4a7b6c09",  # v5.1.0
+    "aws-actions/configure-aws-credentials": "e6de054238d6b7531b4efff3b6587d9aade6a06c",  # v6.2.3
+    "actions/upload-artifact": "b7c566a772e6b6bfb58ed0dc250532a479d7789f",  # v6.0.0
+}
 BIN = Path(sys.executable).parent
 CI_BUILD_KEY = PROJECT_ROOT / "bin" / "ci-build-key"
 
@@ -278,14 +285,6 @@ def test_ci_build_key_passes_shellcheck() -> None:
         ["shellcheck", "-x", str(CI_BUILD_KEY)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout
-
-
-#: each action at the commit its tag named when pinned (read from the actions' own repositories)
-PINNED = {
-    "actions/checkout": "fbc6f3992d24b796d5a048ff273f7fcc4a7b6c09",  # v5.1.0
-    "aws-actions/configure-aws-credentials": "e6de054238d6b7531b4efff3b6587d9aade6a06c",  # v6.2.3
-    "actions/upload-artifact": "b7c566a772e6b6bfb58ed0dc250532a479d7789f",  # v6.0.0
-}
 
 
 def test_actions_are_pinned_by_commit_and_installs_come_before_credentials() -> None:

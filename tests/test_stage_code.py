@@ -31,6 +31,7 @@ NOT_SHAPING = {
     "imagetypes.py": "data: the lists of code that shapes each type live here",
     "machine.py": "build only reads the guest console's tail from it, for error messages",
     "manifest.py": "records outputs after they are written (checksums), never changes them",
+    "netns.py": "a verification VM's own network (through machine.py); no build output",
     "plan.py": "computes the stage keys themselves",
     "redact.py": "masks secrets in logs and messages",
     "safety.py": "removes scratch folders",

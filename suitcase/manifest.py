@@ -97,21 +97,37 @@ def sha256_prefix(path: Path, length: int) -> tuple[str | None, bool]:
             left -= len(chunk)
         if left > 0:
             return None, False
-        fd, offset = handle.fileno(), length
+        fd = handle.fileno()
+        for start, end in data_extents(path):
+            start = max(start, length)
+            while start < end:
+                chunk = os.pread(fd, min(_CHUNK, end - start), start)
+                if chunk.count(0) != len(chunk):
+                    return digest.hexdigest(), False
+                start += len(chunk)
+    return digest.hexdigest(), True
+
+
+def data_extents(path: Path) -> list[tuple[int, int]]:
+    """(start, end) byte ranges of `path` that hold data, from SEEK_DATA/SEEK_HOLE."""
+    import os
+
+    extents: list[tuple[int, int]] = []
+    fd = os.open(path, os.O_RDONLY)
+    try:
         size = os.fstat(fd).st_size
+        offset = 0
         while offset < size:
             try:
                 start = os.lseek(fd, offset, os.SEEK_DATA)
             except OSError:  # ENXIO: only a hole is left
                 break
             end = os.lseek(fd, start, os.SEEK_HOLE)
-            while start < end:
-                chunk = os.pread(fd, min(_CHUNK, end - start), start)
-                if chunk.count(0) != len(chunk):
-                    return digest.hexdigest(), False
-                start += len(chunk)
+            extents.append((start, end))
             offset = end
-    return digest.hexdigest(), True
+    finally:
+        os.close(fd)
+    return extents
 
 
 def file_digests(path: Path) -> tuple[str, str]:

@@ -127,6 +127,19 @@ def _swap_ami(url: str, disk: Path, corrupt_block: bool, drop_ena: bool) -> str:
     return image_id
 
 
+def _readback(pytester: pytest.Pytester) -> pytest.RunResult:
+    """The aws-hvm readback spec, verifying the registered AMI's snapshot read back."""
+    return pytester.runpytest_subprocess(
+        "specs",
+        "--image=aws-hvm",
+        "--suitcase-register",
+        "--suitcase-source=ami",
+        "-k",
+        "readback",
+        *ARGS,
+    )
+
+
 def test_ami_specs_register_once_and_fail_on_another_disk(
     account: Endpoint,  # first: the server runs the project's own data, not the fake home's
     pytester: pytest.Pytester,
@@ -166,15 +179,7 @@ def test_ami_specs_register_once_and_fail_on_another_disk(
         "            assert handle.read(len(expected)) == expected\n"
         "    assert suitcase_disk.stat().st_size >= suitcase_ami.disk.stat().st_size\n"
     )
-    readback = pytester.runpytest_subprocess(
-        "specs",
-        "--image=aws-hvm",
-        "--suitcase-register",
-        "--suitcase-source=ami",
-        "-k",
-        "readback",
-        *ARGS,
-    )
+    readback = _readback(pytester)
     readback.assert_outcomes(passed=1)
     assert not (disk.parent / ".ami-readback").exists()
     record = read_manifest(disk.parent)
@@ -191,15 +196,7 @@ def test_ami_specs_register_once_and_fail_on_another_disk(
     assert "test_hvm_attributes" in out and "EnaSupport" in out
     assert [i["ImageId"] for i in ec2.describe_images(Owners=["self"])["Images"]] == [swapped]
     # read back from that AMI, no spec ever sees its disk: the fixture compares it first
-    refused = pytester.runpytest_subprocess(
-        "specs",
-        "--image=aws-hvm",
-        "--suitcase-register",
-        "--suitcase-source=ami",
-        "-k",
-        "readback",
-        *ARGS,
-    )
+    refused = _readback(pytester)
     refused.assert_outcomes(errors=1)
     refused.stdout.fnmatch_lines([f"*{swapped}'s snapshot snap-* is not the verified disk*"])
     assert not (disk.parent / ".ami-readback").exists()

@@ -22,6 +22,7 @@ from typing import Any
 
 from suitcase.aws.clients import AwsTarget
 from suitcase.errors import SuitcaseError
+from suitcase.manifest import data_extents
 
 #: EBS direct APIs' block size (the EBS User Guide, "EBS direct APIs"): fixed, not negotiated.
 BLOCK_SIZE = 524288
@@ -66,26 +67,6 @@ def ebs_client(target: AwsTarget, workers: int = DEFAULT_WORKERS) -> Any:
 def volume_gib(size: int) -> int:
     """The volume a disk of `size` bytes needs, in whole GiB (at least 1)."""
     return max(1, math.ceil(size / GIB))
-
-
-def data_extents(path: Path) -> list[tuple[int, int]]:
-    """(start, end) byte ranges of `path` that hold data, from SEEK_DATA/SEEK_HOLE."""
-    extents: list[tuple[int, int]] = []
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        size = os.fstat(fd).st_size
-        offset = 0
-        while offset < size:
-            try:
-                start = os.lseek(fd, offset, os.SEEK_DATA)
-            except OSError:  # ENXIO: only a hole is left
-                break
-            end = os.lseek(fd, start, os.SEEK_HOLE)
-            extents.append((start, end))
-            offset = end
-    finally:
-        os.close(fd)
-    return extents
 
 
 def data_blocks(path: Path) -> list[int]:

@@ -9,6 +9,7 @@ SIGKILL and no process of that tree, QEMU above all, may survive. About a minute
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -111,33 +113,34 @@ def _run_driver(code: str, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def test_packer_qemu_listens_on_loopback_and_dies_with_suitcase(tmp_path: Path) -> None:
-    blank = _blank(tmp_path)
+def _packer_vars(tmp_path: Path, **own: object) -> dict[str, object]:
+    """Variables every blank-disk Packer run here shares, and `own`."""
     keys = ensure_key_pair(tmp_path / "keys", "suitcase-test")
-    variables = {
-        "vm_name": "killme",
+    return {
         "output_directory": str(tmp_path / "work" / "packer"),
-        "source_disk": str(blank),
-        "source_format": "raw",
-        "use_backing_file": False,
         "disk_size": 64,
-        "accelerator": "tcg",
         "cpus": 1,
         "memory": 256,
         "ssh_private_key_file": str(keys.private),
         "ssh_timeout": "10m",
         "scripts_dir": str(PROJECT_ROOT / "scripts"),
         "qemu_binary": str(PROJECT_ROOT / "scripts" / "host" / "qemu.sh"),
-        "stage": "master",
-        "os_family": "debian",
         "os_name": "Blank-1-x86_64",
         "os_major": 1,
         "build_id": "blank",
-        "serial_log": str(tmp_path / "console.log"),
+        **own,
     }
+
+
+@contextlib.contextmanager
+def _packer_waiting_for_ssh(
+    tmp_path: Path, template: str, variables: dict[str, object]
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """Suitcase's run_packer of `template` in a process of its own, once Packer waits for SSH
+    (the guest never answers); yields the driver and build.log's text. Killed afterwards."""
     (tmp_path / "vars.json").write_text(json.dumps(variables))
-    template = PROJECT_ROOT / "image-templates" / "qemu-disk.json"
-    driver = _run_driver(PACKER_DRIVER, str(tmp_path), str(template))
+    path = PROJECT_ROOT / "image-templates" / template
+    driver = _run_driver(PACKER_DRIVER, str(tmp_path), str(path))
     try:
         log = tmp_path / "build.log"
         _wait_for(
@@ -145,6 +148,27 @@ def test_packer_qemu_listens_on_loopback_and_dies_with_suitcase(tmp_path: Path) 
             lambda: log.exists() and "Waiting for SSH to become available" in log.read_text(),
             180,
         )
+        yield driver, log.read_text()
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+
+
+def test_packer_qemu_listens_on_loopback_and_dies_with_suitcase(tmp_path: Path) -> None:
+    blank = _blank(tmp_path)
+    variables = _packer_vars(
+        tmp_path,
+        vm_name="killme",
+        source_disk=str(blank),
+        source_format="raw",
+        use_backing_file=False,
+        accelerator="tcg",
+        stage="master",
+        os_family="debian",
+        serial_log=str(tmp_path / "console.log"),
+    )
+    with _packer_waiting_for_ssh(tmp_path, "qemu-disk.json", variables) as (driver, _log):
         record = Record.read(tmp_path / "run.json")
         assert record is not None
         tree = record.members()
@@ -155,10 +179,6 @@ def test_packer_qemu_listens_on_loopback_and_dies_with_suitcase(tmp_path: Path) 
         assert len(addresses) == 1, addresses  # the SSH forward, and no VNC (-vnc none)
         assert all(a.startswith("127.0.0.1:") for a in addresses), addresses
         _kill_and_prove_gone(driver, tree, str(blank))
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait()
 
 
 def test_verification_vm_listens_on_loopback_and_dies_with_suitcase(tmp_path: Path) -> None:
@@ -207,36 +227,15 @@ def test_installer_vnc_takes_a_password_that_no_log_shows(tmp_path: Path) -> Non
     iso = tmp_path / "blank.iso"
     subprocess.run(["genisoimage", "-quiet", "-o", str(iso), str(iso_dir)], check=True)
     (tmp_path / "http").mkdir()
-    keys = ensure_key_pair(tmp_path / "keys", "suitcase-test")
-    variables = {
-        "vm_name": "vnc",
-        "output_directory": str(tmp_path / "work" / "packer"),
-        "iso_url": str(iso),
-        "iso_checksum": "none",
-        "http_directory": str(tmp_path / "http"),
-        "boot_wait": "1s",
-        "disk_size": 64,
-        "cpus": 1,
-        "memory": 256,
-        "ssh_private_key_file": str(keys.private),
-        "ssh_timeout": "10m",
-        "scripts_dir": str(PROJECT_ROOT / "scripts"),
-        "qemu_binary": str(PROJECT_ROOT / "scripts" / "host" / "qemu.sh"),
-        "os_name": "Blank-1-x86_64",
-        "os_major": 1,
-        "build_id": "blank",
-    }
-    (tmp_path / "vars.json").write_text(json.dumps(variables))
-    template = PROJECT_ROOT / "image-templates" / "qemu-iso.json"
-    driver = _run_driver(PACKER_DRIVER, str(tmp_path), str(template))
-    try:
-        log = tmp_path / "build.log"
-        _wait_for(
-            "Packer to type the boot command and wait for SSH",
-            lambda: log.exists() and "Waiting for SSH to become available" in log.read_text(),
-            180,
-        )
-        text = log.read_text()
+    variables = _packer_vars(
+        tmp_path,
+        vm_name="vnc",
+        iso_url=str(iso),
+        iso_checksum="none",
+        http_directory=str(tmp_path / "http"),
+        boot_wait="1s",
+    )
+    with _packer_waiting_for_ssh(tmp_path, "qemu-iso.json", variables) as (driver, text):
         assert "Typing the boot command over VNC" in text
         port = re.search(r"Connecting to VM via VNC \(127\.0\.0\.1:(\d+)\)", text)
         assert port, text[-2000:]
@@ -250,7 +249,3 @@ def test_installer_vnc_takes_a_password_that_no_log_shows(tmp_path: Path) -> Non
         record = Record.read(tmp_path / "run.json")
         assert record is not None
         _kill_and_prove_gone(driver, record.members(), str(iso))
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait()

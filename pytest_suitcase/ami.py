@@ -66,7 +66,7 @@ def register_wanted(config: pytest.Config) -> bool:
 
 
 def _register(request: pytest.FixtureRequest, session: SuitcaseSession, image: str) -> Ami:
-    from suitcase.aws.ami import KINDS, AmiSettings, register_stage
+    from suitcase.aws.ami import KINDS, MANIFEST_KEY, AmiSettings, register_stage
     from suitcase.aws.clients import aws_target
 
     say = _say(request)
@@ -83,8 +83,20 @@ def _register(request: pytest.FixtureRequest, session: SuitcaseSession, image: s
         manifest = read_manifest(stage_dir)
         if manifest is None:
             pytest.fail(f"{image} of {session.build_set.id} has no manifest", pytrace=False)
+        recorded = dict((manifest.extra.get(MANIFEST_KEY) or {}).get(target.region) or {})
         result = register_stage(target, stage_dir, manifest, AmiSettings.from_site(ctx.site), say)
         manifest = read_manifest(stage_dir) or manifest
+    # the AMI `register` recorded for this stage is the one verified, never another that only
+    # carries the stage's tags (one registered since, by anyone who can in that account)
+    found = (result.image_id, result.snapshot_id)
+    if recorded and found != (recorded.get("image_id"), recorded.get("snapshot_id")):
+        pytest.fail(
+            f"{image}: register recorded {recorded.get('image_id')} (snapshot "
+            f"{recorded.get('snapshot_id')}) in {target.region}, but the account now answers "
+            f"{found[0]} (snapshot {found[1]}) for this stage: not verified; deregister the "
+            "stranger, or the record with `suitcase deregister`",
+            pytrace=False,
+        )
     ec2 = target.client("ec2")
     description = ec2.describe_images(ImageIds=[result.image_id])["Images"][0]
     snapshots = ec2.describe_snapshots(SnapshotIds=[result.snapshot_id])["Snapshots"]

@@ -187,6 +187,24 @@ def test_ami_specs_register_once_and_fail_on_another_disk(
 
     # an AMI with the same stage key whose snapshot is another disk, and no ENA: both caught
     swapped = _swap_ami(account.url, disk, corrupt_block=True, drop_ena=True)
+    recorded = read_manifest(disk.parent)
+    assert recorded is not None
+    mine = recorded.extra["amis"][REGION]["image_id"]
+    # the AMI register recorded is gone and a stranger carries the stage's tags: not verified
+    stranger = pytester.runpytest_subprocess(
+        "specs", "--image=aws-hvm", "--suitcase-register", "-k", "not readback", *ARGS
+    )
+    stranger.assert_outcomes(passed=1, errors=5)
+    stranger.stdout.fnmatch_lines([f"*register recorded {mine}*now answers {swapped}*"])
+    # had register itself recorded that AMI (so the fixture takes it), the specs catch it
+    recorded.extra["amis"][REGION] = {
+        **recorded.extra["amis"][REGION],
+        "image_id": swapped,
+        "snapshot_id": ec2.describe_images(ImageIds=[swapped])["Images"][0]["BlockDeviceMappings"][
+            0
+        ]["Ebs"]["SnapshotId"],
+    }
+    write_manifest(disk.parent, recorded)
     failed = pytester.runpytest_subprocess(
         "specs", "--image=aws-hvm", "--suitcase-register", "-k", "not readback", *ARGS
     )

@@ -202,7 +202,11 @@ def booted(
             kill_recorded(stale)
         pidfile = runs_dir / f"vm-{os.getpid()}-{next(_VM_NUMBERS)}.json"
     # a killed run's VM scratch (overlays, the throw-away key, a raw copy) goes with the next
-    work = Path(tempfile.mkdtemp(dir=keep_dir)) if keep_dir else scratch_dir("suitcase-vm")
+    work = (
+        Path(tempfile.mkdtemp(prefix="suitcase-vm-", dir=keep_dir))
+        if keep_dir
+        else scratch_dir("suitcase-vm")
+    )
     proc: subprocess.Popen[bytes] | None = None
     try:
         info = artifact.disk_info(disk)
@@ -481,7 +485,11 @@ def mounted(image: Path, writable: bool = False, keep_dir: Path | None = None) -
     """
     require("mount")
     # a killed run's mount (and GB-sized raw copy) is released and removed by the next
-    work = Path(tempfile.mkdtemp(dir=keep_dir)) if keep_dir else scratch_dir("suitcase-mnt")
+    work = (
+        Path(tempfile.mkdtemp(prefix="suitcase-mnt-", dir=keep_dir))
+        if keep_dir
+        else scratch_dir("suitcase-mnt")
+    )
     target = work / "root"
     target.mkdir()
     mounts: list[Path] = []

@@ -91,7 +91,7 @@ def test_verification_boots_a_hung_machine_again_then_fails(tmp_path: Path) -> N
     keys = ensure_key_pair(tmp_path / "keys", "suitcase-test")
     with (
         pytest.warns(BootRetryWarning, match=r"blank.raw: boot 1 of 2 never answered SSH"),
-        pytest.raises(BootHung, match=r"no SSH to root@127.0.0.1:\d+ within \d+ s"),
+        pytest.raises(BootHung, match=r"no SSH to root@the VM.s own 127\.0\.0\.1:\d+ within \d+ s"),
         booted(
             blank,
             "build-key",

@@ -22,6 +22,7 @@ import yaml
 from suitcase import sandbox
 from suitcase.config import Paths
 from suitcase.errors import ConfigError, ToolError
+from suitcase.safety import resolve_in_root
 
 PACKAGE_QUERY = {
     "debian": ["dpkg-query", "-W", "-f", "${Package}\t${Version}\t${db:Status-Abbrev}\n"],
@@ -116,8 +117,10 @@ def _identity(path: Path, st: os.stat_result) -> str:
     return f"special {stat.S_IFMT(st.st_mode):o} {owner}"
 
 
-def _inside(root: Path, name: str) -> Path:
-    return root / name.lstrip("/")
+def _inside(root: Path, name: str, follow_last: bool = False) -> Path:
+    """`name` of the image mounted at `root`, its links followed inside the image only (a link
+    in a hostile image never leads the host's reads out of it: safety.resolve_in_root)."""
+    return resolve_in_root(root, name, follow_last)
 
 
 def _files(root: Path, rules: Rules) -> dict[str, str]:
@@ -134,7 +137,8 @@ def _files(root: Path, rules: Rules) -> dict[str, str]:
             dirs[:] = [d for d in dirs if (here / d).lstat().st_dev == device]
             for name in [*dirs, *names]:
                 path = here / name
-                key = "/" + str(path.relative_to(root))
+                # named as the tree was asked for, whatever links inside the image led there
+                key = tree.rstrip("/") + "/" + str(path.relative_to(top))
                 if not matches(key, rules.ignore):
                     found[key] = _identity(path, path.lstat())
     for name in rules.files:
@@ -156,8 +160,8 @@ def _accounts(root: Path) -> dict[str, str]:
     """`user NAME`/`group NAME` per account file, with password fields reduced to their state."""
     found: dict[str, str] = {}
     for name in ACCOUNT_FILES:
-        path = _inside(root, name)
-        if not path.is_file():
+        path = _inside(root, name, follow_last=True)
+        if path.is_symlink() or not path.is_file():
             continue
         kind = "user" if name in ("/etc/passwd", "/etc/shadow") else "group"
         for line in path.read_text(errors="replace").splitlines():

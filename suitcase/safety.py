@@ -244,3 +244,38 @@ def write_beneath(root: Path, relative: str, text: str, mode: int = 0o644) -> No
             handle.write(text)
     finally:
         os.close(fd)
+
+
+#: links followed in one path before resolve_in_root gives up (the kernel's own limit)
+MAX_LINKS = 40
+
+
+def resolve_in_root(root: Path, name: str, follow_last: bool = True) -> Path:
+    """`name`, a path as an image sees it, resolved the way the image itself would: every link
+    is followed inside `root` (an absolute target starts again at `root`, `..` stops there),
+    never out of it. A mounted image's `/etc` linking to `/` means its own root, not the host's.
+
+    With `follow_last` false the last element is left as it is (to lstat a link itself). The
+    tree must not change meanwhile: Suitcase reads images through read-only mounts.
+    """
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    done: list[str] = []
+    links = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        candidate = root.joinpath(*done, part)
+        if (parts or follow_last) and os.path.islink(candidate):
+            links += 1
+            if links > MAX_LINKS:
+                raise UnsafeFolder(f"{name} in {root}: more than {MAX_LINKS} links")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                done = []
+            parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+            continue
+        done.append(part)
+    return root.joinpath(*done)

@@ -41,14 +41,7 @@ def scratch_root(base: Path | None = None) -> Path:
     root = Path(base or tempfile.gettempdir()) / f"suitcase-{os.geteuid()}"
     with contextlib.suppress(FileExistsError):
         os.mkdir(root, 0o700)
-    st = os.lstat(root)
-    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-        raise UnsafeFolder(f"{root} is not a folder (a link or a file planted there?): remove it")
-    if st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) & 0o077:
-        raise UnsafeFolder(
-            f"{root} belongs to uid {st.st_uid} with mode {stat.S_IMODE(st.st_mode):o}, not to "
-            f"this user ({os.geteuid()}) with 0700: someone else made it; remove it"
-        )
+    check_own_folder(root, "scratch folder", open_to=0o077)
     return root
 
 
@@ -62,12 +55,13 @@ def own_modes() -> None:
     os.umask(UMASK)
 
 
-def check_own_folder(path: Path, what: str, follow: bool = False) -> None:
-    """Refuse (one line) a folder another user could change under Suitcase: a link (unless
-    `follow`), not a folder, not the effective user's, or writable by group or others. A folder
-    that does not exist yet passes: Suitcase makes it with its own modes."""
+def check_own_folder(path: Path, what: str, open_to: int = 0o022) -> None:
+    """Refuse (one line) a folder another user could change under Suitcase: a link, not a
+    folder, not the effective user's, or with any of the `open_to` mode bits (by default:
+    writable by group or others). A folder that does not exist yet passes: Suitcase makes it
+    with its own modes."""
     try:
-        st = os.stat(path) if follow else os.lstat(path)
+        st = os.lstat(path)
     except FileNotFoundError:
         return
     except OSError as exc:
@@ -76,16 +70,25 @@ def check_own_folder(path: Path, what: str, follow: bool = False) -> None:
         raise UnsafeFolder(f"{what} {path} is a link: Suitcase works only in real folders")
     if not stat.S_ISDIR(st.st_mode):
         raise UnsafeFolder(f"{what} {path} is not a folder")
+    check_owned(st, path, what, open_to)
+
+
+def check_owned(st: os.stat_result, path: Path, what: str, open_to: int = 0o022) -> None:
+    """Refuse (one line) what `st` describes unless the effective user owns it and none of the
+    `open_to` mode bits is set: only then can nobody else have written it."""
     mode = stat.S_IMODE(st.st_mode)
     if st.st_uid != os.geteuid():
         raise UnsafeFolder(
             f"{what} {path} belongs to uid {st.st_uid}, not to this user ({os.geteuid()}): "
-            "its owner could change what Suitcase builds and deletes there"
+            "its owner could change what Suitcase builds, kills and deletes there"
         )
-    if mode & 0o022:
+    if mode & open_to:
         raise UnsafeFolder(
-            f"{what} {path} has mode {mode:o}: writable by group or others, who could change "
-            f"what Suitcase builds and deletes there (chmod go-w {path})"
+            f"{what} {path} has mode {mode:o}: open to group or others, who could change what "
+            f"Suitcase builds, kills and deletes there (chmod go-rwx {path})"
+            if open_to & 0o044
+            else f"{what} {path} has mode {mode:o}: writable by group or others, who could "
+            f"change what Suitcase builds, kills and deletes there (chmod go-w {path})"
         )
 
 

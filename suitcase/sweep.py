@@ -17,7 +17,6 @@ import errno
 import json
 import os
 import signal
-import stat
 import subprocess
 import tempfile
 import time
@@ -29,6 +28,7 @@ from suitcase.errors import BusyError
 from suitcase.safety import (
     MountedError,
     UnsafeFolder,
+    check_owned,
     mounts_under,
     remove_tree_quietly,
     scratch_root,
@@ -61,14 +61,6 @@ def _stat(pid: int) -> list[str] | None:
     fields = text[text.rindex(")") + 2 :].split()
     # a zombie has released everything it held: it is as good as gone
     return None if fields[0] in ("Z", "X") else fields
-
-
-def _trusted(path: Path, st: os.stat_result, what: str) -> None:
-    if st.st_uid != os.geteuid() or stat.S_IMODE(st.st_mode) & 0o022:
-        raise UnsafeFolder(
-            f"{what} {path} belongs to uid {st.st_uid} with mode {stat.S_IMODE(st.st_mode):o}: "
-            f"only this user's ({os.geteuid()}), writable by it alone, is believed"
-        )
 
 
 def uid_of(pid: int) -> int | None:
@@ -117,8 +109,8 @@ class Record:
                 raise UnsafeFolder(f"run record {path} is a link: not believed") from None
             return None
         with os.fdopen(fd, "rb") as handle:
-            _trusted(path, os.fstat(handle.fileno()), "run record")
-            _trusted(path.parent, os.lstat(path.parent), "run records folder")
+            check_owned(os.fstat(handle.fileno()), path, "run record")
+            check_owned(os.lstat(path.parent), path.parent, "run records folder")
             raw = handle.read(1 << 20)
         try:
             data = json.loads(raw)

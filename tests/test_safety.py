@@ -161,7 +161,11 @@ def test_scratch_lives_in_a_checked_folder_of_ours(tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir(mode=0o700)
     root.symlink_to(elsewhere)
-    with pytest.raises(UnsafeFolder, match="not a folder"):
+    with pytest.raises(UnsafeFolder, match="is a link"):
+        scratch_root(tmp_path)
+    root.unlink()
+    root.write_text("planted\n")
+    with pytest.raises(UnsafeFolder, match="is not a folder"):
         scratch_root(tmp_path)
     root.unlink()
     root.mkdir(mode=0o700)
@@ -171,6 +175,9 @@ def test_scratch_lives_in_a_checked_folder_of_ours(tmp_path: Path) -> None:
     os.chown(root, os.geteuid(), os.getegid())
     root.chmod(0o777)
     with pytest.raises(UnsafeFolder, match="mode 777"):
+        scratch_root(tmp_path)
+    root.chmod(0o750)  # readable by its group: scratch holds keys and logs, 0700 only
+    with pytest.raises(UnsafeFolder, match="mode 750: open to group or others"):
         scratch_root(tmp_path)
 
 

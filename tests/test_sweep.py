@@ -38,9 +38,10 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounts and loop devic
 
 def _dead_owner() -> tuple[int, int]:
     """The pid and start time of a process that has exited: an owner killed long ago."""
-    proc = subprocess.Popen(["sleep", "0"])
+    proc = subprocess.Popen(["sleep", "60"])  # alive until its start time is read
     start = start_time(proc.pid)
     assert start is not None
+    proc.kill()
     proc.wait()
     return proc.pid, start
 

@@ -36,6 +36,9 @@ PACKAGES = {
     "extlinux": "extlinux",
     "setpriv": "util-linux",
     "unshare": "util-linux",
+    "bwrap": "bubblewrap",
+    "socat": "socat",
+    "genisoimage": "genisoimage",
 }
 
 #: How long a stopped tool gets to clean up (Packer stops its VM, the bootstrap unmounts).

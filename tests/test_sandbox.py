@@ -91,3 +91,13 @@ def test_sandbox_run_takes_the_image_tools_and_never_raises(hostile_root: Path) 
     assert done.returncode == 0 and done.stdout.startswith("root:")
     missing = sandbox.run(hostile_root, ["/usr/bin/dpkg-query", "-W"])
     assert missing.returncode != 0
+
+
+def test_without_bubblewrap_it_says_which_package_in_one_line(
+    hostile_root: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from suitcase.errors import ToolError
+
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(ToolError, match=r"bwrap not found on PATH.*Debian package: bubblewrap"):
+        sandbox.run(hostile_root, ["/bin/sh", "-c", "true"])

@@ -129,6 +129,13 @@ chroot_mount() {
     # chroot_mount TYPE SOURCE TARGET [options...]
     local type=$1 src=$2 target=$3
     shift 3
+    # what the packages unpacked is not trusted to place a mount: a mount point that is a link
+    # (or leads out of the tree) would put /proc or /dev over some other folder
+    [ -L "$target" ] && die "$target is a link: refusing to mount there"
+    case "$(realpath -m "$target")/" in
+        "$(realpath -e "$ROOTFS")"/*) ;;
+        *) die "$target leads out of $ROOTFS: refusing to mount there" ;;
+    esac
     mkdir -p "$target"
     if [ "$type" = bind ]; then
         mount --bind "$src" "$target"

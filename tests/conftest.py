@@ -14,6 +14,15 @@ from suitcase.config import PROJECT_ROOT, Paths
 DATA_DIRS = ("os", "ks", "scripts", "image-templates", "specs")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--aws-account",
+        action="store_true",
+        default=False,
+        help="run tests/aws_rules against the AWS account boto3 finds, not the twin (opt-in)",
+    )
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Paths:
     """A private copy of the project's data folders, selected through SUITCASE_HOME."""

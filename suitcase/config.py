@@ -170,6 +170,15 @@ class Site(StrictModel):
         ]
     ] = Field(default_factory=list)
     ebs_workers: Annotated[int, Field(ge=0, le=64)] = 0
+    # the KMS key snapshots are encrypted with ("": unencrypted, unless the account encrypts by
+    # default; then its default key, which AWS will not let other accounts use)
+    ami_kms_key: Annotated[
+        str,
+        matching(
+            r"(arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:(key|alias)/[A-Za-z0-9/_-]{1,250})?",
+            "a KMS key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID or .../alias/NAME), or empty",
+        ),
+    ] = ""
     # upload/fetch transfer settings (measured with benchmarks/upload.py)
     s3: S3Transfer = Field(default_factory=lambda: S3Transfer())
 

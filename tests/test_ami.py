@@ -66,7 +66,7 @@ def test_register_hvm_sends_every_attribute(aws_env: Endpoint, tmp_path: Path) -
     target = target_for(aws_env.url)
     result = _register(target, stage)
     (request,) = target.named("RegisterImage")
-    assert request["Name"] == "suitcase-Debian-12-x86_64-aws-hvm-20260101000000"
+    assert request["Name"] == f"suitcase-Debian-12-x86_64-aws-hvm-20260101000000-{manifest.key[:12]}"
     assert request["Architecture"] == "x86_64"
     assert request["VirtualizationType"] == "hvm"
     assert request["RootDeviceName"] == "/dev/xvda"
@@ -162,8 +162,9 @@ def test_register_paravirt_uses_the_regions_pv_grub(aws_env: Endpoint, tmp_path:
     (request,) = target.named("RegisterImage")
     assert request["KernelId"] == "aki-919dcaf8"  # AWS's us-east-1 pv-grub-hd0_1.05-x86_64
     assert request["VirtualizationType"] == "paravirtual"
-    assert request["RootDeviceName"] == "/dev/sda"
-    assert request["BlockDeviceMappings"][0]["DeviceName"] == "/dev/sda"
+    # a paravirtual root is /dev/sda1 (EC2 User Guide, "Device names on Linux instances")
+    assert request["RootDeviceName"] == "/dev/sda1"
+    assert request["BlockDeviceMappings"][0]["DeviceName"] == "/dev/sda1"
     assert not {"EnaSupport", "SriovNetSupport", "BootMode"} & set(request)
     assert any("previous-generation instance types" in line for line in said)
     (image,) = _images(target)

@@ -86,11 +86,19 @@ def test_every_block_and_the_snapshot_carry_sha256_checksums(
     assert start["VolumeSize"] == 1 and start["ClientToken"] and start["Timeout"] >= 10
 
 
-def test_encrypted_snapshots_get_their_zero_blocks(aws_env: Endpoint, tmp_path: Path) -> None:
+def test_an_account_that_encrypts_by_default_gets_every_block(
+    aws_env: Endpoint, tmp_path: Path
+) -> None:
+    """Encryption is read from StartSnapshot's answer, not from the request: with the account's
+    EBS encryption by default on, every block of the volume is sent, zeros and holes too."""
     disk = sparse_disk(tmp_path / "disk.raw")
-    target, _ = _write(aws_env, disk, encrypted=True)
+    target_for(aws_env.url).client("ec2").enable_ebs_encryption_by_default()
+    target, upload = _write(aws_env, disk)
+    (start,) = target.named("StartSnapshot")
+    assert "Encrypted" not in start  # the account decided, not the request
     sent = sorted(p["BlockIndex"] for p in target.named("PutSnapshotBlock"))
-    assert sent == ebs.data_blocks(disk) and 6 in sent
+    assert upload.encrypted and sent == list(range(ebs.GIB // BLOCK_SIZE))
+    assert ebs.compare_snapshot(target, upload.snapshot_id, disk) == []
 
 
 def test_a_changed_disk_is_noticed(aws_env: Endpoint, tmp_path: Path) -> None:
@@ -120,24 +128,3 @@ def test_volume_size_rounds_up_to_whole_gib() -> None:
     assert ebs.volume_gib(2**30 + 1) == 2
 
 
-class _Ec2:
-    def __init__(self, states: list[str]) -> None:
-        self.states = states
-        self.calls = 0
-
-    def describe_snapshots(self, SnapshotIds: list[str]) -> dict[str, Any]:
-        self.calls += 1
-        return {"Snapshots": [{"State": self.states.pop(0), "StateMessage": "boom"}]}
-
-
-def test_waiter_wants_three_completed_in_a_row() -> None:
-    ec2 = _Ec2(["pending", "completed", "pending", "completed", "completed", "completed"])
-    ebs.wait_completed(ec2, "snap-1", interval=0)
-    assert ec2.calls == 6
-
-
-def test_waiter_fails_fast_on_error() -> None:
-    ec2 = _Ec2(["pending", "error", "completed"])
-    with pytest.raises(ebs.EbsError, match="boom"):
-        ebs.wait_completed(ec2, "snap-1", interval=0)
-    assert ec2.calls == 2

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 from suitcase.aws import ebs
 from suitcase.aws.clients import AwsTarget
 from suitcase.aws.images import (
+    RegisterError,
     ami_name,
     delete_snapshot,
     error_code,
@@ -51,7 +53,8 @@ class Kind:
 
 KINDS = {
     "aws-hvm": Kind("aws-hvm", "raw", "hvm", "/dev/xvda", True),
-    "aws-paravirt": Kind("aws-paravirt", "raw-partition", "paravirtual", "/dev/sda", False),
+    # a paravirtual root is /dev/sda1 (EC2 User Guide, "Device names on Linux instances")
+    "aws-paravirt": Kind("aws-paravirt", "raw-partition", "paravirtual", "/dev/sda1", False),
 }
 
 
@@ -63,9 +66,11 @@ class AmiSettings:
     boot_mode: str = "legacy-bios"
     imds_support: str = "v2.0"
     workers: int = ebs.DEFAULT_WORKERS
-    wait_interval: float = 2.0
+    #: seconds between waiter polls (None: botocore's waiters' own pacing, 15 s)
+    wait_interval: float | None = None
     launch_accounts: tuple[str, ...] = ()
     copy_regions: tuple[str, ...] = ()
+    kms_key: str = ""
 
     @classmethod
     def from_site(cls, site: Any) -> AmiSettings:
@@ -76,7 +81,14 @@ class AmiSettings:
             workers=int(getattr(site, "ebs_workers", 0) or cls.workers),
             launch_accounts=tuple(getattr(site, "ami_launch_accounts", ())),
             copy_regions=tuple(getattr(site, "ami_copy_regions", ())),
+            kms_key=str(getattr(site, "ami_kms_key", "") or ""),
         )
+
+    def for_target(self, target: AwsTarget) -> AmiSettings:
+        """The embedded endpoint answers in moments: poll it every second, not every 15 s."""
+        if self.wait_interval is None and target.kind == "embedded":
+            return dataclasses.replace(self, wait_interval=1.0)
+        return self
 
 
 @dataclass(frozen=True)
@@ -121,9 +133,44 @@ def _write_state(stage_dir: Path, state: dict[str, Any]) -> None:
         path.unlink(missing_ok=True)
 
 
-def client_token(key: str, image: str, region: str, generation: int) -> str:
-    """StartSnapshot's ClientToken: from the stage key; a new generation after a delete."""
-    return hashlib.sha256(f"{key}:{image}:{region}:{generation}".encode()).hexdigest()[:64]
+def new_token() -> str:
+    """StartSnapshot's ClientToken for one attempt at a snapshot: random, recorded in the state
+    file before StartSnapshot is sent, so a rerun after a crash reuses it (and gets the same
+    snapshot), while a snapshot made after a delete gets a new one. AWS answers a replayed token
+    with the original snapshot even after it was deleted (EBS API reference, StartSnapshot)."""
+    return secrets.token_hex(32)
+
+
+def disk_is_gpt(disk: Path) -> bool:
+    """Does the disk carry a GPT (its header, "EFI PART", at LBA 1)?"""
+    with disk.open("rb") as f:
+        f.seek(512)
+        return f.read(8) == b"EFI PART"
+
+
+def check_settings(kind: Kind, disk: Path, settings: AmiSettings) -> None:
+    """Refuse, before any upload, what RegisterImage would accept and EC2 could not boot."""
+    if kind.hvm and settings.boot_mode == "uefi" and not disk_is_gpt(disk):
+        raise ConfigError(
+            f"ami_boot_mode uefi: the {kind.image} disk has an MBR partition table and no EFI "
+            "system partition, so it cannot boot by UEFI; use legacy-bios or uefi-preferred"
+        )
+
+
+def check_paravirtual(ec2: Any, region: str) -> None:
+    """A region (or account) with no paravirtual instance type is found before the upload."""
+    from suitcase.aws.errors import aws_errors
+
+    with aws_errors(f"looking for paravirtual instance types in {region}"):
+        found = ec2.describe_instance_types(
+            Filters=[{"Name": "supported-virtualization-type", "Values": ["paravirtual"]}],
+            MaxResults=5,
+        )["InstanceTypes"]
+    if not found:
+        raise ConfigError(
+            f"region {region} offers no instance type that runs paravirtual AMIs; register "
+            "aws-hvm instead"
+        )
 
 
 # --- register ---------------------------------------------------------------------------------
@@ -144,10 +191,17 @@ def register_stage(
     if output is None or not (stage_dir / output.path).is_file():
         raise ConfigError(f"{stage_dir} has no {kind.disk_kind} disk to register")
     disk = stage_dir / output.path
+    settings = settings.for_target(target)
+    check_settings(kind, disk, settings)
     region = target.region
     ec2 = target.client("ec2")
     name = ami_name(settings.prefix, manifest)
     existing = find_images(ec2, manifest.key, kind.image)
+    for image in [i for i in existing if i.get("State") == "failed"]:
+        # a failed AMI would block every rerun: deregister it (its snapshot stays, reused)
+        ec2.deregister_image(ImageId=image["ImageId"])
+        say(f"{kind.image}: AMI {image['ImageId']} failed; deregistered it to register again")
+        existing.remove(image)
     if existing:
         image = existing[0]
         if image.get("State") != "available":
@@ -156,11 +210,12 @@ def register_stage(
             others = ", ".join(i["ImageId"] for i in existing[1:])
             say(f"{kind.image}: more than one AMI has this stage key; keeping the first ({others})")
         result = _registration(kind.image, region, image, created=False)
-        share(ec2, result, settings.launch_accounts, say)
+        share(ec2, result, settings.launch_accounts, say, settings.kms_key)
         _finish(ec2, stage_dir, manifest, result)
         return copy_to_regions(target, stage_dir, manifest, result, settings, say)
     kernel = None
     if not kind.hvm:
+        check_paravirtual(ec2, region)
         kernel = pv_grub_kernel(ec2, region)
         say(
             f"{kind.image}: warning: AWS offers paravirtual AMIs only on previous-generation "
@@ -198,13 +253,29 @@ def register_stage(
         args["KernelId"] = kernel
     if settings.imds_support:
         args["ImdsSupport"] = settings.imds_support
-    image_id = ec2.register_image(**args)["ImageId"]
+    image_id = _register_image(ec2, args)
     say(f"{kind.image}: registered {image_id} ({name})")
     wait_available(ec2, image_id, settings.wait_interval)
     result = Registration(kind.image, region, image_id, snapshot_id, name, created=True)
-    share(ec2, result, settings.launch_accounts, say)
+    share(ec2, result, settings.launch_accounts, say, settings.kms_key)
     _finish(ec2, stage_dir, manifest, result)
     return copy_to_regions(target, stage_dir, manifest, result, settings, say)
+
+
+def _register_image(ec2: Any, args: dict[str, Any]) -> str:
+    try:
+        return str(ec2.register_image(**args)["ImageId"])
+    except Exception as exc:
+        if error_code(exc) != "InvalidAMIName.Duplicate":
+            raise
+        taken = ec2.describe_images(
+            Owners=["self"], Filters=[{"Name": "name", "Values": [args["Name"]]}]
+        )["Images"]
+        owner = taken[0]["ImageId"] if taken else "another AMI"
+        raise RegisterError(
+            f"AMI name {args['Name']} is already used by {owner}, which is not this stage's AMI; "
+            "deregister it (`aws ec2 deregister-image`) or change `prefix` in site.yaml"
+        ) from None
 
 
 def copy_to_regions(
@@ -244,17 +315,31 @@ def copy_to_regions(
             wait_available(ec2, image["ImageId"], settings.wait_interval)
             image = ec2.describe_images(ImageIds=[image["ImageId"]])["Images"][0]
         copy = _registration(result.image, region, image, created=not found)
-        share(ec2, copy, settings.launch_accounts, say)
+        share(ec2, copy, settings.launch_accounts, say, settings.kms_key)
         _finish(ec2, stage_dir, manifest, copy)
         copies.append(copy)
     return dataclasses.replace(result, copies=tuple(copies))
 
 
-def share(ec2: Any, result: Registration, accounts: tuple[str, ...], say: Say) -> None:
+def share(
+    ec2: Any, result: Registration, accounts: tuple[str, ...], say: Say, kms_key: str = ""
+) -> None:
     """Let `accounts` launch the AMI and create volumes from its snapshot (adding is idempotent;
-    an account no longer listed keeps its permission until removed by hand)."""
+    an account no longer listed keeps its permission until removed by hand).
+
+    AWS does not let a snapshot encrypted with the default AWS managed key (aws/ebs) be shared
+    (EBS User Guide, "Share an Amazon EBS snapshot"): refused in one line, before any change.
+    """
     if not accounts:
         return
+    found = ec2.describe_snapshots(SnapshotIds=[result.snapshot_id])["Snapshots"]
+    snapshot = found[0] if found else {}
+    if snapshot.get("Encrypted") and not kms_key:
+        raise ConfigError(
+            f"{result.image}: snapshot {result.snapshot_id} is encrypted with the account's "
+            "default key (aws/ebs), which AWS will not share with other accounts; set "
+            "`ami_kms_key` to a customer managed key those accounts may use, then register again"
+        )
     ec2.modify_image_attribute(
         ImageId=result.image_id, LaunchPermission={"Add": [{"UserId": a} for a in accounts]}
     )
@@ -293,14 +378,14 @@ def _snapshot(
     region = target.region
     state = _read_state(stage_dir)
     sha = next((o.sha256 for o in manifest.outputs if stage_dir / o.path == disk), "")
-    entry: dict[str, Any] = state.get(region, {"generation": 0, "snapshot_id": None})
+    entry: dict[str, Any] = state.get(region, {"token": new_token(), "snapshot_id": None})
+    entry.setdefault("token", new_token())  # a state file written before tokens were random
     known = entry.get("snapshot_id")
     if entry.get("disk_sha256", sha) != sha:
         # the stage was rebuilt since: that snapshot holds another disk
         if known:
-            delete_snapshot(ec2, known)
-            say(f"{kind.image}: snapshot {known} holds an earlier disk: deleted")
-        entry = {"generation": int(entry.get("generation", 0)) + 1, "snapshot_id": None}
+            _drop(ec2, known, kind, "holds an earlier disk", say)
+        entry = {"token": new_token(), "snapshot_id": None}
         known = None
     entry["disk_sha256"] = sha
     if known:
@@ -315,14 +400,10 @@ def _snapshot(
         if status == "pending":
             say(f"{kind.image}: finishing snapshot {known} of an interrupted run")
         else:
-            if status is not None:  # error: AWS gave up on it (StartSnapshot Timeout)
-                delete_snapshot(ec2, known)
             say(f"{kind.image}: snapshot {known} of an earlier run is {status or 'gone'}")
-            entry = {
-                "generation": int(entry.get("generation", 0)) + 1,
-                "snapshot_id": None,
-                "disk_sha256": sha,
-            }
+            if status is not None:  # error: AWS gave up on it (StartSnapshot Timeout)
+                _drop(ec2, known, kind, f"is {status}", say)
+            entry = {"token": new_token(), "snapshot_id": None, "disk_sha256": sha}
             known = None
     state[region] = entry
     _write_state(stage_dir, state)  # the token is known before StartSnapshot is sent
@@ -342,10 +423,11 @@ def _snapshot(
         upload = ebs.write_snapshot(
             target,
             disk,
-            token=client_token(f"{manifest.key}:{sha}", kind.image, region, entry["generation"]),
+            token=entry["token"],
             tags={**resource_tags(manifest), "Name": ami_name(settings.prefix, manifest)},
             description=f"{kind.image} disk of {manifest.os}-{manifest.timestamp}",
             workers=settings.workers,
+            kms_key=settings.kms_key,
             snapshot_id=known,
             on_started=started,
             on_completing=completing,
@@ -366,6 +448,13 @@ def _snapshot(
         f"in {upload.seconds:.1f} s"
     )
     return upload.snapshot_id
+
+
+def _drop(ec2: Any, snapshot_id: str, kind: Kind, why: str, say: Say) -> None:
+    if delete_snapshot(ec2, snapshot_id):
+        say(f"{kind.image}: snapshot {snapshot_id} {why}: deleted")
+    else:
+        say(f"{kind.image}: snapshot {snapshot_id} {why}, but is still in use: kept")
 
 
 def _finish(ec2: Any, stage_dir: Path, manifest: Manifest, result: Registration) -> None:
@@ -413,7 +502,7 @@ def deregister_stage(target: AwsTarget, stage_dir: Path, manifest: Manifest, say
                 for m in found.get("BlockDeviceMappings", [])
                 if m.get("Ebs", {}).get("SnapshotId")
             ]
-            ec2.deregister_image(ImageId=found["ImageId"])
+            ec2.deregister_image(ImageId=found["ImageId"], DeleteAssociatedSnapshots=True)
             lines.append(f"{manifest.stage}: deregistered {found['ImageId']} in {region}")
         pending = (state.get(region) or {}).get("snapshot_id")
         snapshots += [s for s in [pending, *tagged_snapshots(ec2, manifest.key)] if s]

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from suitcase.aws.clients import AwsTarget
+from suitcase.aws.errors import error_code
 from suitcase.errors import SuitcaseError
 from suitcase.manifest import data_extents
 
@@ -35,6 +36,9 @@ DEFAULT_WORKERS = 8
 ATTEMPTS = 8
 #: Minutes AWS keeps a started snapshot open for blocks (StartSnapshot Timeout, 10-4320).
 START_TIMEOUT_MINUTES = 60
+#: How long a new snapshot may stay invisible to the EBS direct APIs ("eventual consistency":
+#: PutSnapshotBlock can answer SNAPSHOT_NOT_FOUND for up to about two minutes; coldsnap #43/#56).
+VISIBLE_WITHIN = 120.0
 
 Progress = Callable[[int, int], None]
 
@@ -54,6 +58,7 @@ class Upload:
     disk_size: int
     allocated: int
     seconds: float
+    encrypted: bool = False
 
 
 def ebs_client(target: AwsTarget, workers: int = DEFAULT_WORKERS) -> Any:
@@ -92,15 +97,30 @@ def linear_checksum(digests: Iterable[bytes]) -> str:
     return base64.b64encode(total.digest()).decode()
 
 
+@dataclass(frozen=True)
+class Started:
+    """StartSnapshot's answer, as far as writing depends on it."""
+
+    snapshot_id: str
+    #: encrypted (by request or by the account's default): every block must then be written,
+    #: since an unwritten block of an encrypted snapshot reads as junk, not zeros (coldsnap #395)
+    encrypted: bool
+    kms_key: str = ""
+
+
 def start_snapshot(
     ebs: Any,
     size: int,
     token: str,
     tags: dict[str, str],
     description: str,
-    encrypted: bool = False,
-) -> str:
-    """StartSnapshot; the same `token` returns the same snapshot (AWS's idempotency)."""
+    kms_key: str = "",
+) -> Started:
+    """StartSnapshot; the same `token` returns the same snapshot (AWS's idempotency).
+
+    Whether it is encrypted is read from the answer (SseType/KmsKeyArn), never assumed from the
+    request: an account that encrypts by default encrypts whatever the request says.
+    """
     args: dict[str, Any] = {
         "VolumeSize": volume_gib(size),
         "ClientToken": token,
@@ -108,10 +128,30 @@ def start_snapshot(
         "Description": description,
         "Timeout": START_TIMEOUT_MINUTES,
     }
-    if encrypted:
-        args["Encrypted"] = True
+    if kms_key:
+        args.update(Encrypted=True, KmsKeyArn=kms_key)
     answer = ebs.start_snapshot(**args)
-    return str(answer["SnapshotId"])
+    sse = str(answer.get("SseType") or "none")
+    key = str(answer.get("KmsKeyArn") or "")
+    return Started(str(answer["SnapshotId"]), encrypted=sse != "none" or bool(key), kms_key=key)
+
+
+def until_visible(call: Callable[[], Any], what: str, limit: float = VISIBLE_WITHIN) -> Any:
+    """`call()`, retried while the EBS direct APIs do not see the snapshot yet (bounded)."""
+    deadline = time.monotonic() + limit
+    pause = 0.5
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            if error_code(exc) != "ResourceNotFoundException" or time.monotonic() > deadline:
+                if error_code(exc) == "ResourceNotFoundException":
+                    raise EbsError(
+                        f"{what}: the snapshot was still not found after {limit:.0f} s"
+                    ) from None
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 8.0)
 
 
 def _read_block(fd: int, index: int) -> bytes:
@@ -141,13 +181,16 @@ def put_blocks(
         if data == _ZERO and not encrypted:
             return index, None
         digest = hashlib.sha256(data).digest()
-        ebs.put_snapshot_block(
-            SnapshotId=snapshot_id,
-            BlockIndex=index,
-            BlockData=data,
-            DataLength=BLOCK_SIZE,
-            Checksum=base64.b64encode(digest).decode(),
-            ChecksumAlgorithm="SHA256",
+        until_visible(
+            lambda: ebs.put_snapshot_block(
+                SnapshotId=snapshot_id,
+                BlockIndex=index,
+                BlockData=data,
+                DataLength=BLOCK_SIZE,
+                Checksum=base64.b64encode(digest).decode(),
+                ChecksumAlgorithm="SHA256",
+            ),
+            f"writing block {index} of {snapshot_id}",
         )
         return index, digest
 
@@ -171,37 +214,63 @@ def put_blocks(
 
 
 def complete_snapshot(ebs: Any, snapshot_id: str, sent: dict[int, bytes]) -> None:
-    ebs.complete_snapshot(
-        SnapshotId=snapshot_id,
-        ChangedBlocksCount=len(sent),
-        Checksum=linear_checksum(sent[i] for i in sorted(sent)),
-        ChecksumAlgorithm="SHA256",
-        ChecksumAggregationMethod="LINEAR",
+    until_visible(
+        lambda: ebs.complete_snapshot(
+            SnapshotId=snapshot_id,
+            ChangedBlocksCount=len(sent),
+            Checksum=linear_checksum(sent[i] for i in sorted(sent)),
+            ChecksumAlgorithm="SHA256",
+            ChecksumAggregationMethod="LINEAR",
+        ),
+        f"completing {snapshot_id}",
     )
 
 
 def wait_completed(
     ec2: Any,
     snapshot_id: str,
-    interval: float = 2.0,
+    interval: float | None = None,
     timeout: float = 3600.0,
-    successes: int = 3,
 ) -> None:
-    """Until DescribeSnapshots says `completed` `successes` times in a row; fails on `error`."""
-    deadline = time.monotonic() + timeout
-    streak = 0
+    """botocore's `snapshot_completed` waiter (its pacing unless `interval`); fails on `error`.
+
+    A snapshot DescribeSnapshots does not know yet (eventual consistency) is waited for too.
+    """
+    from botocore.exceptions import WaiterError
+
+    delay = interval if interval is not None else 15.0
+    attempts = max(2, int(timeout / max(delay, 0.1)))
+
+    def wait() -> None:
+        ec2.get_waiter("snapshot_completed").wait(
+            SnapshotIds=[snapshot_id], WaiterConfig={"Delay": delay, "MaxAttempts": attempts}
+        )
+
+    deadline = time.monotonic() + VISIBLE_WITHIN
     while True:
-        answer = ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"]
-        state = answer[0]["State"] if answer else "missing"
-        if state == "error":
-            reason = answer[0].get("StateMessage", "no reason given")
-            raise EbsError(f"snapshot {snapshot_id} failed: {reason}")
-        streak = streak + 1 if state == "completed" else 0
-        if streak >= successes:
+        try:
+            wait()
             return
-        if time.monotonic() > deadline:
-            raise EbsError(f"snapshot {snapshot_id} still {state} after {timeout:.0f} s")
-        time.sleep(interval)
+        except WaiterError as exc:
+            last = exc.last_response or {}
+            if error_code_of(last) == "InvalidSnapshot.NotFound" and time.monotonic() < deadline:
+                time.sleep(min(delay, 2.0))
+                continue
+            found = last.get("Snapshots") or [{}]
+            state = found[0].get("State", "missing")
+            reason = found[0].get("StateMessage") or error_code_of(last) or exc.reason
+            if state == "error":
+                raise EbsError(f"snapshot {snapshot_id} failed: {reason}") from None
+            raise EbsError(f"snapshot {snapshot_id} is {state}: {reason}") from None
+
+
+def error_code_of(answer: dict[str, Any]) -> str:
+    return str((answer.get("Error") or {}).get("Code", ""))
+
+
+def is_encrypted(ec2: Any, snapshot_id: str) -> bool:
+    found = ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"]
+    return bool(found and found[0].get("Encrypted"))
 
 
 def write_snapshot(
@@ -212,31 +281,37 @@ def write_snapshot(
     tags: dict[str, str],
     description: str,
     workers: int = DEFAULT_WORKERS,
-    encrypted: bool = False,
+    kms_key: str = "",
     snapshot_id: str | None = None,
     on_started: Callable[[str], None] | None = None,
     on_completing: Callable[[str], None] | None = None,
     progress: Progress | None = None,
-    wait_interval: float = 2.0,
+    wait_interval: float | None = None,
 ) -> Upload:
     """Write `disk` into a new EBS snapshot (or into the still-open `snapshot_id`) and wait.
 
     `on_started` gets the snapshot id before any block is sent, so a caller can record it; an
-    interrupted write leaves that snapshot open (pending) for a rerun to finish or delete.
+    interrupted write leaves that snapshot open (pending) for a rerun to finish or delete. An
+    encrypted snapshot gets every block of its volume, zeros included (coldsnap #395/#396).
     """
     started = time.monotonic()
     size = disk.stat().st_size
     ebs = ebs_client(target, workers)
+    ec2 = target.client("ec2")
     if snapshot_id is None:
-        snapshot_id = start_snapshot(ebs, size, token, tags, description, encrypted)
+        answer = start_snapshot(ebs, size, token, tags, description, kms_key)
+        snapshot_id, encrypted = answer.snapshot_id, answer.encrypted
+    else:
+        encrypted = is_encrypted(ec2, snapshot_id)
     if on_started:
         on_started(snapshot_id)
-    indices = data_blocks(disk)
+    everything = list(range(volume_gib(size) * GIB // BLOCK_SIZE))
+    indices = everything if encrypted else data_blocks(disk)
     sent = put_blocks(ebs, snapshot_id, disk, indices, workers, encrypted, progress)
     complete_snapshot(ebs, snapshot_id, sent)
     if on_completing:  # no block may be sent any more: a rerun only waits
         on_completing(snapshot_id)
-    wait_completed(target.client("ec2"), snapshot_id, interval=wait_interval)
+    wait_completed(ec2, snapshot_id, interval=wait_interval)
     return Upload(
         snapshot_id=snapshot_id,
         volume_gib=volume_gib(size),
@@ -245,6 +320,7 @@ def write_snapshot(
         disk_size=size,
         allocated=disk.stat().st_blocks * 512,
         seconds=time.monotonic() - started,
+        encrypted=encrypted,
     )
 
 
@@ -256,7 +332,9 @@ def snapshot_blocks(
     args: dict[str, Any] = {"SnapshotId": snapshot_id, "MaxResults": page_size}
     volume = 0
     while True:
-        page = ebs.list_snapshot_blocks(**args)
+        page = until_visible(
+            lambda: ebs.list_snapshot_blocks(**args), f"listing the blocks of {snapshot_id}"
+        )
         volume = int(page.get("VolumeSize", volume))
         for block in page.get("Blocks", []):
             blocks[int(block["BlockIndex"])] = str(block["BlockToken"])
@@ -284,20 +362,37 @@ def compare_snapshot(
 ) -> list[str]:
     """Differences between a snapshot and a local disk, block by block ([] when equal).
 
-    A block the snapshot lacks reads as zeros; the disk's blocks past its end read as zeros too.
+    Every block of the volume is accounted for, zeros never assumed where AWS does not promise
+    them: a block the snapshot lacks reads as zeros only in an unencrypted snapshot (then the
+    disk must hold zeros there); in an encrypted one it reads as junk, so it is a difference.
+    Past the disk's end the volume must read as zeros too.
     """
     ebs = ebs_client(target, workers)
     listed, volume = snapshot_blocks(ebs, snapshot_id)
+    encrypted = is_encrypted(target.client("ec2"), snapshot_id)
     size = disk.stat().st_size
     problems: list[str] = []
     if volume * GIB < size:
         problems.append(f"snapshot volume {volume} GiB is smaller than the disk ({size} bytes)")
     tokens = dict(listed)
+    total = max(volume * GIB, size) // BLOCK_SIZE
+    if encrypted:
+        unwritten = [i for i in range(total) if i not in tokens]
+        if unwritten:
+            problems.append(
+                f"{len(unwritten)} blocks of encrypted snapshot {snapshot_id} were never written "
+                f"(first: {unwritten[0]}): they read as random data, not zeros"
+            )
     fd = os.open(disk, os.O_RDONLY)
 
     def check(index: int) -> str | None:
         local = _read_block(fd, index) if index * BLOCK_SIZE < size else _ZERO
-        remote = get_block(ebs, snapshot_id, index, tokens[index]) if index in tokens else _ZERO
+        if index in tokens:
+            remote = get_block(ebs, snapshot_id, index, tokens[index])
+        elif encrypted:
+            return None  # counted above
+        else:
+            remote = _ZERO
         return None if local == remote else f"block {index} differs"
 
     try:

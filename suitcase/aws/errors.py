@@ -59,6 +59,17 @@ CREDENTIAL_CODES = frozenset(
 )
 
 
+#: What to do about an error code, where the code alone says it.
+HINTS = {
+    "AccessDenied": "the account's IAM or bucket policy does not allow it: grant that action",
+    "AccessDeniedException": "the account's IAM policy does not allow it: grant that action",
+    "UnauthorizedOperation": "the account's IAM policy does not allow it: grant that action",
+    "InvalidAMIName.Duplicate": "another AMI has that name: deregister it or change `prefix`",
+    "RequestLimitExceeded": "AWS is throttling this account: run again in a few minutes",
+    "InvalidBlockDeviceMapping": "the disk does not fit the volume asked for: rebuild the stage",
+}
+
+
 def error_code(exc: Any) -> str:
     """The AWS error code of a botocore ClientError ('' for anything else)."""
     response = getattr(exc, "response", None) or {}
@@ -84,7 +95,12 @@ def explain(exc: Exception, doing: str, target: AwsTarget | None = None) -> AwsE
         )
     if isinstance(exc, ClientError):
         message = exc.response.get("Error", {}).get("Message", "") or str(exc)
-        return AwsError(f"{doing}: {where} answered {code or 'an error'}: {message}")
+        hint = HINTS.get(code, "")
+        operation = getattr(exc, "operation_name", "") or "a call"
+        return AwsError(
+            f"{doing}: {where} answered {code or 'an error'} to {operation}: {message}"
+            + (f"; {hint}" if hint else "")
+        )
     if isinstance(exc, NoCredentialsError):
         return CredentialsRejected(
             f"{doing}: no AWS credentials found for {where}; configure an account or set "

@@ -16,7 +16,13 @@ class RegisterError(SuitcaseError):
 
 
 def ami_name(prefix: str, manifest: Manifest) -> str:
-    return f"{prefix}-{manifest.os}-{manifest.stage}-{manifest.timestamp}"
+    """prefix-os-type-timestamp-<the stage key's first 12 characters>.
+
+    AWS refuses a second AMI of the same name in an account and region
+    (InvalidAMIName.Duplicate); a stage rebuilt within its build set has a new key, so its AMI
+    gets a new name and the two can stand side by side until the old one is deregistered.
+    """
+    return f"{prefix}-{manifest.os}-{manifest.stage}-{manifest.timestamp}-{manifest.key[:12]}"
 
 
 def resource_tags(manifest: Manifest) -> dict[str, str]:
@@ -88,7 +94,8 @@ def pv_grub_kernel(ec2: Any, region: str) -> str:
     found = ec2.describe_images(
         Owners=["amazon"],
         Filters=[
-            {"Name": "name", "Values": ["pv-grub-hd0*"]},
+            # pv-grub-hd0_<version>-x86_64.gz: not hd00 (the kernel for partitioned disks)
+            {"Name": "name", "Values": ["pv-grub-hd0_*"]},
             {"Name": "architecture", "Values": ["x86_64"]},
         ],
     )["Images"]
@@ -109,15 +116,22 @@ def pv_grub_kernel(ec2: Any, region: str) -> str:
     )
 
 
-def wait_available(ec2: Any, image_id: str, interval: float, timeout: float = 3600) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = ec2.describe_images(ImageIds=[image_id])["Images"]
-        state = found[0]["State"] if found else "missing"
-        if state == "available":
-            return
-        if state in ("failed", "error", "deregistered", "missing"):
-            raise RegisterError(f"AMI {image_id} is {state}")
-        if time.monotonic() > deadline:
-            raise RegisterError(f"AMI {image_id} still {state} after {timeout:.0f} s")
-        time.sleep(interval)
+def wait_available(
+    ec2: Any, image_id: str, interval: float | None = None, timeout: float = 3600
+) -> None:
+    """botocore's waiters: `image_exists` (a new AMI can be unknown to DescribeImages for a
+    while: eventual consistency), then `image_available`; their pacing unless `interval`."""
+    from botocore.exceptions import WaiterError
+
+    delay = interval if interval is not None else 15.0
+    for name, limit in (("image_exists", 120.0), ("image_available", timeout)):
+        config = {"Delay": delay, "MaxAttempts": max(2, int(limit / max(delay, 0.1)))}
+        try:
+            ec2.get_waiter(name).wait(ImageIds=[image_id], WaiterConfig=config)
+        except WaiterError as exc:
+            found = (exc.last_response or {}).get("Images") or [{}]
+            state = found[0].get("State", "not found")
+            reason = (found[0].get("StateReason") or {}).get("Message", "")
+            raise RegisterError(
+                f"AMI {image_id} is {state}{': ' + reason if reason else ''} (waited with {name})"
+            ) from None

@@ -42,6 +42,9 @@ def apply() -> None:
     _fix_register_image()
     _fix_pv_grub_kernels()
     _fix_multipart_initiated()
+    from suitcase.aws import twin
+
+    twin.apply()  # then the rules AWS enforces and moto does not
     _applied = True
 
 

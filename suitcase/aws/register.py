@@ -7,6 +7,7 @@ from pathlib import Path
 
 from suitcase.aws.ami import KINDS, AmiSettings, deregister_stage, register_stage
 from suitcase.aws.clients import aws_target
+from suitcase.aws.errors import aws_errors
 from suitcase.aws.ship import read_cookie, upload_plan
 from suitcase.context import Context
 from suitcase.errors import ConfigError
@@ -59,7 +60,8 @@ def register(
                 raise ConfigError(f"{name} of {plan.build_set.id} has no manifest")
             if not uploaded(stage_dir, manifest.key):
                 raise ConfigError(f"{name} of {plan.build_set.id} is not uploaded")
-            result = register_stage(target, stage_dir, manifest, settings, say)
+            with aws_errors(f"registering {name} of {plan.build_set.id}", target):
+                result = register_stage(target, stage_dir, manifest, settings, say)
             lines.append(result.line())
     return lines
 
@@ -80,5 +82,6 @@ def deregister(
             if manifest is None:
                 lines.append(f"{name}: not built in {bset.id}, nothing to deregister")
                 continue
-            lines += deregister_stage(target, stage_dir, manifest, say)
+            with aws_errors(f"deregistering {name} of {bset.id}", target):
+                lines += deregister_stage(target, stage_dir, manifest, say)
     return lines

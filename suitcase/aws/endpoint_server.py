@@ -293,7 +293,26 @@ class Endpoint:
                 "commits": self.commits,
             }
             return _json(start_response, "200 OK", body)
+        if route == "twin" and environ.get("REQUEST_METHOD") in ("GET", "POST"):
+            return self.twin(environ, start_response)
         return _json(start_response, "404 Not Found", {"error": f"no route {route}"})
+
+    def twin(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """GET: the twin's switches; POST {"invisible_seconds": 5, ...} or {"reset": true}."""
+        from suitcase.aws import twin
+
+        if environ.get("REQUEST_METHOD") == "GET":
+            return _json(start_response, "200 OK", twin.configure())
+        try:
+            size = min(int(environ.get("CONTENT_LENGTH") or 0), 4096)
+            wanted = json.loads(environ["wsgi.input"].read(size) or b"{}")
+            if not isinstance(wanted, dict):
+                raise ValueError("the body must be a JSON object")
+            with self.lock.exclusive():
+                settings = twin.configure(**wanted)
+        except (ValueError, TypeError) as exc:
+            return _json(start_response, "400 Bad Request", {"error": str(exc)})
+        return _json(start_response, "200 OK", settings)
 
 
 def _json(start_response: StartResponse, status: str, body: dict[str, Any]) -> list[bytes]:
@@ -398,6 +417,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     fixes = endpoint_models.install()
+    from suitcase.aws import twin
+
+    twin.start_with(**twin.EMBEDDED)  # AWS's delays, as the user's AWS would show them
     endpoint_store.install(store)
     try:
         restored = store.load()

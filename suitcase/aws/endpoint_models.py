@@ -290,6 +290,100 @@ def _streaming_complete() -> None:
     after_import("moto.s3.models", patch)
 
 
+# --- S3: CompleteMultipartUpload checks the full-object checksum it is sent ---------------------
+
+_completing = threading.local()
+
+
+@fix(
+    "s3-complete-checks-full-object-checksum",
+    "CompleteMultipartUpload of a FULL_OBJECT upload compares the checksum the client sends "
+    "(x-amz-checksum-crc64nvme) with the assembled object's and answers 400 BadDigest when they "
+    "differ, leaving the upload open (moto stored the object and ignored the value sent)",
+)
+def _complete_checks_checksum() -> None:
+    def patch(models: ModuleType) -> None:
+        from moto.s3 import responses
+        from moto.s3.exceptions import S3ClientError
+
+        class BadDigest(S3ClientError):
+            def __init__(self, algorithm: str) -> None:
+                super().__init__(
+                    "BadDigest",
+                    f"The {algorithm.lower()} you specified did not match the calculated checksum.",
+                )
+
+        response_class: Any = responses.S3Response
+        key_response_post = response_class._key_response_post
+
+        def remembering_post(self: Any, request: Any, *args: Any) -> Any:
+            # the multipart model never sees the request: hand it the checksums sent with it
+            _completing.sent = {
+                name.lower(): value
+                for name, value in request.headers.items()
+                if name.lower().startswith("x-amz-checksum-")
+            }
+            try:
+                return key_response_post(self, request, *args)
+            finally:
+                _completing.sent = {}
+
+        response_class._key_response_post = remembering_post
+        multipart_class: Any = models.FakeMultipart
+        complete = multipart_class.complete  # the streaming one, when registered before this
+
+        def checked_complete(self: Any, body: Any) -> Any:
+            value, etag, checksum = complete(self, body)
+            algorithm = self.metadata.get("x-amz-checksum-algorithm")
+            if checksum and algorithm and checksum[0] == "FULL_OBJECT":
+                sent = getattr(_completing, "sent", {}).get(f"x-amz-checksum-{algorithm.lower()}")
+                if sent is not None and sent != checksum[1]:
+                    raise BadDigest(algorithm)  # before the object exists: the upload stays
+            return value, etag, checksum
+
+        multipart_class.complete = checked_complete
+
+    after_import("moto.s3.models", patch)
+
+
+# --- S3: the bucket owner condition -------------------------------------------------------------
+
+
+@fix(
+    "s3-expected-bucket-owner",
+    "A request with ExpectedBucketOwner (x-amz-expected-bucket-owner) naming an account that "
+    "does not own the bucket answers 403 AccessDenied and changes nothing (moto ignored it)",
+)
+def _expected_bucket_owner() -> None:
+    def patch(responses: ModuleType) -> None:
+        from moto.s3.exceptions import S3AccessDeniedError
+        from moto.s3.models import s3_backends
+
+        response_class: Any = responses.S3Response
+        authorize = response_class._authenticate_and_authorize_s3_action
+
+        def authorize_owner(
+            self: Any, bucket_name: str | None = None, key_name: str | None = None
+        ) -> None:
+            authorize(self, bucket_name=bucket_name, key_name=key_name)
+            expected = (self.headers or {}).get("x-amz-expected-bucket-owner")
+            if not expected or not bucket_name:
+                return
+            # every action on a bucket or its objects passes here before it acts
+            mine = self.backend.buckets.get(bucket_name)
+            owner = (
+                mine.account_id
+                if mine is not None
+                else s3_backends.bucket_accounts.get(bucket_name, (None, None))[1]
+            )
+            if owner is not None and owner != expected:
+                raise S3AccessDeniedError()
+
+        response_class._authenticate_and_authorize_s3_action = authorize_owner
+
+    after_import("moto.s3.responses", patch)
+
+
 # --- S3: an aws-chunked body is decoded in one pass ----------------------------------------------
 
 

@@ -24,6 +24,10 @@ from suitcase.manifest import file_digests as sha256_and_crc
 
 MiB = 1024 * 1024
 _READ = 8 * MiB
+#: S3's multipart limits (S3 User Guide, "Amazon S3 multipart upload limits")
+MIN_PART = 5 * MiB
+MAX_PART = 5 * 1024 * MiB
+MAX_PARTS = 10_000
 
 Say = Callable[[str], None]
 Advance = Callable[[int], None]
@@ -62,7 +66,7 @@ class TransferSettings:
     def part_size(self) -> int:
         return self.part_size_mb * MiB
 
-    def transfer_config(self, upload: bool = False) -> Any:
+    def transfer_config(self, upload: bool = False, size: int | None = None) -> Any:
         from boto3.s3.transfer import TransferConfig
 
         # pinned, never "auto": auto may switch to the CRT client and ignore the settings above.
@@ -71,7 +75,9 @@ class TransferSettings:
         # (a single PutObject just stores the checksum it is sent on an endpoint that checks none)
         return TransferConfig(
             multipart_threshold=1 if upload else self.part_size,
-            multipart_chunksize=self.part_size,
+            multipart_chunksize=self.part_size
+            if size is None
+            else part_size_for(self.part_size, size),
             max_concurrency=self.concurrency,
             preferred_transfer_client=self.transfer_client,
         )
@@ -120,6 +126,72 @@ def file_digests(path: Path) -> tuple[str, str]:
             crc = crc64nvme(chunk, crc)
             digest.update(chunk)
     return base64.b64encode(crc.to_bytes(8, "big")).decode(), digest.hexdigest()
+
+
+def part_size_for(configured: int, size: int) -> int:
+    """The part size a new upload of `size` bytes uses: the configured one, doubled until the
+    file fits in 10,000 parts and kept within 5 MiB..5 GiB (s3transfer's own ChunksizeAdjuster,
+    so a resumed upload sizes parts exactly as the transfer manager did).
+
+    >>> part_size_for(16 * MiB, 200 * 1024 * MiB) // MiB
+    32
+    """
+    from s3transfer.utils import ChunksizeAdjuster
+
+    adjusted: int = ChunksizeAdjuster().adjust_chunksize(configured, size)
+    return adjusted
+
+
+def resumed_part_size(parts: dict[int, int], size: int, configured: int) -> int:
+    """The part size an unfinished upload of `size` bytes began with, read from the sizes of
+    the parts S3 holds (`{number: size}`): every part but the last has it.
+
+    The size a new upload would use is taken when the parts agree with it (the settings did
+    not change since); else the one they show, as a full part or as the last one. When no
+    size fits them all, the new upload's: the parts then fail to match and are sent again.
+    """
+    fresh = part_size_for(configured, size)
+    candidates = [fresh, max(parts.values(), default=0)]
+    candidates += [
+        (size - got) // (number - 1)
+        for number, got in sorted(parts.items(), reverse=True)
+        if number > 1 and (size - got) % (number - 1) == 0
+    ]
+    for part in candidates:
+        count = -(-size // part) if part > 0 else 0
+        if not (0 < part <= MAX_PART and (part >= MIN_PART or count == 1) and count <= MAX_PARTS):
+            continue
+        if all(
+            number <= count and got == min(part, size - (number - 1) * part)
+            for number, got in parts.items()
+        ):
+            return part
+    return fresh
+
+
+#: (target, credentials) -> the account id STS GetCallerIdentity gave
+_ACCOUNTS: dict[tuple[Any, ...], str] = {}
+
+
+def account_id(target: AwsTarget) -> str | None:
+    """The account the target's credentials are for, asked once per target and credentials
+    (STS GetCallerIdentity); None when it will not say (an AWS_ENDPOINT_URL serving no STS)."""
+    import os
+
+    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.parsers import ResponseParserError
+
+    who = getattr(target.credentials, "access_key_id", None)
+    if target.kind == "account":  # boto3's credential chain: what selects it is the key
+        who = tuple(os.environ.get(n) for n in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID"))
+    key = (target.kind, target.region, target.endpoint_url, who)
+    if key not in _ACCOUNTS:
+        try:
+            sts = target.client("sts", retries={"max_attempts": 2, "mode": "standard"})
+            _ACCOUNTS[key] = str(sts.get_caller_identity()["Account"])
+        except (BotoCoreError, ClientError, ResponseParserError, KeyError):
+            return None  # not remembered: the next verb asks again
+    return _ACCOUNTS[key]
 
 
 def check_bucket_name(name: str) -> str:
@@ -185,6 +257,16 @@ class Bucket:
             # Unsigned, as over HTTPS: each part's CRC64NVME header, signed, covers its body.
             config["s3"] = {"payload_signing_enabled": False}
         self.client = target.client("s3", **config)
+        self._owner: tuple[str | None] | None = None
+
+    @property
+    def owner(self) -> dict[str, str]:
+        """`ExpectedBucketOwner` for every call that takes it, when the account is known: S3
+        then refuses (403) to act on a bucket of the same name that another account owns (S3
+        User Guide, "Verifying bucket ownership with bucket owner condition")."""
+        if self._owner is None:
+            self._owner = (account_id(self.target),)
+        return {"ExpectedBucketOwner": self._owner[0]} if self._owner[0] else {}
 
     def url(self, key: str = "") -> str:
         return f"s3://{self.name}/{key}"
@@ -194,15 +276,12 @@ class Bucket:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            self.client.head_bucket(Bucket=self.name)
+            self.client.head_bucket(Bucket=self.name, **self.owner)
             return
         except ClientError as exc:
             code = _code(exc)
             if code in ("403", "AccessDenied", "Forbidden"):
-                raise S3Error(
-                    f"bucket {self.name} belongs to someone else (access denied); "
-                    "pick another site 'bucket'"
-                ) from None
+                raise self._denied() from None
             if code not in ("404", "NoSuchBucket", "NotFound"):
                 raise aws_error(exc, f"cannot reach bucket {self.name}") from None
         except BotoCoreError as exc:
@@ -221,11 +300,44 @@ class Bucket:
             raise aws_error(exc, f"cannot create bucket {self.name}") from None
         say(f"created bucket {self.name}")
 
+    def _denied(self) -> SuitcaseError:
+        """HeadBucket answered 403: whose bucket it is, as far as S3 will tell.
+
+        A 403 is the same answer for another account's bucket and for this account's bucket
+        when a bucket policy or an IAM policy denies the caller; ListBuckets (this account's
+        buckets) tells them apart, when it is allowed.
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from suitcase.aws.errors import BucketNotOwned
+
+        try:
+            answer = self.client.list_buckets(Prefix=self.name)
+            mine: bool | None = any(b["Name"] == self.name for b in answer.get("Buckets", []))
+        except (BotoCoreError, ClientError):
+            mine = None
+        where = self.target.describe()
+        if mine is False:
+            return BucketNotOwned(
+                f"bucket {self.name} belongs to another account (HeadBucket: 403 on {where}, "
+                "and this account's buckets do not include it); pick another site 'bucket'"
+            )
+        if mine:
+            return S3Error(
+                f"bucket {self.name} is this account's, but access to it is denied (HeadBucket: "
+                f"403 on {where}): its bucket policy or your IAM policy denies these credentials"
+            )
+        return S3Error(
+            f"access to bucket {self.name} is denied (HeadBucket: 403 on {where}): either its "
+            "bucket policy or your IAM policy denies these credentials, or it is another "
+            "account's bucket (then pick another site 'bucket')"
+        )
+
     def keys(self, prefix: str) -> dict[str, int]:
         """Every key under `prefix` with its size."""
         found: dict[str, int] = {}
         for page in self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.name, Prefix=prefix
+            Bucket=self.name, Prefix=prefix, **self.owner
         ):
             found.update({o["Key"]: o["Size"] for o in page.get("Contents", [])})
         return found
@@ -234,7 +346,7 @@ class Bucket:
         """Multipart uploads begun under `prefix` and never completed nor aborted."""
         uploads: list[dict[str, Any]] = []
         for page in self.client.get_paginator("list_multipart_uploads").paginate(
-            Bucket=self.name, Prefix=prefix
+            Bucket=self.name, Prefix=prefix, **self.owner
         ):
             uploads.extend(page.get("Uploads", []))
         return uploads
@@ -243,13 +355,19 @@ class Bucket:
         from botocore.exceptions import ClientError
 
         with contextlib.suppress(ClientError):  # already gone is what we want
-            self.client.abort_multipart_upload(Bucket=self.name, Key=key, UploadId=upload_id)
+            self.client.abort_multipart_upload(
+                Bucket=self.name, Key=key, UploadId=upload_id, **self.owner
+            )
 
     def head(self, key: str) -> dict[str, Any] | None:
         from botocore.exceptions import ClientError
 
         try:
-            return dict(self.client.head_object(Bucket=self.name, Key=key, ChecksumMode="ENABLED"))
+            return dict(
+                self.client.head_object(
+                    Bucket=self.name, Key=key, ChecksumMode="ENABLED", **self.owner
+                )
+            )
         except ClientError as exc:
             if _code(exc) in ("404", "NoSuchKey", "NotFound"):
                 return None
@@ -259,7 +377,7 @@ class Bucket:
         for start in range(0, len(keys), 1000):
             batch = [{"Key": k} for k in keys[start : start + 1000]]
             answer = self.client.delete_objects(
-                Bucket=self.name, Delete={"Objects": batch, "Quiet": True}
+                Bucket=self.name, Delete={"Objects": batch, "Quiet": True}, **self.owner
             )
             if answer.get("Errors"):
                 first = answer["Errors"][0]
@@ -355,6 +473,7 @@ class Bucket:
             "ChecksumAlgorithm": "CRC64NVME",
             "ChecksumCRC64NVME": wanted.crc64nvme,
             "Metadata": {"sha256": wanted.sha256},
+            **self.owner,
         }
         try:
             self.client.upload_file(
@@ -363,12 +482,23 @@ class Bucket:
                 wanted.key,
                 ExtraArgs=extra,
                 Callback=advance,
-                Config=self.settings.transfer_config(upload=True),
+                Config=self.settings.transfer_config(upload=True, size=wanted.size),
             )
         except (S3UploadFailedError, ClientError, BotoCoreError, AwsCrtError) as exc:
+            if _code(exc) == "BadDigest" or _code(exc.__context__) == "BadDigest":
+                raise self._bad_digest(path, wanted) from None
             raise S3Error(
                 f"upload of {path.name} to {self.url(wanted.key)} failed: {exc}"
             ) from None
+
+    def _bad_digest(self, path: Path, wanted: StoredObject) -> S3Error:
+        """CompleteMultipartUpload refused the manifest's CRC64NVME (400 BadDigest)."""
+        return S3Error(
+            f"{self.url(wanted.key)}: S3 refused the object (BadDigest): the CRC64NVME of what it "
+            f"received is not {wanted.crc64nvme}, the manifest's; {path} no longer matches the "
+            "checksums its manifest records, or was corrupted on the way; nothing was stored "
+            "(rebuild it, or run upload again)"
+        )
 
     def _resume(self, path: Path, wanted: StoredObject, say: Say, advance: Advance) -> bool:
         """Finish an interrupted multipart upload of `key` from its parts already in S3.
@@ -386,7 +516,11 @@ class Bucket:
             return False
         upload_id = uploads[-1]["UploadId"]
         parts = self._parts(wanted.key, upload_id)
-        part_size = self.settings.part_size
+        # the part size the upload began with (settings may have changed since), so that the
+        # parts there keep their places and the file still fits in 10,000 parts
+        part_size = resumed_part_size(
+            {n: p["Size"] for n, p in parts.items()}, wanted.size, self.settings.part_size
+        )
         count = max(1, -(-wanted.size // part_size))
         kept: dict[int, dict[str, Any]] = {}
         for number, part in parts.items():
@@ -422,6 +556,7 @@ class Bucket:
                 Body=body,
                 ChecksumAlgorithm="CRC64NVME",
                 ChecksumCRC64NVME=crc,
+                **self.owner,
             )
             advance(len(body))
             return {"PartNumber": number, "ETag": answer["ETag"], "ChecksumCRC64NVME": crc}
@@ -432,20 +567,29 @@ class Bucket:
         done = [
             {"PartNumber": n, "ETag": p["ETag"], **_part_crc(p)} for n, p in kept.items()
         ] + sent
-        self.client.complete_multipart_upload(
-            Bucket=self.name,
-            Key=wanted.key,
-            UploadId=upload_id,
-            MultipartUpload={"Parts": sorted(done, key=lambda p: p["PartNumber"])},
-            ChecksumCRC64NVME=wanted.crc64nvme,
-            ChecksumType="FULL_OBJECT",
-        )
+        from botocore.exceptions import ClientError
+
+        try:
+            # the whole file's CRC64NVME: S3 compares it with the object it assembles
+            self.client.complete_multipart_upload(
+                Bucket=self.name,
+                Key=wanted.key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": sorted(done, key=lambda p: p["PartNumber"])},
+                ChecksumCRC64NVME=wanted.crc64nvme,
+                ChecksumType="FULL_OBJECT",
+                **self.owner,
+            )
+        except ClientError as exc:
+            if _code(exc) == "BadDigest":
+                raise self._bad_digest(path, wanted) from None
+            raise
         return True
 
     def _parts(self, key: str, upload_id: str) -> dict[int, dict[str, Any]]:
         parts: dict[int, dict[str, Any]] = {}
         for page in self.client.get_paginator("list_parts").paginate(
-            Bucket=self.name, Key=key, UploadId=upload_id
+            Bucket=self.name, Key=key, UploadId=upload_id, **self.owner
         ):
             parts.update({p["PartNumber"]: p for p in page.get("Parts", [])})
         return parts
@@ -472,6 +616,7 @@ class Bucket:
                     self.name,
                     key,
                     str(part),
+                    ExtraArgs=self.owner or None,
                     Callback=advance,
                     Config=self.settings.transfer_config(),
                 )
@@ -498,7 +643,9 @@ class Bucket:
         from botocore.exceptions import ClientError
 
         try:
-            answer = self.client.get_object(Bucket=self.name, Key=key, ChecksumMode="ENABLED")
+            answer = self.client.get_object(
+                Bucket=self.name, Key=key, ChecksumMode="ENABLED", **self.owner
+            )
             return bytes(answer["Body"].read())
         except ClientError as exc:
             raise aws_error(exc, f"cannot read {self.url(key)}") from None

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from suitcase.aws.ebs import until_visible
 from suitcase.aws.endpoint import EmbeddedEndpoint
 from suitcase.aws.endpoint_server import MODULE
 
@@ -91,23 +92,34 @@ def stop_all(ws: Path) -> None:
 
 
 def put_snapshot(ebs: Any, blocks: dict[int, bytes]) -> str:
-    """A snapshot written through the EBS direct APIs (as `register` does)."""
+    """A snapshot written through the EBS direct APIs (as `register` does: a new snapshot may
+    be unknown to them for a while, as on AWS, so each call waits for it)."""
     snap = ebs.start_snapshot(VolumeSize=1, Tags=[{"Key": "suitcase:test", "Value": "1"}])
     for index, data in blocks.items():
-        ebs.put_snapshot_block(
-            SnapshotId=snap["SnapshotId"],
-            BlockIndex=index,
-            BlockData=data,
-            DataLength=len(data),
-            Checksum=base64.b64encode(hashlib.sha256(data).digest()).decode(),
-            ChecksumAlgorithm="SHA256",
+        until_visible(
+            lambda index=index, data=data: ebs.put_snapshot_block(
+                SnapshotId=snap["SnapshotId"],
+                BlockIndex=index,
+                BlockData=data,
+                DataLength=len(data),
+                Checksum=base64.b64encode(hashlib.sha256(data).digest()).decode(),
+                ChecksumAlgorithm="SHA256",
+            ),
+            "test",
         )
-    ebs.complete_snapshot(SnapshotId=snap["SnapshotId"], ChangedBlocksCount=len(blocks))
+    until_visible(
+        lambda: ebs.complete_snapshot(
+            SnapshotId=snap["SnapshotId"], ChangedBlocksCount=len(blocks)
+        ),
+        "test",
+    )
     return str(snap["SnapshotId"])
 
 
 def read_block(ebs: Any, snapshot_id: str, index: int) -> bytes:
-    blocks = ebs.list_snapshot_blocks(SnapshotId=snapshot_id)["Blocks"]
+    blocks = until_visible(lambda: ebs.list_snapshot_blocks(SnapshotId=snapshot_id), "test")[
+        "Blocks"
+    ]
     token = next(b["BlockToken"] for b in blocks if b["BlockIndex"] == index)
     got = ebs.get_snapshot_block(SnapshotId=snapshot_id, BlockIndex=index, BlockToken=token)
     data: bytes = got["BlockData"].read()

@@ -24,8 +24,10 @@ from boto3.s3.transfer import TransferConfig
 from click.testing import CliRunner
 
 from suitcase.aws.clients import AwsTarget, aws_target
+from suitcase.aws.ebs import wait_completed
 from suitcase.aws.endpoint import EmbeddedEndpoint
 from suitcase.aws.errors import LostState
+from suitcase.aws.images import wait_available
 from suitcase.aws.presence import check_image, check_object, check_snapshot
 from suitcase.cli import cli
 from suitcase.context import Context
@@ -105,11 +107,13 @@ def test_state_survives_stop_and_start(ws: Path, tmp_path: Path) -> None:
     )["ETag"]
     blocks = {0: os.urandom(524288), 7: b"\x01" * 524288}
     snapshot_id = put_snapshot(ebs, blocks)
+    wait_completed(ec2, snapshot_id, interval=0.5)  # the twin, as AWS, shows `pending` first
     image_id = ec2.register_image(
         Name="suitcase-test",
         RootDeviceName="/dev/xvda",
         BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": snapshot_id}}],
     )["ImageId"]
+    wait_available(ec2, image_id, interval=0.5)  # a new AMI is found only after a moment
     snapshots = len(ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"])
     status = suitcase(ws, "endpoint", "status")
     assert status.exit_code == 0, status.output

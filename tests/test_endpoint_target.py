@@ -15,7 +15,7 @@ import boto3
 import pytest
 from click.testing import CliRunner
 
-from suitcase.aws.clients import AwsTarget, aws_target, credential_source
+from suitcase.aws.clients import AccountMismatch, AwsTarget, aws_target, credential_source
 from suitcase.aws.endpoint import EmbeddedEndpoint
 from suitcase.aws.errors import BucketNotOwned, CredentialsRejected, UnknownRegion
 from suitcase.aws.presence import check_bucket
@@ -84,15 +84,16 @@ def test_endpoint_url_means_that_endpoint(
     assert target == AwsTarget(kind="account", region="us-east-1", endpoint_url=url)
     assert said == [
         f"using the configured AWS account ({url}, us-east-1) "
-        "(aws: auto; credentials from AWS_ENDPOINT_URL)"
+        "(aws: auto; AWS_ENDPOINT_URL is set; credentials from env; account 123456789012)"
     ]
     assert not (ws / "endpoint").exists() and not endpoint_pids(ws)
+    # an explicit endpoint whose STS names another account than site.yaml: refused too
+    (ws / "site.yaml").write_text("account: '111122223333'\n")
+    with pytest.raises(AccountMismatch, match=r"^aws: auto: .* account 123456789012, but site"):
+        target_for(ws)
 
 
-@pytest.mark.parametrize("where", ["env", "shared-credentials-file"])
-def test_configured_credentials_mean_the_account(
-    ws: Path, tmp_path: Path, stand_in: str, monkeypatch: pytest.MonkeyPatch, where: str
-) -> None:
+def _configure(where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if where == "env":
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-a-secret")
@@ -103,14 +104,56 @@ def test_configured_credentials_mean_the_account(
             "[default]\naws_access_key_id = AKIDEXAMPLE\naws_secret_access_key = not-a-secret\n"
         )
     assert credential_source() == where
+
+
+@pytest.mark.parametrize("where", ["env", "shared-credentials-file"])
+def test_credentials_alone_mean_the_embedded_endpoint(
+    ws: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    _configure(where, tmp_path, monkeypatch)
+    target, said = target_for(ws)
+    assert target.kind == "embedded"
+    assert said[-1] == (
+        f"using the embedded AWS endpoint at {target.endpoint_url} (aws: auto: credentials found "
+        f"(from {where}) but site.yaml names no `account:`; set `account: <id>` or "
+        "`aws: account` to use AWS)"
+    )
+
+
+@pytest.mark.parametrize("where", ["env", "shared-credentials-file"])
+def test_the_named_account_means_the_account(
+    ws: Path, tmp_path: Path, stand_in: str, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    _configure(where, tmp_path, monkeypatch)
+    (ws / "site.yaml").write_text("account: '123456789012'\n")  # the stand-in's account
     # the account's one check goes to a local endpoint, never to AWS
     monkeypatch.setenv("AWS_ENDPOINT_URL_STS", stand_in)
     target, said = target_for(ws)
     assert target == AwsTarget(kind="account", region="us-east-1", endpoint_url=None)
     assert said == [
-        f"using the configured AWS account (AWS, us-east-1) (aws: auto; credentials from {where})"
+        "using the configured AWS account (AWS, us-east-1) "
+        f"(aws: auto; credentials from {where}; account 123456789012)"
     ]
     assert not endpoint_pids(ws)
+
+
+@pytest.mark.parametrize("mode", ["auto", "account"])
+def test_another_account_is_refused_in_one_line(
+    ws: Path, stand_in: str, monkeypatch: pytest.MonkeyPatch, runner: CliRunner, mode: str
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-a-secret")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", stand_in)
+    (ws / "site.yaml").write_text(f"account: '111122223333'\naws: {mode}\n")
+    result = runner.invoke(cli, ["--workspace", str(ws), "upload", "master"])
+    assert result.exit_code == 2, result.output
+    assert result.output.splitlines() == [
+        f"suitcase: error: aws: {mode}: the AWS credentials (from env) are for account "
+        "123456789012, but site.yaml names account 111122223333; refusing to use either — "
+        "fix `account:` (or SUITCASE_ACCOUNT) or the credentials (AWS_PROFILE)"
+    ]
+    assert "not-a-secret" not in result.output and "AKIDEXAMPLE" not in result.output
+    assert not (ws / "endpoint").exists()
 
 
 @pytest.mark.parametrize("force", ["site", "env"])

@@ -7,8 +7,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
+import threading
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +34,23 @@ MAX_ATTEMPTS = 5
 EMBEDDED_CREDENTIALS = {"aws_access_key_id": "suitcase", "aws_secret_access_key": "suitcase"}
 
 
+class AccountMismatch(ConfigError):
+    """The credentials found are for another account than the one site.yaml names."""
+
+
+class SessionCache:
+    """A target's one boto3 Session, made on first use and shared by its clients' threads.
+
+    boto3 resolves credentials once per Session: one Session per target means one MFA prompt,
+    one `credential_process` run, one SSO token read, however many clients the verb makes.
+    boto3 Sessions are not thread-safe, so clients are made under the lock.
+    """
+
+    def __init__(self, session: Any = None) -> None:
+        self.lock = threading.Lock()
+        self.session = session
+
+
 @dataclass(frozen=True)
 class AwsTarget:
     """Where AWS calls go: `embedded` (Suitcase's moto endpoint) or `account` (AWS, or
@@ -42,6 +61,8 @@ class AwsTarget:
     endpoint_url: str | None = None
     #: the embedded endpoint's key (suitcase.aws.endpoint.Credentials); never shown
     credentials: Any = field(default=None, repr=False, compare=False)
+    #: the one Session (dataclasses.replace, e.g. for another region, keeps sharing it)
+    sessions: SessionCache = field(default_factory=SessionCache, repr=False, compare=False)
 
     def describe(self) -> str:
         if self.kind == "embedded":
@@ -50,8 +71,8 @@ class AwsTarget:
         return f"the configured AWS account ({where}, {self.region})"
 
     def client(self, service: str, **config: Any) -> Any:
-        """A boto3 client with timeouts and bounded, adaptive retries (overridable by `config`)."""
-        import boto3
+        """A boto3 client with timeouts and bounded, adaptive retries (overridable by `config`),
+        from the target's one Session."""
         from botocore.config import Config
 
         settings: dict[str, Any] = {
@@ -63,21 +84,28 @@ class AwsTarget:
         kwargs: dict[str, Any] = {"region_name": self.region, "config": Config(**settings)}
         if self.endpoint_url:
             kwargs["endpoint_url"] = self.endpoint_url
-        if self.kind == "embedded":
-            # nothing of the operator's AWS set-up applies here: not even AWS_PROFILE
-            import botocore.session
+        with self.sessions.lock:
+            if self.sessions.session is None:
+                self.sessions.session = self._session()
+            return self.sessions.session.client(service, **kwargs)
 
-            isolated = botocore.session.Session(session_vars={"profile": (None, None, None, None)})
-            keys = dict(EMBEDDED_CREDENTIALS)
-            if self.credentials is not None:
-                keys = {
-                    "aws_access_key_id": self.credentials.access_key_id,
-                    "aws_secret_access_key": self.credentials.secret_access_key,
-                }
-            session = boto3.session.Session(**keys, botocore_session=isolated)
-        else:
-            session = boto3.session.Session()
-        return session.client(service, **kwargs)
+    def _session(self) -> Any:
+        """The embedded endpoint's isolated session, or boto3's default credential chain."""
+        import boto3
+
+        if self.kind == "account":
+            return boto3.session.Session()
+        # nothing of the operator's AWS set-up applies here: not even AWS_PROFILE
+        import botocore.session
+
+        isolated = botocore.session.Session(session_vars={"profile": (None, None, None, None)})
+        keys = dict(EMBEDDED_CREDENTIALS)
+        if self.credentials is not None:
+            keys = {
+                "aws_access_key_id": self.credentials.access_key_id,
+                "aws_secret_access_key": self.credentials.secret_access_key,
+            }
+        return boto3.session.Session(**keys, botocore_session=isolated)
 
 
 def aws_target_from_env(region: str) -> AwsTarget | None:
@@ -127,30 +155,87 @@ EC2_MARKERS = (
 
 
 def aws_target(ctx: Context, say: Callable[[str], None]) -> AwsTarget:
-    """Where this verb's AWS calls go, said on `say` (stderr), starting the endpoint if needed.
+    """Where this verb's AWS calls go, said in one line on `say` (stderr), starting the
+    endpoint if needed.
 
     `aws: account` (site.yaml, or SUITCASE_AWS): AWS_ENDPOINT_URL if set, else AWS with boto3's
     credential chain. `aws: embedded`: the workspace's embedded endpoint. `aws: auto` (the
-    default): account if AWS_ENDPOINT_URL is set or credentials are configured, else embedded.
+    default): AWS_ENDPOINT_URL if set (an explicit endpoint); AWS only when site.yaml names the
+    `account:` and STS GetCallerIdentity says the credentials are for it; otherwise the
+    embedded endpoint — a stray AWS_PROFILE or `credential_process` never ships anywhere.
+    Wherever `account:` is named and the credentials are for another account: a refusal.
     """
     mode = ctx.site.aws
     if mode not in MODES:
         raise ConfigError(f"aws '{mode}' is not one of {', '.join(MODES)}")
     region = check_region(ctx.site.region)
-    if mode != "embedded":
-        target = aws_target_from_env(region)
-        source = "AWS_ENDPOINT_URL" if target else credential_source(full=mode == "account")
-        if source is not None:
-            target = target or AwsTarget(kind="account", region=region)
-            check_credentials(target)
-            say(f"using {target.describe()} (aws: {mode}; credentials from {source})")
-            return target
+    named = ctx.site.account
+    if mode == "embedded":
+        return _embedded(ctx, region, say, "aws: embedded")
+    target = aws_target_from_env(region)
+    session, source = account_session(full=mode == "account")
+    if target is not None:
+        # an explicit endpoint (a CI's stand-in, a proxy): chosen by whoever set it, as before
+        target = dataclasses.replace(target, sessions=SessionCache(session))
+        account = check_credentials(target)
+        _check_account(mode, named, account, source)
+        say(
+            f"using {target.describe()} (aws: {mode}; AWS_ENDPOINT_URL is set; "
+            f"credentials from {source or 'nowhere'}{_as_account(account)})"
+        )
+        return target
+    if source is None:
         if mode == "account":
             raise CredentialsRejected(
                 "aws: account is set, but no AWS credentials were found (environment, "
                 "~/.aws/credentials, ~/.aws/config, instance role); configure them, or set "
                 "`aws: embedded`"
             )
+        why = "aws: auto, no AWS account configured"
+        if named:
+            why = f"aws: auto, site.yaml names account {named} but no AWS credentials were found"
+        return _embedded(ctx, region, say, why)
+    if mode == "auto" and not named:
+        # credentials alone prove nothing about intent (a stray AWS_PROFILE, a developer's
+        # credential_process): shipping there is the accident this rule exists to prevent
+        return _embedded(
+            ctx,
+            region,
+            say,
+            f"aws: auto: credentials found (from {source}) but site.yaml names no `account:`; "
+            "set `account: <id>` or `aws: account` to use AWS",
+        )
+    target = AwsTarget(kind="account", region=region, sessions=SessionCache(session))
+    account = check_credentials(target)
+    _check_account(mode, named, account, source)
+    say(f"using {target.describe()} (aws: {mode}; credentials from {source}{_as_account(account)})")
+    return target
+
+
+def _as_account(account: str | None) -> str:
+    return f"; account {account}" if account else ""
+
+
+def _check_account(mode: str, named: str, account: str | None, source: str | None) -> None:
+    """Refuse, in one line, credentials for another account than the one site.yaml names.
+
+    A refusal rather than the embedded endpoint: naming an account says AWS was meant, so a
+    fallback would turn `suitcase all` into a run that "ships" nowhere and says it succeeded;
+    and using the account the credentials are for would ship to the wrong one. Either way the
+    operator must change something, and this line says what.
+    """
+    # no answer (an AWS_ENDPOINT_URL that serves no STS; AWS itself always answers or fails)
+    if not named or account is None or account == named:
+        return
+    raise AccountMismatch(
+        f"aws: {mode}: the AWS credentials (from {source or 'nowhere'}) are for account "
+        f"{account}, but site.yaml names account {named}; refusing to use either — fix "
+        "`account:` (or SUITCASE_ACCOUNT) or the credentials (AWS_PROFILE)"
+    )
+
+
+def _embedded(ctx: Context, region: str, say: Callable[[str], None], why: str) -> AwsTarget:
+    """The workspace's embedded endpoint, started if needed, and one line saying why."""
     from suitcase.aws.endpoint import EmbeddedEndpoint
 
     endpoint = EmbeddedEndpoint(ctx.workspace.root)
@@ -159,7 +244,6 @@ def aws_target(ctx: Context, say: Callable[[str], None]) -> AwsTarget:
     if started:
         endpoint.started_by_this_run()  # and is stopped when this process ends
         say(f"started the embedded AWS endpoint (pid {running.pid}; {running.restored})")
-    why = "aws: embedded" if mode == "embedded" else "aws: auto, no AWS account configured"
     say(f"using the embedded AWS endpoint at {running.url} ({why})")
     return AwsTarget(
         kind="embedded",
@@ -211,6 +295,17 @@ def credential_source(full: bool = False) -> str | None:
     Nothing here calls AWS. The instance-role link needs the metadata service: it runs only on a
     machine that says it is EC2, or with `full` (aws: account), and with a 1 s timeout.
     """
+    return account_session(full)[1]
+
+
+def account_session(full: bool = False) -> tuple[Any, str | None]:
+    """A boto3 Session on boto3's default credential chain, its credentials resolved once, and
+    which link gave them (None: no link did); see `credential_source`.
+
+    The Session is the one an `account` target then uses, so a `credential_process` or an MFA
+    prompt runs once for the whole verb, this look included.
+    """
+    import boto3
     import botocore.exceptions
     import botocore.session
 
@@ -221,27 +316,33 @@ def credential_source(full: bool = False) -> str | None:
         resolver = session.get_component("credential_provider")
         if not (full or on_ec2()):
             resolver.remove("iam-role")
-        credentials = resolver.load_credentials()
+        credentials = session.get_credentials()  # kept by the session: resolved this once
     except botocore.exceptions.ProfileNotFound as exc:
         raise ConfigError(f"AWS profile: {exc}") from None
     except botocore.exceptions.BotoCoreError as exc:
         raise CredentialsRejected(f"AWS credentials cannot be read: {exc}") from None
-    return str(credentials.method) if credentials is not None else None
+    source = str(credentials.method) if credentials is not None else None
+    return boto3.session.Session(botocore_session=session), source
 
 
-def check_credentials(target: AwsTarget) -> None:
-    """One cheap call (STS GetCallerIdentity) so rejected credentials fail here, in one line."""
+def check_credentials(target: AwsTarget) -> str | None:
+    """One cheap call (STS GetCallerIdentity) so rejected credentials fail here, in one line;
+    the account the credentials are for (None: an AWS_ENDPOINT_URL that serves no STS)."""
     from botocore.exceptions import BotoCoreError, ClientError
     from botocore.parsers import ResponseParserError
 
     from suitcase.aws.errors import CREDENTIAL_CODES, error_code
 
     try:
-        target.client("sts", retries={"max_attempts": 2, "mode": "standard"}).get_caller_identity()
+        sts = target.client("sts", retries={"max_attempts": 2, "mode": "standard"})
+        identity = sts.get_caller_identity()
     except ClientError as exc:
         # an AWS_ENDPOINT_URL that serves no STS is fine; refused credentials are not
         if target.endpoint_url is None or error_code(exc) in CREDENTIAL_CODES:
             raise explain(exc, "verifying the AWS account", target) from None
+        return None
     except (BotoCoreError, ResponseParserError) as exc:  # the latter: a web server, not AWS
         error: AwsError = explain(exc, "verifying the AWS account", target)
         raise error from None
+    account = identity.get("Account")
+    return str(account) if account else None

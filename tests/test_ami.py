@@ -66,7 +66,8 @@ def test_register_hvm_sends_every_attribute(aws_env: Endpoint, tmp_path: Path) -
     target = target_for(aws_env.url)
     result = _register(target, stage)
     (request,) = target.named("RegisterImage")
-    assert request["Name"] == f"suitcase-Debian-12-x86_64-aws-hvm-20260101000000-{manifest.key[:12]}"
+    name = f"suitcase-Debian-12-x86_64-aws-hvm-20260101000000-{manifest.key[:12]}"
+    assert request["Name"] == name
     assert request["Architecture"] == "x86_64"
     assert request["VirtualizationType"] == "hvm"
     assert request["RootDeviceName"] == "/dev/xvda"

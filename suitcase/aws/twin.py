@@ -116,13 +116,10 @@ def default_key_arn(account: str, region: str) -> str:
 
 def junk(snapshot_id: str, index: int) -> bytes:
     """What an encrypted snapshot's unwritten block reads as: not zeros (coldsnap #395)."""
-    seed = hashlib.sha256(f"{snapshot_id}:{index}".encode()).digest()
-    out = bytearray()
-    counter = 0
-    while len(out) < BLOCK_SIZE:
-        out += hashlib.sha256(seed + counter.to_bytes(4, "big")).digest()
-        counter += 1
-    return bytes(out[:BLOCK_SIZE])
+    import random
+
+    seed = int.from_bytes(hashlib.sha256(f"{snapshot_id}:{index}".encode()).digest()[:8], "big")
+    return random.Random(seed).randbytes(BLOCK_SIZE)
 
 
 def apply() -> None:

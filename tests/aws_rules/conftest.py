@@ -22,7 +22,6 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -64,9 +63,7 @@ class Aws:
 
 
 @pytest.fixture(scope="module")
-def aws(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Aws]:
+def aws(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Aws]:
     """The twin (a real embedded endpoint in a private workspace), or the account."""
     if request.config.getoption("--aws-account"):
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or REGION
@@ -119,7 +116,8 @@ def stock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsTarget]:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"moto_server did not start: {log.read_text()}") from None
                 time.sleep(0.2)
-        yield AwsTarget(kind="account", region=REGION, endpoint_url=url)
+        # kind "embedded" without the workspace's key: fixed dummy keys, no profile of the host
+        yield AwsTarget(kind="embedded", region=REGION, endpoint_url=url)
     finally:
         process.terminate()
         try:
@@ -127,5 +125,3 @@ def stock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsTarget]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-

@@ -298,7 +298,10 @@ def _endpoint_first(ctx: Context, names: list[str]) -> None:
     from suitcase.aws.endpoint import EmbeddedEndpoint
 
     mode = ctx.site.aws
-    if mode == "auto" and (os.environ.get("AWS_ENDPOINT_URL") or credential_source()):
+    # aws_target's rule: auto reaches an account only when site.yaml names it (and STS agrees)
+    if mode == "auto" and (
+        os.environ.get("AWS_ENDPOINT_URL") or (ctx.site.account and credential_source())
+    ):
         return
     if mode in ("auto", "embedded"):
         # on failure, the specs that need it start it themselves, and say what is wrong

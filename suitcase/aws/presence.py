@@ -85,23 +85,21 @@ def check_image(target: AwsTarget, image_id: str, rerun: str) -> dict[str, Any]:
 
 
 def check_bucket(target: AwsTarget, bucket: str) -> bool:
-    """True if the bucket exists and is this account's, False if it does not exist;
-    BucketNotOwned if it belongs to someone else (HeadBucket answers 403)."""
+    """True if the bucket exists and is this account's, False if it does not exist; on a 403,
+    one line saying whose it is as far as S3 tells (suitcase.aws.s3.bucket_denied)."""
     from botocore.exceptions import ClientError
 
-    from suitcase.aws.errors import BucketNotOwned
+    from suitcase.aws.s3 import bucket_denied
 
     with aws_errors(f"checking bucket {bucket}", target):
+        client = target.client("s3")
         try:
-            target.client("s3").head_bucket(Bucket=bucket)
+            client.head_bucket(Bucket=bucket)
         except ClientError as exc:
             code = error_code(exc)
             if code in ("404", "NoSuchBucket", "NotFound"):
                 return False
             if code in ("403", "AccessDenied", "Forbidden"):
-                raise BucketNotOwned(
-                    f"bucket {bucket} belongs to another account (HeadBucket: 403 on "
-                    f"{target.describe()}); choose another `bucket` in site.yaml"
-                ) from None
+                raise bucket_denied(client, target, bucket) from None
             raise
     return True

@@ -194,6 +194,40 @@ def account_id(target: AwsTarget) -> str | None:
     return _ACCOUNTS[key]
 
 
+def bucket_denied(client: Any, target: AwsTarget, name: str) -> SuitcaseError:
+    """HeadBucket answered 403: whose bucket it is, as far as S3 will tell.
+
+    A 403 is the same answer for another account's bucket and for this account's bucket
+    when a bucket policy or an IAM policy denies the caller; ListBuckets (this account's
+    buckets) tells them apart, when it is allowed.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from suitcase.aws.errors import BucketNotOwned
+
+    try:
+        answer = client.list_buckets(Prefix=name)
+        mine: bool | None = any(b["Name"] == name for b in answer.get("Buckets", []))
+    except (BotoCoreError, ClientError):
+        mine = None
+    where = target.describe()
+    if mine is False:
+        return BucketNotOwned(
+            f"bucket {name} belongs to another account (HeadBucket: 403 on {where}, "
+            "and this account's buckets do not include it); pick another site 'bucket'"
+        )
+    if mine:
+        return S3Error(
+            f"bucket {name} is this account's, but access to it is denied (HeadBucket: "
+            f"403 on {where}): its bucket policy or your IAM policy denies these credentials"
+        )
+    return S3Error(
+        f"access to bucket {name} is denied (HeadBucket: 403 on {where}): either its "
+        "bucket policy or your IAM policy denies these credentials, or it is another "
+        "account's bucket (then pick another site 'bucket')"
+    )
+
+
 def check_bucket_name(name: str) -> str:
     """AWS's bucket naming rules, checked before any call (the embedded endpoint is lax)."""
     why = None
@@ -301,37 +335,7 @@ class Bucket:
         say(f"created bucket {self.name}")
 
     def _denied(self) -> SuitcaseError:
-        """HeadBucket answered 403: whose bucket it is, as far as S3 will tell.
-
-        A 403 is the same answer for another account's bucket and for this account's bucket
-        when a bucket policy or an IAM policy denies the caller; ListBuckets (this account's
-        buckets) tells them apart, when it is allowed.
-        """
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        from suitcase.aws.errors import BucketNotOwned
-
-        try:
-            answer = self.client.list_buckets(Prefix=self.name)
-            mine: bool | None = any(b["Name"] == self.name for b in answer.get("Buckets", []))
-        except (BotoCoreError, ClientError):
-            mine = None
-        where = self.target.describe()
-        if mine is False:
-            return BucketNotOwned(
-                f"bucket {self.name} belongs to another account (HeadBucket: 403 on {where}, "
-                "and this account's buckets do not include it); pick another site 'bucket'"
-            )
-        if mine:
-            return S3Error(
-                f"bucket {self.name} is this account's, but access to it is denied (HeadBucket: "
-                f"403 on {where}): its bucket policy or your IAM policy denies these credentials"
-            )
-        return S3Error(
-            f"access to bucket {self.name} is denied (HeadBucket: 403 on {where}): either its "
-            "bucket policy or your IAM policy denies these credentials, or it is another "
-            "account's bucket (then pick another site 'bucket')"
-        )
+        return bucket_denied(self.client, self.target, self.name)
 
     def keys(self, prefix: str) -> dict[str, int]:
         """Every key under `prefix` with its size."""

@@ -221,6 +221,12 @@ def preflight(ctx: Context, plan: BuildPlan, todo: list[Stage]) -> None:
     """Refuse before touching anything: missing tools, templates, media, checksums or mirrors."""
     if not todo:
         return
+    from suitcase.ostemplate import image_refusal
+
+    for stage in todo:
+        refusal = image_refusal(plan.os.spec, stage.image.name)
+        if refusal:
+            raise ConfigError(f"{stage.image.name} of {plan.os.name} would not boot: {refusal}")
     media.preflight(ctx, plan, todo)  # checksum, mirror, repositories, local ISO, cloud-init
     tools = ["packer", "qemu-img"]
     if plan.builder == "qemu":

@@ -114,6 +114,29 @@ class OSTemplateSpec(StrictModel):
         return self
 
 
+def image_refusal(spec: OSTemplateSpec, image: str) -> str | None:
+    """Why this OS cannot make a working `image`, or None. Decided from the template alone, so
+    `plan` can say it and the build refuses it before any VM starts.
+
+    >>> spec = OSTemplateSpec.model_construct(family="el", major=9, root_fs="ext4")
+    >>> image_refusal(spec, "aws-paravirt")
+    'the EL9 kernel has no Xen paravirtual guest support (dropped in EL8): register aws-hvm'
+    """
+    if image != "aws-paravirt":
+        return None
+    if spec.root_fs not in ("ext2", "ext3", "ext4"):
+        return (
+            f"PV-GRUB is GRUB legacy and reads ext2/3/4 only, not this OS's {spec.root_fs} root: "
+            "register aws-hvm"
+        )
+    if spec.family == "el" and spec.major >= 8:
+        return (
+            f"the EL{spec.major} kernel has no Xen paravirtual guest support (dropped in EL8): "
+            "register aws-hvm"
+        )
+    return None
+
+
 @dataclass(frozen=True)
 class OSTemplate:
     """One OS an image set can be built from."""

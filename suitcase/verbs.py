@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import subprocess
@@ -86,10 +87,15 @@ def plan_text(ctx: Context, image: str | None, os_name: str | None, timestamp: s
 
 
 def render_plan(plan: BuildPlan) -> str:
+    from suitcase.ostemplate import image_refusal
+
     lines = [f"build set {plan.build_set.id}  (OS {plan.os.name}, builder {plan.builder})"]
     for number, state in enumerate(plan.states(), 1):
         stage = state.stage
+        refusal = image_refusal(plan.os.spec, stage.image.name)
         verdict = "done" if state.done else "would run"
+        if refusal and not state.done:
+            verdict, state = "would be refused", dataclasses.replace(state, reason=refusal)
         parent = f" <- {stage.parent}" if stage.parent else ""
         lines.append(
             f"  {number}. {stage.image.name:<13} key {stage.key[:12]}  {verdict}: {state.reason}"

@@ -13,7 +13,7 @@ from suitcase.aws.images import pv_grub_kernel
 
 pytestmark = pytest.mark.suitcase_ami
 
-ROOT = "/dev/sda"
+ROOT = "/dev/sda1"  # a paravirtual root (EC2 User Guide, "Device names on Linux instances")
 
 
 def test_paravirtual_attributes(suitcase_ami, suitcase_session):

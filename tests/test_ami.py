@@ -15,12 +15,15 @@ from click.testing import CliRunner
 
 from suitcase.aws import ebs, tags
 from suitcase.aws.ami import STATE_FILE, AmiSettings, deregister_stage, register_stage
+from suitcase.aws.ebs import BLOCK_SIZE
+from suitcase.aws.images import ami_name
 from suitcase.cli import cli
 from suitcase.context import Context
 from suitcase.errors import ConfigError
 from suitcase.manifest import Manifest, read_manifest
 from tests import aws_endpoint
 from tests.aws_endpoint import REGION, Endpoint, RecordingTarget, fake_stage, target_for
+from tests.endpoint_support import put_snapshot
 from tests.faulty_proxy import faulty_proxy
 
 endpoint = aws_endpoint.endpoint  # fixtures: the fixed moto server, reset per test
@@ -500,3 +503,32 @@ def test_a_paravirt_copy_boots_with_the_destinations_pv_grub(
     (image,) = _images(target_for(aws_env.url, "us-west-2"))
     assert image["ImageId"] == result.copies[0].image_id
     assert image["KernelId"] == "aki-fc8f11cc"  # AWS's us-west-2 pv-grub-hd0_1.05-x86_64
+
+
+def test_cli_register_refused_by_a_taken_name_is_one_line(
+    aws_env: Endpoint, workspace: Path, runner: CliRunner
+) -> None:
+    """An AMI that is not the stage's holds the name: `register` exits non-zero with one line
+    naming that AMI and what to do; no traceback, no second AMI."""
+    ts = "20260102030406"
+    ctx = _built_set(workspace, ts)
+    args = ["aws-hvm", "--os", "Debian-12-x86_64", "--timestamp", ts]
+    assert runner.invoke(cli, ["fake-upload", *args]).exit_code == 0
+    stage = ctx.plan("Debian-12-x86_64", "aws-hvm", ts).stage("aws-hvm").directory
+    manifest = read_manifest(stage)
+    assert isinstance(manifest, Manifest)
+    target = target_for(aws_env.url)
+    snapshot_id = put_snapshot(target.client("ebs"), {0: os.urandom(BLOCK_SIZE)})
+    ec2 = target.client("ec2")
+    ebs.wait_completed(ec2, snapshot_id, interval=0.2)
+    squatter = ec2.register_image(
+        Name=ami_name("suitcase", manifest),
+        RootDeviceName="/dev/xvda",
+        BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": snapshot_id}}],
+    )["ImageId"]
+    refused = runner.invoke(cli, ["register", *args])
+    assert refused.exit_code != 0
+    errors = [line for line in refused.output.splitlines() if line.startswith("suitcase: error")]
+    assert len(errors) == 1 and f"already used by {squatter}" in errors[0], refused.output
+    assert "Traceback" not in refused.output
+    assert [i["ImageId"] for i in _images(target)] == [squatter]

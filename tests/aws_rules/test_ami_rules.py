@@ -175,3 +175,20 @@ def test_sharing_a_snapshot_under_the_default_key_is_refused(aws: Aws, tmp_path:
         )["LaunchPermissions"]
         assert {"UserId": "111122223333"} not in permissions
     deregister_stage(aws.target, stage, found, _quiet)
+
+
+def test_an_aws_error_is_one_line_naming_the_call_and_what_to_do(aws: Aws) -> None:
+    """Any refusal AWS sends through `aws_errors` is one line: what Suitcase was doing, where,
+    the code, the API call and, where the code says it, what to do."""
+    from suitcase.aws.errors import AwsError, aws_errors
+
+    ec2 = aws.client("ec2")
+    name = f"rules-one-line-{os.urandom(4).hex()}"
+    first = _register(ec2, name, _completed_snapshot(aws.target))
+    with pytest.raises(AwsError) as refused, aws_errors("registering aws-hvm", aws.target):
+        _register(ec2, name, _completed_snapshot(aws.target))
+    line = str(refused.value)
+    assert "\n" not in line and line.startswith("registering aws-hvm: ")
+    assert "InvalidAMIName.Duplicate to RegisterImage" in line
+    assert "deregister it or change `prefix`" in line
+    ec2.deregister_image(ImageId=first, DeleteAssociatedSnapshots=True)

@@ -11,7 +11,9 @@ AWS has no call for are the twin's, set with `POST /_suitcase/twin` (suitcase.aw
 
 - `invisible_seconds`: a new snapshot (EBS direct) or AMI is not found for this long, nor a
   snapshot's block list right after it completes ("eventual consistency", EC2 API reference);
-- `completing_seconds`: a completed snapshot and a registered AMI read `pending` for this long.
+- `completing_seconds`: a completed snapshot and a registered AMI read `pending` for this long;
+- `minute_seconds`: how long one of StartSnapshot's `Timeout` minutes lasts (60; a test makes it
+  short to see a snapshot AWS gives up on go to `error`).
 
 Both are display-only: what the endpoint stores is the final state, so a restart never leaves a
 snapshot pending forever.
@@ -28,12 +30,18 @@ from typing import Any
 
 #: The embedded endpoint's defaults (the AWS-like ones); a bare test server starts at zero.
 EMBEDDED = {"invisible_seconds": 2.0, "completing_seconds": 1.0}
-_settings: dict[str, float] = {"invisible_seconds": 0.0, "completing_seconds": 0.0}
+_settings: dict[str, float] = {
+    "invisible_seconds": 0.0,
+    "completing_seconds": 0.0,
+    "minute_seconds": 60.0,
+}
 _start: dict[str, float] = dict(_settings)
 _lock = threading.Lock()
 #: resource id -> time.monotonic() of the event the window counts from
 _born: dict[str, float] = {}
 _completed: dict[str, float] = {}
+#: snapshot id -> (time.monotonic() it started, its Timeout in minutes)
+_timeouts: dict[str, tuple[float, float]] = {}
 
 BLOCK_SIZE = 524288
 _applied = False
@@ -48,8 +56,8 @@ def configure(reset: bool = False, **settings: Any) -> dict[str, float]:
             if name not in _settings:
                 raise ValueError(f"no twin switch {name!r} (known: {', '.join(_settings)})")
             number = float(value)
-            if not 0 <= number <= 600:
-                raise ValueError(f"{name} must be 0-600 seconds")
+            if not 0 < number <= 600 if name == "minute_seconds" else not 0 <= number <= 600:
+                raise ValueError(f"{name} must be 0-600 seconds (minute_seconds: above 0)")
             _settings[name] = number
         return dict(_settings)
 
@@ -71,6 +79,15 @@ def hidden(resource_id: str) -> bool:
 
 def still_pending(resource_id: str) -> bool:
     return _within(_completed, resource_id, "completing_seconds")
+
+
+def timed_out(snapshot_id: str) -> bool:
+    """Past its StartSnapshot Timeout: AWS stops taking blocks and fails the snapshot."""
+    started = _timeouts.get(snapshot_id)
+    if started is None:
+        return False
+    at, minutes = started
+    return time.monotonic() - at > minutes * _settings["minute_seconds"]
 
 
 # --- errors as AWS shapes them ------------------------------------------------------------------
@@ -145,8 +162,15 @@ def _ebs_rules() -> None:
         snapshot = self.ebs_backend.snapshots.get(snapshot_id)
         if snapshot is None or hidden(snapshot_id):
             raise not_found(snapshot_id)
-        if snapshot_id not in self.ebs_backend.ec2_backend.snapshots:
+        ec2_snapshot = self.ebs_backend.ec2_backend.snapshots.get(snapshot_id)
+        if ec2_snapshot is None:
             raise not_found(snapshot_id)  # deleted through EC2
+        if snapshot.status == "pending" and timed_out(snapshot_id):
+            # StartSnapshot Timeout: "the snapshot is automatically cancelled if: No blocks are
+            # written to the snapshot. The snapshot is not completed after writing the last
+            # block" within it (EBS API reference, StartSnapshot): counted from the last write
+            snapshot.status = ec2_snapshot.status = "error"
+            _timeouts.pop(snapshot_id, None)
         return snapshot
 
     def start_snapshot(self: Any) -> Any:
@@ -194,6 +218,7 @@ def _ebs_rules() -> None:
         if token:
             answers[token] = {"request": request, "answer": answer}
         _born[snapshot_id] = time.monotonic()
+        _timeouts[snapshot_id] = (time.monotonic(), float(timeout or 60))
         return ActionResult(answer)
 
     def put_snapshot_block(self: Any) -> Any:
@@ -217,6 +242,8 @@ def _ebs_rules() -> None:
         if base64.b64encode(hashlib.sha256(data).digest()).decode() != checksum:
             raise invalid(f"block {index}: the checksum does not match the data")
         snapshot.put_block(index, data, checksum, "SHA256", len(data))
+        if snapshot_id in _timeouts:
+            _timeouts[snapshot_id] = (time.monotonic(), _timeouts[snapshot_id][1])
         return ActionResult({"Checksum": checksum, "ChecksumAlgorithm": "SHA256"})
 
     def complete_snapshot(self: Any) -> Any:

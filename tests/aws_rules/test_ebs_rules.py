@@ -202,3 +202,39 @@ def test_encryption_by_default_encrypts_and_unwritten_blocks_are_not_zeros(
     plain_ec2.enable_ebs_encryption_by_default()
     plain = stock.client("ebs").start_snapshot(VolumeSize=1)
     assert plain.get("SseType") in (None, "none") and not plain.get("KmsKeyArn")
+
+
+def test_a_snapshot_left_open_past_its_timeout_fails_and_register_starts_over(
+    aws: Aws, tmp_path: Path
+) -> None:
+    """StartSnapshot Timeout: "the snapshot is automatically cancelled if: No blocks are written
+    to the snapshot. The snapshot is not completed after writing the last block" within it (EBS
+    API reference, StartSnapshot). A rerun of `register` finds its recorded snapshot failed,
+    deletes it and writes a new one under a new client token."""
+    import json
+
+    from suitcase.aws.ami import STATE_FILE, AmiSettings, deregister_stage, register_stage
+    from tests.aws_endpoint import fake_stage
+
+    aws.twin(minute_seconds=0.05)  # the 60-minute Timeout lasts 3 s
+    client = aws.client("ebs")
+    abandoned = _start(client)["SnapshotId"]
+    time.sleep(3.5)
+    with pytest.raises(ClientError) as refused:
+        until_visible(lambda: _put(client, abandoned, 0, os.urandom(BLOCK_SIZE)), "test")
+    assert error_code(refused.value) == "ValidationException"
+    state = aws.client("ec2").describe_snapshots(SnapshotIds=[abandoned])["Snapshots"][0]
+    assert state["State"] == "error"
+    aws.twin(minute_seconds=60)  # the rerun writes at AWS's pace
+    stage = tmp_path / "aws-hvm"
+    manifest = fake_stage(stage, key="t" * 64)
+    (stage / STATE_FILE).write_text(
+        json.dumps({aws.target.region: {"token": "old", "snapshot_id": abandoned}})
+    )
+    lines: list[str] = []
+    result = register_stage(
+        aws.target, stage, manifest, AmiSettings(wait_interval=0.5), lines.append
+    )
+    assert result.snapshot_id != abandoned
+    assert any(f"snapshot {abandoned} of an earlier run is error" in x for x in lines), lines
+    deregister_stage(aws.target, stage, manifest, lines.append)

@@ -238,3 +238,28 @@ def test_a_snapshot_left_open_past_its_timeout_fails_and_register_starts_over(
     assert result.snapshot_id != abandoned
     assert any(f"snapshot {abandoned} of an earlier run is error" in x for x in lines), lines
     deregister_stage(aws.target, stage, manifest, lines.append)
+
+
+def test_stock_moto_lacks_the_rest_of_these_rules(stock: AwsTarget) -> None:
+    """The rules above that stock moto does not keep, shown in one place: a new snapshot takes
+    blocks at once (never invisible), a wrong aggregate or block count completes it anyway, and
+    RegisterImage takes a snapshot that is not completed and a volume smaller than it."""
+    client, ec2 = stock.client("ebs"), stock.client("ec2")
+    snapshot_id = client.start_snapshot(VolumeSize=2)["SnapshotId"]
+    _put(client, snapshot_id, 0, os.urandom(BLOCK_SIZE))  # no SNAPSHOT_NOT_FOUND first
+    image_id = ec2.register_image(  # still pending: AWS refuses this
+        Name="stock-pending",
+        RootDeviceName="/dev/xvda",
+        BlockDeviceMappings=[
+            {"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": snapshot_id, "VolumeSize": 1}}
+        ],
+    )["ImageId"]
+    assert image_id.startswith("ami-")
+    answer = client.complete_snapshot(
+        SnapshotId=snapshot_id,
+        ChangedBlocksCount=7,
+        Checksum=_sum(b"wrong"),
+        ChecksumAlgorithm="SHA256",
+        ChecksumAggregationMethod="LINEAR",
+    )
+    assert answer["Status"] == "completed"  # AWS: `error`

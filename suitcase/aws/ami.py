@@ -213,6 +213,8 @@ def register_stage(
         share(ec2, result, settings.launch_accounts, say, settings.kms_key)
         _finish(ec2, stage_dir, manifest, result)
         return copy_to_regions(target, stage_dir, manifest, result, settings, say)
+    if settings.launch_accounts and not settings.kms_key:
+        _refuse_default_key_sharing(ec2, kind)
     kernel = None
     if not kind.hvm:
         check_paravirtual(ec2, region)
@@ -260,6 +262,17 @@ def register_stage(
     share(ec2, result, settings.launch_accounts, say, settings.kms_key)
     _finish(ec2, stage_dir, manifest, result)
     return copy_to_regions(target, stage_dir, manifest, result, settings, say)
+
+
+def _refuse_default_key_sharing(ec2: Any, kind: Kind) -> None:
+    """Before any upload: an account that encrypts by default would encrypt the snapshot under
+    its default key, which AWS will not share (EBS User Guide, "Share an Amazon EBS snapshot")."""
+    if ec2.get_ebs_encryption_by_default().get("EbsEncryptionByDefault"):
+        raise ConfigError(
+            f"{kind.image}: the account encrypts new snapshots by default, with a key AWS will "
+            "not share with `ami_launch_accounts`; set `ami_kms_key` to a customer managed key "
+            "those accounts may use"
+        )
 
 
 def _register_image(ec2: Any, args: dict[str, Any]) -> str:

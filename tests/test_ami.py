@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from suitcase.aws import ebs, tags
 from suitcase.aws.ami import STATE_FILE, AmiSettings, deregister_stage, register_stage
+from suitcase.aws.clients import AwsTarget
 from suitcase.aws.ebs import BLOCK_SIZE
 from suitcase.aws.images import ami_name
 from suitcase.cli import cli
@@ -441,11 +442,18 @@ def test_site_settings_for_amis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     loaded = Site.load(site)
     settings = AmiSettings.from_site(loaded)
     assert settings.boot_mode == "uefi" and settings.launch_accounts == ("111122223333",)
-    assert settings.imds_support == "v2.0" and settings.workers == ebs.DEFAULT_WORKERS
+    assert settings.imds_support == "v2.0" and settings.workers == 0  # left to the target
+    embedded = AwsTarget(kind="embedded", region=REGION, endpoint_url="http://127.0.0.1:1")
+    account = AwsTarget(kind="account", region=REGION)
+    assert settings.for_target(embedded).workers == ebs.DEFAULT_WORKERS  # measured here
+    assert settings.for_target(account).workers == ebs.ACCOUNT_WORKERS  # coldsnap's
+    assert settings.for_target(embedded).wait_interval == 1.0
+    assert settings.for_target(account).wait_interval is None  # the waiters' own 15 s
     monkeypatch.setenv("SUITCASE_AMI_LAUNCH_ACCOUNTS", "111122223333,444455556666")
     monkeypatch.setenv("SUITCASE_EBS_WORKERS", "3")
     settings = AmiSettings.from_site(Site.load(site))
     assert settings.launch_accounts == ("111122223333", "444455556666") and settings.workers == 3
+    assert settings.for_target(AwsTarget(kind="account", region=REGION)).workers == 3
     monkeypatch.delenv("SUITCASE_AMI_LAUNCH_ACCOUNTS")
     monkeypatch.delenv("SUITCASE_EBS_WORKERS")
     for bad, message in (

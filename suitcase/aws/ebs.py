@@ -31,6 +31,9 @@ GIB = 2**30
 _ZERO = bytes(BLOCK_SIZE)
 #: Measured against the embedded endpoint on this machine (benchmarks/register.py, README).
 DEFAULT_WORKERS = 8
+#: Against AWS: coldsnap's SNAPSHOT_BLOCK_WORKERS (awslabs/coldsnap src/upload.rs), chosen by
+#: AWS for its own EBS direct APIs; not measured from here (no account on these machines).
+ACCOUNT_WORKERS = 64
 #: Attempts per call, SDK retries only (never stacked under a loop of our own: coldsnap #437),
 #: with botocore's standard backoff for throttling, 5xx and dropped connections.
 ATTEMPTS = 8

@@ -12,6 +12,8 @@ AWS has no call for are the twin's, set with `POST /_suitcase/twin` (suitcase.aw
 - `invisible_seconds`: a new snapshot (EBS direct) or AMI is not found for this long, nor a
   snapshot's block list right after it completes ("eventual consistency", EC2 API reference);
 - `completing_seconds`: a completed snapshot and a registered AMI read `pending` for this long;
+- `failing_images`: 1 makes each AMI registered meanwhile end `failed` (as AWS marks an AMI it
+  could not make), 0 (the default) not;
 - `minute_seconds`: how long one of StartSnapshot's `Timeout` minutes lasts (60; a test makes it
   short to see a snapshot AWS gives up on go to `error`).
 
@@ -34,12 +36,15 @@ _settings: dict[str, float] = {
     "invisible_seconds": 0.0,
     "completing_seconds": 0.0,
     "minute_seconds": 60.0,
+    "failing_images": 0.0,
 }
 _start: dict[str, float] = dict(_settings)
 _lock = threading.Lock()
 #: resource id -> time.monotonic() of the event the window counts from
 _born: dict[str, float] = {}
 _completed: dict[str, float] = {}
+#: AMIs registered while `failing_images` was on
+_failed: set[str] = set()
 #: snapshot id -> (time.monotonic() it started, its Timeout in minutes)
 _timeouts: dict[str, tuple[float, float]] = {}
 
@@ -332,11 +337,13 @@ def _ebs_rules() -> None:
 
 
 def _shown(item: Any, attribute: str) -> Any:
-    """`item` as Describe* shows it now: `pending` within its completing window."""
-    if not still_pending(item.id):
+    """`item` as Describe* shows it now: `pending` within its completing window (then `failed`
+    for an AMI made to fail)."""
+    state = "pending" if still_pending(item.id) else "failed" if item.id in _failed else None
+    if state is None:
         return item
     shown = copy.copy(item)
-    setattr(shown, attribute, "pending")
+    setattr(shown, attribute, state)
     return shown
 
 
@@ -419,6 +426,8 @@ def _ec2_rules() -> None:
                 )
         result = fixed_register(self)
         image_id = result.result["ImageId"]
+        if _settings["failing_images"]:
+            _failed.add(image_id)
         _born[image_id] = time.monotonic()
         _completed[image_id] = time.monotonic()
         return result

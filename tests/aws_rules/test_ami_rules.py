@@ -196,3 +196,30 @@ def test_an_aws_error_is_one_line_naming_the_call_and_what_to_do(aws: Aws) -> No
     assert "InvalidAMIName.Duplicate to RegisterImage" in line
     assert "deregister it or change `prefix`" in line
     ec2.deregister_image(ImageId=first, DeleteAssociatedSnapshots=True)
+
+
+def test_a_failed_ami_fails_the_run_and_the_rerun_replaces_it(aws: Aws, tmp_path: Path) -> None:
+    """An AMI AWS could not make ends `failed` (EC2 API reference, Image State; the
+    `image_available` waiter's failure state). `register` says so in one line; the rerun
+    deregisters the failed AMI (it would block every rerun) and registers the stage again."""
+    stage = tmp_path / "aws-hvm"
+    manifest = fake_stage(stage, key="f" * 64)
+    aws.twin(failing_images=1)
+    with pytest.raises(RegisterError, match="is failed"):
+        register_stage(aws.target, stage, manifest, SETTINGS, _quiet)
+    aws.twin(failing_images=0)
+    (failed,) = [
+        i["ImageId"]
+        for i in aws.client("ec2").describe_images(Owners=["self"])["Images"]
+        if i.get("State") == "failed"
+    ]
+    lines: list[str] = []
+    result = register_stage(aws.target, stage, manifest, SETTINGS, lines.append)
+    assert result.created and result.image_id != failed
+    assert any(f"AMI {failed} failed; deregistered it" in x for x in lines), lines
+    states = {
+        i["ImageId"]: i["State"]
+        for i in aws.client("ec2").describe_images(Owners=["self"])["Images"]
+    }
+    assert failed not in states and states[result.image_id] == "available"
+    deregister_stage(aws.target, stage, read_manifest(stage) or manifest, _quiet)

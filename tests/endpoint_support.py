@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 import signal
@@ -96,17 +97,16 @@ def put_snapshot(ebs: Any, blocks: dict[int, bytes]) -> str:
     be unknown to them for a while, as on AWS, so each call waits for it)."""
     snap = ebs.start_snapshot(VolumeSize=1, Tags=[{"Key": "suitcase:test", "Value": "1"}])
     for index, data in blocks.items():
-        until_visible(
-            lambda index=index, data=data: ebs.put_snapshot_block(
-                SnapshotId=snap["SnapshotId"],
-                BlockIndex=index,
-                BlockData=data,
-                DataLength=len(data),
-                Checksum=base64.b64encode(hashlib.sha256(data).digest()).decode(),
-                ChecksumAlgorithm="SHA256",
-            ),
-            "test",
+        put = functools.partial(
+            ebs.put_snapshot_block,
+            SnapshotId=snap["SnapshotId"],
+            BlockIndex=index,
+            BlockData=data,
+            DataLength=len(data),
+            Checksum=base64.b64encode(hashlib.sha256(data).digest()).decode(),
+            ChecksumAlgorithm="SHA256",
         )
+        until_visible(put, "test")
     until_visible(
         lambda: ebs.complete_snapshot(
             SnapshotId=snap["SnapshotId"], ChangedBlocksCount=len(blocks)

@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +26,7 @@ import pytest
 from suitcase.aws.clients import AwsTarget
 from suitcase.aws.endpoint import EmbeddedEndpoint
 from suitcase.aws.endpoint_server import KEY_HEADER
-from tests.aws_endpoint import free_port
+from tests.aws_proxy import moto_server
 from tests.endpoint_support import kill_leftovers
 
 REGION = "us-east-1"
@@ -95,33 +92,6 @@ def _twin_defaults(aws: Aws) -> Iterator[None]:
 @pytest.fixture(scope="module")
 def stock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsTarget]:
     """Stock moto (`moto_server`, none of Suitcase's fixes): to show a rule is the twin's."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("stock") / "moto.log"
-    env = {**os.environ, "MOTO_EC2_LOAD_DEFAULT_AMIS": "false"}
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=2).read()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto_server did not start: {log.read_text()}") from None
-                time.sleep(0.2)
+    with moto_server(tmp_path_factory.mktemp("stock") / "moto.log") as url:
         # kind "embedded" without the workspace's key: fixed dummy keys, no profile of the host
         yield AwsTarget(kind="embedded", region=REGION, endpoint_url=url)
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

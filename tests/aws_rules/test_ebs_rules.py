@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import os
 import time
@@ -89,7 +90,7 @@ def _completed_with(aws: Aws, blocks: dict[int, bytes], **complete: Any) -> str:
     client = aws.client("ebs")
     snapshot_id = str(_start(client)["SnapshotId"])
     for index, data in blocks.items():
-        until_visible(lambda i=index, d=data: _put(client, snapshot_id, i, d), "test")
+        until_visible(functools.partial(_put, client, snapshot_id, index, data), "test")
     client.complete_snapshot(SnapshotId=snapshot_id, **complete)
     return snapshot_id
 
@@ -182,7 +183,7 @@ def test_encryption_by_default_encrypts_and_unwritten_blocks_are_not_zeros(
             for index in ebs.data_blocks(disk):
                 data = os.pread(fd, BLOCK_SIZE, index * BLOCK_SIZE).ljust(BLOCK_SIZE, b"\0")
                 if data != bytes(BLOCK_SIZE):
-                    until_visible(lambda i=index, d=data: _put(client, snapshot_id, i, d), "t")
+                    until_visible(functools.partial(_put, client, snapshot_id, index, data), "t")
                     sent[index] = hashlib.sha256(data).digest()
         finally:
             os.close(fd)

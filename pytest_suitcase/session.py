@@ -9,9 +9,9 @@ from typing import ClassVar
 
 import pytest
 
-from suitcase.context import Context
+from suitcase.context import Context, image_types
 from suitcase.errors import ConfigError, SuitcaseError
-from suitcase.imagetypes import IMAGE_TYPES, resolve_images
+from suitcase.imagetypes import IMAGE_TYPES
 from suitcase.ostemplate import OSTemplate
 from suitcase.plan import BuildPlan
 from suitcase.verbs import check_source, preflight_plan
@@ -107,7 +107,7 @@ class SuitcaseSession:
             _check_workspace(opt.suitcase_workspace, ctx.workspace.root)
             os_template = ctx.os_template(opt.suitcase_os)
             spec = ",".join(opt.suitcase_images or ["all"])
-            names = [t.name for t in resolve_images(spec)]
+            names = [t.name for t in image_types(os_template, spec)]
             workerinput = getattr(config, "workerinput", None)
             if workerinput is not None and "suitcase_timestamp" in workerinput:
                 timestamp = workerinput["suitcase_timestamp"]

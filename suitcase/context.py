@@ -14,7 +14,7 @@ from suitcase.command import run
 from suitcase.config import Paths, Site
 from suitcase.errors import ConfigError, ToolError
 from suitcase.imagetypes import ImageType, resolve_images
-from suitcase.ostemplate import OSTemplate, load_os
+from suitcase.ostemplate import OSTemplate, image_refusal, load_os
 from suitcase.packer import packer_version
 from suitcase.plan import BuildPlan, make_plan
 from suitcase.workspace import BuildSet, Workspace
@@ -58,9 +58,19 @@ class Context:
             os_template.name, self.workspace.resolve_timestamp(os_template.name, timestamp)
         )
 
-    def plan(self, os_name: str | None, images: str | None, timestamp: str | None) -> BuildPlan:
+    def plan(
+        self,
+        os_name: str | None,
+        images: str | None,
+        timestamp: str | None,
+        keep_refused: bool = False,
+    ) -> BuildPlan:
+        """The plan for IMAGES of the OS. Asked for every type (`all`, or none named), a type
+        this OS cannot make boot (ostemplate.image_refusal) is left out, unless `keep_refused`
+        (`suitcase plan` shows it as "would be refused"); named, it stays, and the build's
+        preflight refuses it in one line."""
         os_template = self.os_template(os_name)
-        types: list[ImageType] = resolve_images(images)
+        types = image_types(os_template, images, keep_refused)
         return make_plan(
             os_template,
             types,
@@ -70,6 +80,18 @@ class Context:
             self.site,
             tool_versions(),
         )
+
+
+def image_types(
+    os_template: OSTemplate, images: str | None, keep_refused: bool = False
+) -> list[ImageType]:
+    """resolve_images, less the types this OS cannot make boot when every type was asked for
+    (`all`, or none named); a type named outright is kept, for preflight to refuse."""
+    types: list[ImageType] = resolve_images(images)
+    every = images is None or "all" in [x.strip() for x in images.split(",")]
+    if every and not keep_refused:
+        types = [t for t in types if image_refusal(os_template.spec, t.name) is None]
+    return types
 
 
 def tool_versions() -> dict[str, str]:

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from suitcase import verbs
 from suitcase.build import StageResult, run_plan
-from suitcase.context import Context
-from suitcase.imagetypes import IMAGE_TYPES, resolve_images
+from suitcase.context import Context, image_types
+from suitcase.imagetypes import IMAGE_TYPES
 from suitcase.manifest import Manifest, read_manifest
 from suitcase.overlap import BackgroundUploads
 from suitcase.summary import (
@@ -83,7 +83,9 @@ class Pipeline:
         self.say = say
         self.os = ctx.os_template(os_name)
         # the selected image types, parents first (a derived image's upload ships its master)
-        self.images = sorted({t.name for t in resolve_images(image)}, key=list(IMAGE_TYPES).index)
+        self.images = sorted(
+            {t.name for t in image_types(self.os, image)}, key=list(IMAGE_TYPES).index
+        )
         self.selector = ",".join(self.images)
         self.uploaded_now: set[str] = set()
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from suitcase.aws.ship import read_cookie
 from suitcase.build import Say, StageResult, preflight, run_plan
-from suitcase.context import Context
+from suitcase.context import Context, image_types
 from suitcase.errors import ConfigError, SuitcaseError
 from suitcase.imagetypes import IMAGE_TYPES, resolve_images
 from suitcase.manifest import UPLOAD_COOKIE, inspect_manifest, write_atomic
@@ -82,7 +82,7 @@ def build(
 
 
 def plan_text(ctx: Context, image: str | None, os_name: str | None, timestamp: str | None) -> str:
-    plan = ctx.plan(os_name, image, timestamp)
+    plan = ctx.plan(os_name, image, timestamp, keep_refused=True)
     return render_plan(plan)
 
 
@@ -238,7 +238,7 @@ def verify(
     verified, or a new one is built. A build that cannot start stops here, in one line.
     """
     os_template = ctx.os_template(os_name)
-    names = ",".join(t.name for t in resolve_images(image))
+    names = ",".join(t.name for t in image_types(os_template, image))
     check_source(source, names.split(","))
     if not ctx.workspace.root.is_dir():  # a typo must not start a whole new workspace
         raise ConfigError(f"workspace {ctx.workspace.root} does not exist; create it first")

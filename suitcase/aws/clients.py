@@ -191,10 +191,15 @@ def aws_target(ctx: Context, say: Callable[[str], None]) -> AwsTarget:
                 "~/.aws/credentials, ~/.aws/config, instance role); configure them, or set "
                 "`aws: embedded`"
             )
-        why = "aws: auto, no AWS account configured"
         if named:
-            why = f"aws: auto, site.yaml names account {named} but no AWS credentials were found"
-        return _embedded(ctx, region, say, why)
+            # naming an account says AWS was meant: the embedded endpoint would let `suitcase
+            # all` "succeed" while shipping nowhere (the same reason a mismatch is refused)
+            raise CredentialsRejected(
+                f"aws: auto: site.yaml names account {named}, but no AWS credentials were found "
+                "(environment, ~/.aws, instance role); configure them, or empty `account:` to "
+                "use the embedded endpoint"
+            )
+        return _embedded(ctx, region, say, "aws: auto, no AWS account configured")
     if mode == "auto" and not named:
         # credentials alone prove nothing about intent (a stray AWS_PROFILE, a developer's
         # credential_process): shipping there is the accident this rule exists to prevent

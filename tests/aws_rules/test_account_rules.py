@@ -167,3 +167,25 @@ def test_an_embedded_target_has_one_session(aws: Aws) -> None:
     assert target.sessions.session is not None and target.sessions is not made.sessions
     assert first.list_buckets()["ResponseMetadata"]["HTTPStatusCode"] == 200
     assert dataclasses.replace(target, region="eu-west-1").sessions is target.sessions
+
+
+def test_a_named_account_without_credentials_is_refused_not_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """site.yaml names an account but no credentials are found: one line, no endpoint started
+    (the embedded endpoint would make `suitcase all` succeed while shipping nowhere)."""
+    from click.testing import CliRunner
+
+    from suitcase.cli import cli
+    from tests.endpoint_support import clean_aws_env
+
+    clean_aws_env(monkeypatch, tmp_path / "home")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    monkeypatch.chdir(ws)
+    (ws / "site.yaml").write_text("account: '111122223333'\n")
+    result = CliRunner().invoke(cli, ["upload", "master", "--os", "Debian-12-x86_64"])
+    assert result.exit_code != 0
+    lines = [x for x in result.output.splitlines() if x.startswith("suitcase: error")]
+    assert len(lines) == 1 and "names account 111122223333, but no AWS credentials" in lines[0]
+    assert not (ws / "endpoint").exists()

@@ -308,8 +308,8 @@ def write_snapshot(
         encrypted = is_encrypted(ec2, snapshot_id)
     if on_started:
         on_started(snapshot_id)
-    everything = list(range(volume_gib(size) * GIB // BLOCK_SIZE))
-    indices = everything if encrypted else data_blocks(disk)
+    # encrypted: every block of the volume (zeros included); else only blocks that hold data
+    indices = list(range(volume_gib(size) * GIB // BLOCK_SIZE)) if encrypted else data_blocks(disk)
     sent = put_blocks(ebs, snapshot_id, disk, indices, workers, encrypted, progress)
     complete_snapshot(ebs, snapshot_id, sent)
     if on_completing:  # no block may be sent any more: a rerun only waits

@@ -5,6 +5,8 @@
 - `DigestCache`: a file's sha256, cached by (device, inode, size, mtime, ctime), so checking a
   multi-GiB artifact against its manifest costs one stat() on every run after the first. The
   ctime cannot be set by `touch` or `os.utime`: rewriting a file in place always changes it.
+- `FlatCache`: the raw copy of a verified qcow2 that read-only mounts use, made once per stage
+  key and disk sha256 (images/.verify/flat/), instead of a fresh copy for every mount.
 - `shipped_output`: the output of a stage that ships, whose sha256 verification checks and records.
 - `unpack_box`: a `.box` unpacked as Vagrant does (a tar of box.img, metadata.json, Vagrantfile).
 - `vmdk_holds`: `qemu-img compare` of the verified raw disk and the VMDK that ships beside it.
@@ -16,6 +18,8 @@ import contextlib
 import fcntl
 import json
 import os
+import re
+import stat
 import subprocess
 import tarfile
 from collections.abc import Iterator
@@ -116,6 +120,232 @@ class DigestCache:
             yield
         finally:
             os.close(fd)
+
+
+@contextlib.contextmanager
+def held(lock: Path) -> Iterator[None]:
+    """An exclusive flock on `lock` (made 0600, never followed if a link); the kernel drops it
+    however its holder dies."""
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def cache_folder(path: Path) -> Path:
+    """`path` made (0700) if missing and checked: a real folder of this user that nobody else can
+    write (else UnsafeFolder, one line), since what lies in it is trusted by name."""
+    from suitcase.safety import check_own_folder
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    check_own_folder(path, "verification cache folder")
+    return path
+
+
+_STAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_HEX = re.compile(r"[0-9a-f]+")
+_PARTIAL = re.compile(r"(?P<name>.+)\.(?P<pid>[0-9]+)-(?P<start>[0-9]+)\.partial")
+
+
+def entry_name(stage: str, key: str, sha256: str, suffix: str) -> str:
+    """`<stage>-<key[:16]>-<sha256><suffix>`: what a cache entry was made from, in its name."""
+    if not _STAGE.fullmatch(stage) or not _HEX.fullmatch(key[:16]) or len(key) < 16:
+        raise ConfigError(f"no cache entry for stage {stage!r} with key {key!r}")
+    if not _HEX.fullmatch(sha256) or len(sha256) != 64:
+        raise ConfigError(f"no cache entry for a sha256 of {sha256!r}")
+    return f"{stage}-{key[:16]}-{sha256}{suffix}"
+
+
+def drop_entries(folder: Path, stage: str, pattern: str, keep: str | None = None) -> list[Path]:
+    """Unlink the entries of `stage` in `folder` (names `<stage>-` + `pattern`) but `keep`,
+    through a handle on the folder: an entry is unlinked, never followed; a folder by such a
+    name is left alone. An entry another process has mounted stays readable to it (the kernel
+    keeps the inode until the loop device lets go)."""
+    wanted = re.compile(re.escape(stage) + "-" + pattern)
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return []
+    dropped = []
+    try:
+        for name in sorted(os.listdir(fd)):
+            if name == keep or not wanted.fullmatch(name):
+                continue
+            if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=fd)
+                dropped.append(folder / name)
+    finally:
+        os.close(fd)
+    return dropped
+
+
+def sweep_partials(folder: Path) -> list[Path]:
+    """Unlink `<name>.<pid>-<start>.partial` files whose writer is gone (killed mid-write)."""
+    from suitcase.sweep import alive
+
+    swept = []
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        for name in sorted(os.listdir(fd)):
+            found = _PARTIAL.fullmatch(name)
+            if found is None or alive(int(found["pid"]), int(found["start"])):
+                continue
+            if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=fd)
+                swept.append(folder / name)
+    finally:
+        os.close(fd)
+    return swept
+
+
+def partial_name(name: str) -> str:
+    """`<name>.<pid>-<start>.partial`: a file this process is writing (swept once it is gone)."""
+    from suitcase.sweep import start_time
+
+    me = os.getpid()
+    return f"{name}.{me}-{start_time(me) or 0}.partial"
+
+
+def publish(partial: Path, entry: Path, mode: int) -> None:
+    """fsync `partial`, give it `mode`, and rename it to `entry` (the folder fsynced too): a
+    reader sees no entry or a whole one, even after a crash."""
+    fd = os.open(partial, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+    os.replace(partial, entry)
+    folder = os.open(entry.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+#: what a flat cache entry must look like to be trusted (owner: the effective user)
+FLAT_MODE = 0o400
+_FLAT = r"[0-9a-f]{16}-[0-9a-f]{64}\.raw"
+
+
+class FlatCache:
+    """Raw copies of verified qcow2 disks, for read-only mounts: one per stage key and sha256.
+
+    An entry `<stage>-<key[:16]>-<sha256>.raw` is made only from a disk whose sha256 is that
+    (checked through the digest cache at the time, and unchanged while it was converted), so a
+    tampered or planted disk names another entry: nothing is reused by name alone. It is
+    trusted only as a regular file of the effective user, mode 0400, of the disk's virtual
+    size; anything else by that name is replaced. Written kill -9 safe (under a flock, into a
+    `.partial` named by pid and start time, fsynced, then renamed); a dead writer's partials
+    are swept. Writing an entry drops the stage's others; `suitcase clean` drops them all.
+    Never for writable mounts: those convert a private copy (machine.mounted).
+    """
+
+    def __init__(self, folder: Path, digests: DigestCache) -> None:
+        self.folder = folder
+        self.digests = digests
+
+    def entry(self, stage: str, key: str, sha256: str) -> Path:
+        return self.folder / entry_name(stage, key, sha256, ".raw")
+
+    def raw_of(self, source: Path, stage: str, key: str, sha256: str) -> Path:
+        """The path to mount `source` read-only from: itself when it is raw already, else its
+        flattened raw entry (made now if missing or not trustworthy)."""
+        from suitcase.artifact import disk_info
+        from suitcase.command import run
+
+        info = disk_info(source)
+        fmt = str(info.get("format"))
+        if fmt == "raw":
+            return source
+        if _reads_elsewhere(info):
+            raise ArtifactChanged(
+                f"{source} reads data from another file (a backing or data file): not a "
+                "standalone disk, nothing verified it"
+            )
+        size = int(str(info.get("virtual-size", -1)))
+        entry = self.entry(stage, key, sha256)
+        self._check(source, sha256)  # never an entry for (or from) a disk that is not this one
+        cache_folder(self.folder)  # what lies in it is trusted only if nobody else can write it
+        if self.trusted(entry, size):
+            return entry
+        with held(self.folder / ".lock"):
+            sweep_partials(self.folder)
+            if self.trusted(entry, size):  # another process made it while we waited
+                return entry
+            if os.path.isdir(entry) and not os.path.islink(entry):
+                raise ArtifactChanged(f"{entry} is a folder: remove it (a flat cache entry)")
+            before = DigestCache.key(source)
+            self._check(source, sha256)
+            partial = self.folder / partial_name(entry.name)
+            try:
+                run(["qemu-img", "convert", "-f", fmt, "-O", "raw", str(source), str(partial)])
+                if DigestCache.key(source) != before:
+                    raise ArtifactChanged(f"{source} changed while it was flattened")
+                if partial.stat().st_size != size:
+                    raise ArtifactChanged(f"{source} flattened to an unexpected size")
+                publish(partial, entry, FLAT_MODE)
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
+            drop_entries(self.folder, stage, _FLAT, keep=entry.name)
+        return entry
+
+    def _check(self, source: Path, sha256: str) -> None:
+        actual = self.digests.sha256(source)
+        if actual != sha256:
+            raise ArtifactChanged(
+                f"{source} has sha256 {actual[:16]}…, not the verified {sha256[:16]}…: "
+                "it changed after it was checked"
+            )
+
+    @staticmethod
+    def trusted(entry: Path, size: int) -> bool:
+        """A regular file (not a link) of the effective user, mode 0400, `size` bytes."""
+        try:
+            st = os.lstat(entry)
+        except OSError:
+            return False
+        return (
+            stat.S_ISREG(st.st_mode)
+            and st.st_uid == os.geteuid()
+            and stat.S_IMODE(st.st_mode) == FLAT_MODE
+            and st.st_size == size
+        )
+
+    def drop(self, stage: str) -> list[Path]:
+        """Remove every entry of `stage` (its stage folder was cleaned)."""
+        if not self.folder.is_dir():
+            return []
+        with held(cache_folder(self.folder) / ".lock"):
+            return drop_entries(self.folder, stage, _FLAT)
+
+
+def _reads_elsewhere(info: dict[str, object]) -> bool:
+    """Does a disk read data from another file (a backing chain, a qcow2 external data file)?"""
+    if info.get("backing-filename") or info.get("full-backing-filename"):
+        return True
+    specific = info.get("format-specific")
+    data = specific.get("data") if isinstance(specific, dict) else None
+    return isinstance(data, dict) and bool(data.get("data-file"))
+
+
+def flat_cache(images_dir: Path) -> FlatCache:
+    """The workspace's flat cache (images/.verify/flat/)."""
+    return FlatCache(verify_dir(images_dir) / "flat", digest_cache(images_dir))
+
+
+def stage_cache_name(image: str, set_id: str) -> str:
+    """How the caches name one stage: its image type and build set."""
+    return f"{image}.{set_id}"
 
 
 def verify_dir(images_dir: Path) -> Path:

@@ -5,15 +5,23 @@ file, folder and link of the trees in specs/parity.yaml (`/etc`, `/boot`: conten
 mode, owner); the user accounts (passwd, shadow, group, gshadow: password *states*, never a
 hash); and the `authorized_keys` of every user. Deltas are globs of paths an image type may
 change, users it may add or change, and key files that may only lose keys.
+
+The master's snapshot is taken once per master disk: `master_snapshot` keeps it in
+images/.verify/parity/ (JSON, keyed by the disk's verified sha256, the rules, the OS family and
+this code), so each derived image's check, in any process, reads it instead of mounting again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import functools
 import hashlib
+import json
 import os
 import stat
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -262,3 +270,150 @@ def compare(master: Snapshot, derived: Snapshot, image: str, rules: Rules) -> li
             f"(not a declared {image} delta)"
         )
     return problems
+
+
+#: the layout of a stored snapshot; any change to this module's code also makes a new one
+SNAPSHOT_FORMAT = 1
+_SNAPSHOT = r"[0-9a-f]{16}-[0-9a-f]{64}-[0-9a-f]{16}\.json"
+
+
+def to_json(snap: Snapshot) -> dict[str, Any]:
+    return {
+        "packages": snap.packages,
+        "files": snap.files,
+        "accounts": snap.accounts,
+        "keys": {path: sorted(keys) for path, keys in snap.keys.items()},
+    }
+
+
+def from_json(data: Any) -> Snapshot:
+    """The snapshot `to_json` wrote (ValueError when `data` is not one, in any detail)."""
+
+    def strings(value: Any) -> dict[str, str]:
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise ValueError("not a mapping of strings")
+        return dict(value)
+
+    if not isinstance(data, dict) or not isinstance(data.get("keys"), dict):
+        raise ValueError("not a snapshot")
+    keys = {}
+    for path, found in data["keys"].items():
+        if not isinstance(found, list) or not all(isinstance(k, str) for k in found):
+            raise ValueError("keys are not lists of strings")
+        keys[str(path)] = frozenset(found)
+    return Snapshot(
+        strings(data.get("packages")),
+        strings(data.get("files")),
+        strings(data.get("accounts")),
+        keys,
+    )
+
+
+@functools.cache
+def _code_digest() -> str:
+    """This module's code and what it reads images with: a change to it is a new snapshot."""
+    digest = hashlib.sha256(str(SNAPSHOT_FORMAT).encode())
+    here = Path(__file__).resolve().parent
+    for name in ("parity.py", "sandbox.py", "safety.py"):
+        digest.update((here / name).read_bytes())
+    return digest.hexdigest()
+
+
+def snapshot_digest(rules: Rules, family: str) -> str:
+    """What a snapshot depends on besides the disk: the rules, the OS family, the code."""
+    text = json.dumps([asdict(rules), family, _code_digest()], sort_keys=True, default=sorted)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class SnapshotCache:
+    """Snapshots of master disks, one file per (stage, key, disk sha256, rules and code digest).
+
+    Taken under a flock, so with several pytest-xdist workers one mounts the master and the
+    others wait and read its file. A file is believed only when it is a regular file of the
+    effective user that nobody else may write, and it parses into a snapshot naming the same
+    sha256 and digest; anything else is taken again and replaced (written atomically, 0600).
+    Writing one drops the stage's others; `suitcase clean` drops them all.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def get(
+        self,
+        stage: str,
+        key: str,
+        sha256: str,
+        family: str,
+        rules: Rules,
+        take: Callable[[], Snapshot],
+    ) -> Snapshot:
+        from suitcase.manifest import write_atomic
+        from suitcase.verified import cache_folder, drop_entries, entry_name, held
+
+        digest = snapshot_digest(rules, family)
+        path = self.folder / entry_name(stage, key, sha256, f"-{digest[:16]}.json")
+        with held(cache_folder(self.folder) / ".lock"):
+            found = self.load(path, sha256, digest)
+            if found is not None:
+                return found
+            snap = take()
+            text = json.dumps({"sha256": sha256, "digest": digest, "snapshot": to_json(snap)})
+            with contextlib.suppress(OSError):  # a cache that cannot be written only costs time
+                write_atomic(path, text + "\n", 0o600)
+                drop_entries(self.folder, stage, _SNAPSHOT, keep=path.name)
+        return snap
+
+    @staticmethod
+    def load(path: Path, sha256: str, digest: str) -> Snapshot | None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return None  # none yet, or a link: taken again
+        with os.fdopen(fd, "rb") as handle:
+            st = os.fstat(handle.fileno())
+            if (
+                not stat.S_ISREG(st.st_mode)
+                or st.st_uid != os.geteuid()
+                or stat.S_IMODE(st.st_mode) & 0o022
+            ):
+                return None
+            try:
+                data = json.loads(handle.read())
+                if data["sha256"] != sha256 or data["digest"] != digest:
+                    return None
+                return from_json(data["snapshot"])
+            except (ValueError, KeyError, TypeError):
+                return None
+
+    def drop(self, stage: str) -> list[Path]:
+        """Remove every snapshot of `stage` (its stage folder was cleaned)."""
+        from suitcase.verified import cache_folder, drop_entries, held
+
+        if not self.folder.is_dir():
+            return []
+        with held(cache_folder(self.folder) / ".lock"):
+            return drop_entries(self.folder, stage, _SNAPSHOT)
+
+
+def snapshot_cache(images_dir: Path) -> SnapshotCache:
+    """The workspace's master snapshots (images/.verify/parity/)."""
+    from suitcase.verified import verify_dir
+
+    return SnapshotCache(verify_dir(images_dir) / "parity")
+
+
+def master_snapshot(
+    images_dir: Path, stage: str, key: str, disk: Path, sha256: str, family: str, rules: Rules
+) -> Snapshot:
+    """The snapshot of the master `disk` (its sha256 verified by the caller): read from the
+    snapshot cache, else taken once, mounted through the flat cache, and stored."""
+    from suitcase.machine import mounted
+    from suitcase.verified import flat_cache
+
+    def take() -> Snapshot:
+        with mounted(flat_cache(images_dir).raw_of(disk, stage, key, sha256)) as root:
+            return snapshot(root, family, rules)
+
+    return snapshot_cache(images_dir).get(stage, key, sha256, family, rules, take)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from suitcase.errors import SuitcaseError
 from suitcase.imagetypes import IMAGE_TYPES
 from suitcase.machine import booted, mounted, vm_cpus
 from suitcase.manifest import Manifest
+from suitcase.parity import Snapshot
 
 
 @pytest.fixture(scope="session")
@@ -146,22 +146,59 @@ def disk_of(session: SuitcaseSession, manifest: Manifest) -> Path:
     return session.ctx.workspace.stage_dir(manifest.stage, session.build_set) / output.path
 
 
-@contextlib.contextmanager
-def pristine_host(session: SuitcaseSession, manifest: Manifest) -> Iterator[Any]:
-    from pytest_suitcase.sandboxed import image_host
+def disk_sha256(session: SuitcaseSession, manifest: Manifest) -> str:
+    """The sha256 of the stage's disk, checked against its manifest (cached per file version)."""
+    from suitcase.verified import check_output, digest_cache
 
-    with mounted(disk_of(session, manifest)) as root:
-        yield image_host(root)
+    output = manifest.output(IMAGE_TYPES[manifest.stage].disk)
+    if output is None:
+        pytest.fail(f"{manifest.stage} manifest lists no disk", pytrace=False)
+    workspace = session.ctx.workspace
+    stage_dir = workspace.stage_dir(manifest.stage, session.build_set)
+    return check_output(stage_dir, output, digest_cache(workspace.images_dir))
+
+
+def to_mount(session: SuitcaseSession, manifest: Manifest, disk: Path) -> Path:
+    """What to mount read-only for `disk`: itself when raw, else its raw copy in the flat cache
+    (made once per stage key and verified sha256), else (a disk with no verified sha256) the
+    disk itself, which `mounted` converts privately."""
+    from suitcase.artifact import disk_info
+    from suitcase.verified import digest_cache, flat_cache, stage_cache_name
+
+    images = session.ctx.workspace.images_dir
+    if disk_info(disk).get("format") == "raw":
+        return disk
+    if disk == disk_of(session, manifest):
+        sha256 = disk_sha256(session, manifest)
+    elif manifest.stage == "vagrant" and disk.name == "box.img":
+        # unpacked from the box checked against its manifest: its entry is named by its own
+        # sha256, so it is the flattening of exactly these bytes
+        sha256 = digest_cache(images).sha256(disk)
+    else:
+        return disk
+    stage = stage_cache_name(manifest.stage, session.build_set.id)
+    return flat_cache(images).raw_of(disk, stage, manifest.key, sha256)
 
 
 @pytest.fixture(scope="session")
-def image(suitcase_disk: Path) -> Iterator[Any]:
+def suitcase_root(
+    suitcase_session: SuitcaseSession, suitcase_artifact: Manifest, suitcase_disk: Path
+) -> Iterator[Path]:
+    """The image under test mounted read-only, once per session (specs and parity share it)."""
+    try:
+        with mounted(to_mount(suitcase_session, suitcase_artifact, suitcase_disk)) as root:
+            yield root
+    except SuitcaseError as exc:
+        pytest.fail(f"suitcase: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def image(suitcase_root: Path) -> Any:
     """testinfra host over the image as shipped (mounted read-only, never booted); with
     --suitcase-source=ami, over the AMI's snapshot read back (pytest_suitcase.ami)."""
     from pytest_suitcase.sandboxed import image_host
 
-    with mounted(suitcase_disk) as root:
-        yield image_host(root)
+    return image_host(suitcase_root)
 
 
 @pytest.fixture(scope="session")
@@ -202,19 +239,42 @@ def suitcase_build_key(suitcase_session: SuitcaseSession, suitcase_image: str) -
 
 
 @pytest.fixture(scope="session")
+def suitcase_master_snapshot(
+    suitcase_session: SuitcaseSession, suitcase_master: Manifest
+) -> Snapshot:
+    """The master's parity snapshot: taken once per master disk, rules and code (one mount, in
+    one xdist worker), then read from images/.verify/parity/ by every other check."""
+    from suitcase.parity import Rules, master_snapshot
+    from suitcase.verified import stage_cache_name
+
+    session = suitcase_session
+    try:
+        return master_snapshot(
+            session.ctx.workspace.images_dir,
+            stage_cache_name("master", session.build_set.id),
+            suitcase_master.key,
+            disk_of(session, suitcase_master),
+            disk_sha256(session, suitcase_master),
+            session.os.family,
+            Rules.load(session.ctx.paths),
+        )
+    except SuitcaseError as exc:
+        pytest.fail(f"suitcase: parity of the master: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
 def suitcase_parity(
     suitcase_session: SuitcaseSession,
     suitcase_image: str,
-    suitcase_disk: Path,
-    suitcase_master: Manifest,
+    suitcase_root: Path,
+    suitcase_master_snapshot: Snapshot,
 ) -> list[str]:
     """Differences between this image and its master outside the declared deltas."""
     from suitcase.parity import Rules, compare, snapshot
 
-    rules = Rules.load(suitcase_session.ctx.paths)
-    family = suitcase_session.os.family
-    with mounted(disk_of(suitcase_session, suitcase_master)) as root:
-        master = snapshot(root, family, rules)
-    with mounted(suitcase_disk) as root:
-        derived = snapshot(root, family, rules)
-    return compare(master, derived, suitcase_image, rules)
+    try:
+        rules = Rules.load(suitcase_session.ctx.paths)
+        derived = snapshot(suitcase_root, suitcase_session.os.family, rules)
+    except SuitcaseError as exc:
+        pytest.fail(f"suitcase: parity of {suitcase_image}: {exc}", pytrace=False)
+    return compare(suitcase_master_snapshot, derived, suitcase_image, rules)

@@ -21,7 +21,9 @@ from pytest_suitcase.fixtures import (  # noqa: F401  (fixtures are found by nam
     suitcase_host,
     suitcase_image,
     suitcase_master,
+    suitcase_master_snapshot,
     suitcase_parity,
+    suitcase_root,
     suitcase_session,
     suitcase_upload,
 )

@@ -172,8 +172,29 @@ def clean(
         targets = ctx.workspace.clean_targets(names, bset, os_template.name)
         found = [path for paths in targets.values() for path in paths]
         return [f"would remove {p}" for p in found] or ["nothing to remove"]
+    sets = [bset] if bset is not None else ctx.workspace.build_sets(os_template.name)
     removed = ctx.workspace.clean(names, bset, os_template.name)
-    return [f"removed {p}" for p in removed] or ["nothing to remove"]
+    return [f"removed {p}" for p in [*removed, *_drop_caches(ctx, names, sets, removed)]] or [
+        "nothing to remove"
+    ]
+
+
+def _drop_caches(
+    ctx: Context, names: list[str], sets: list[BuildSet], removed: list[Path]
+) -> list[Path]:
+    """Verification's flat copies and master snapshots of the stage folders just removed."""
+    from suitcase.parity import snapshot_cache
+    from suitcase.verified import flat_cache, stage_cache_name
+
+    images_dir = ctx.workspace.images_dir
+    dropped: list[Path] = []
+    for bset in sets:
+        for name in names:
+            if ctx.workspace.stage_dir(name, bset) in removed:
+                stage = stage_cache_name(name, bset.id)
+                dropped += flat_cache(images_dir).drop(stage)
+                dropped += snapshot_cache(images_dir).drop(stage)
+    return dropped
 
 
 def fake_upload(
@@ -318,10 +339,16 @@ def _endpoint_first(ctx: Context, names: list[str]) -> None:
 def parity(
     ctx: Context, image: str | None, os_name: str | None, timestamp: str | None
 ) -> tuple[list[str], bool]:
-    """Compare each derived image of a build set with its master; lines to show and a verdict."""
+    """Compare each derived image of a build set with its master; lines to show and a verdict.
+
+    Every disk is checked against its manifest first; the master's snapshot is taken once per
+    disk and rules (parity.master_snapshot), and qcow2 disks are mounted through the flat cache.
+    """
+    from suitcase.artifact import disk_info
     from suitcase.imagetypes import IMAGE_TYPES
     from suitcase.machine import mounted
-    from suitcase.parity import Rules, compare, snapshot
+    from suitcase.parity import Rules, compare, master_snapshot, snapshot
+    from suitcase.verified import check_output, digest_cache, flat_cache, stage_cache_name
 
     plan = _existing_plan(ctx, image, os_name, timestamp)
     rules = Rules.load(ctx.paths)
@@ -329,24 +356,33 @@ def parity(
     manifests = {n: s.manifest for n, s in states.items() if s.manifest is not None}
     if "master" not in manifests:
         raise ConfigError(f"the master of {plan.build_set.id} is not built")
+    images_dir = ctx.workspace.images_dir
 
-    def disk(name: str) -> Path:
+    def disk(name: str) -> tuple[Path, str]:
+        """The stage's disk and its sha256, checked against the manifest."""
         manifest = manifests[name]
         output = manifest.output(IMAGE_TYPES[name].disk)
         if output is None:
             raise ConfigError(f"{name} of {plan.build_set.id} lists no disk")
-        return plan.stage(name).directory / output.path
+        directory = plan.stage(name).directory
+        return directory / output.path, check_output(directory, output, digest_cache(images_dir))
 
-    with mounted(disk("master")) as root:
-        master = snapshot(root, plan.os.family, rules)
+    def stage(name: str) -> str:
+        return stage_cache_name(name, plan.build_set.id)
+
+    family, key = plan.os.family, manifests["master"].key
+    master = master_snapshot(images_dir, stage("master"), key, *disk("master"), family, rules)
     lines, ok = [f"parity of {plan.build_set.id} against its master"], True
     derived = [s.image.name for s in plan.stages if not s.image.is_master]
     for name in derived:
         if name not in manifests:
             lines.append(f"{name}: not built, skipped")
             continue
-        with mounted(disk(name)) as root:
-            problems = compare(master, snapshot(root, plan.os.family, rules), name, rules)
+        path, sha256 = disk(name)
+        if disk_info(path).get("format") != "raw":
+            path = flat_cache(images_dir).raw_of(path, stage(name), manifests[name].key, sha256)
+        with mounted(path) as root:
+            problems = compare(master, snapshot(root, family, rules), name, rules)
         lines.append(f"{name}: {'holds' if not problems else f'{len(problems)} difference(s)'}")
         lines.extend(f"  {p}" for p in problems)
         ok = ok and not problems

@@ -207,3 +207,31 @@ def test_mounted_read_only_from_the_entry(tmp_path: Path, cache: FlatCache) -> N
     assert (after.st_mtime_ns, after.st_size) == (before.st_mtime_ns, before.st_size)
     with pytest.raises(BuildError, match="cannot mount it writable"), mounted(disk, writable=True):
         pass
+
+
+def test_clean_drops_the_stages_entries(workspace: Path, home: object) -> None:
+    from click.testing import CliRunner
+
+    from suitcase.cli import cli
+    from suitcase.parity import snapshot_cache
+    from suitcase.verified import flat_cache
+
+    images = workspace / "images"
+    set_a, set_b = "Debian-12-x86_64-20260101000000", "Debian-12-x86_64-20260201000000"
+    for bset in (set_a, set_b):
+        (images / "master" / bset).mkdir(parents=True)
+    disk = make_disk(workspace, "one")
+    flat = flat_cache(images)
+    digest = flat.digests.sha256(disk)
+    a = flat.raw_of(disk, stage_cache_name("master", set_a), KEY, digest)
+    b = flat.raw_of(disk, stage_cache_name("master", set_b), KEY, digest)
+    snaps = snapshot_cache(images).folder
+    snaps.mkdir(mode=0o700)
+    snap_a = snaps / f"{stage_cache_name('master', set_a)}-{KEY[:16]}-{digest}-{'1' * 16}.json"
+    snap_a.write_text("{}")
+    result = CliRunner().invoke(
+        cli, ["clean", "master", "--os", "Debian-12-x86_64", "--timestamp", "20260101000000"]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"removed {a}" in result.output and f"removed {snap_a}" in result.output
+    assert not a.exists() and not snap_a.exists() and b.exists()

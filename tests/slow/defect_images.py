@@ -24,7 +24,6 @@ from suitcase import artifact
 from suitcase.imagetypes import IMAGE_TYPES
 from suitcase.machine import mounted
 from suitcase.manifest import MANIFEST_NAME, describe_output, write_atomic
-from suitcase.safety import remove_tree
 
 
 @dataclass(frozen=True)
@@ -36,18 +35,6 @@ class Kit:
 
 #: an injection into the mounted root file system of a disk (or, for "box", the unpacked box)
 Injection = Callable[[Path, Kit], None]
-
-
-def hardlink_workspace(source: Path, dest: Path) -> Path:
-    """A copy of a workspace made of hard links (images, keys, packer_cache)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in ("images", "keys", "packer_cache"):
-        if (source / name).exists():
-            subprocess.run(["cp", "-al", str(source / name), str(dest / name)], check=True)
-    locks = dest / "images" / ".locks"
-    if locks.exists():
-        remove_tree(locks)
-    return dest
 
 
 def build_key_line(workspace: Path, build_set: str) -> str:

@@ -18,7 +18,7 @@ from suitcase.errors import BootTimeout
 from suitcase.keys import ensure_key_pair
 from suitcase.machine import BootHung, BootRetryWarning, booted
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.own]
 
 
 def _variables(tmp_path: Path) -> dict[str, object]:

@@ -22,7 +22,7 @@ import pytest
 
 from suitcase.safety import remove_tree
 from tests.slow.conftest import OS_NAME, BuiltSet, run_specs
-from tests.slow.defect_images import Kit, box_is_verified, build_key_line, hardlink_workspace, plant
+from tests.slow.defect_images import Kit, box_is_verified, build_key_line, plant
 from tests.slow.defects import DEFECTS, PARITY, Defect
 from tests.spec_names import spec_names
 
@@ -95,7 +95,7 @@ def test_specs_fail_exactly_for_the_planted_defects(
     run_name: str, built_set: BuiltSet, tmp_path: Path
 ) -> None:
     run = RUNS[run_name]
-    workspace = hardlink_workspace(built_set.workspace, tmp_path / "ws")
+    workspace = built_set.copy(tmp_path / "ws")
     build_set = f"{OS_NAME}-{built_set.timestamp}"
     kit = Kit(build_key_line(workspace, build_set))
     started = time.monotonic()

@@ -20,7 +20,7 @@ import pytest
 
 from suitcase.aws.endpoint import EmbeddedEndpoint
 from suitcase.config import PROJECT_ROOT
-from tests.slow.conftest import OS_NAME, BuiltSet, hardlink_workspace, suitcase
+from tests.slow.conftest import OS_NAME, BuiltSet, suitcase
 from tests.slow.reliability import aws_holdings, endpoint_url, leftovers, stage_dir, stop_endpoint
 
 pytestmark = pytest.mark.slow
@@ -30,7 +30,7 @@ def test_second_workspace_fetches_the_master_and_builds_on_it(
     built_set: BuiltSet, tmp_path: Path
 ) -> None:
     ts = built_set.timestamp
-    first = hardlink_workspace(built_set.workspace, tmp_path / "first")
+    first = built_set.copy(tmp_path / "first")
     second = tmp_path / "second"
     second.mkdir()
     set_id = f"{OS_NAME}-{ts}"

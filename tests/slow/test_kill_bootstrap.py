@@ -41,7 +41,7 @@ from tests.slow.reliability import (
     text_of,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.own]
 
 TIMESTAMP = "20260202000000"
 ENV = {"SUITCASE_AWS": "embedded"}

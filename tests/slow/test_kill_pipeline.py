@@ -31,7 +31,7 @@ import pytest
 from suitcase.aws.ship import read_cookie
 from suitcase.packer import stale_temp_dirs
 from suitcase.safety import mount_points, mounts_under
-from tests.slow.conftest import OS_NAME, BuiltSet, hardlink_workspace, suitcase
+from tests.slow.conftest import OS_NAME, BuiltSet, suitcase
 from tests.slow.planted import plant, scan
 from tests.slow.reliability import (
     Run,
@@ -98,7 +98,7 @@ def _specs_on_a_mount(ws: Path, run: Run) -> bool:
 
 
 def test_kill_9_of_all_at_every_stage_then_resume(built_set: BuiltSet, tmp_path: Path) -> None:
-    ws = hardlink_workspace(built_set.workspace, tmp_path / "ws")
+    ws = built_set.copy(tmp_path / "ws")
     ts = built_set.timestamp
     pv, master = stage_dir(ws, "aws-paravirt", ts), stage_dir(ws, "master", ts)
     master_manifest = json.loads((master / "manifest.json").read_text())

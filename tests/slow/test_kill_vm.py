@@ -27,7 +27,7 @@ from suitcase.config import PROJECT_ROOT
 from suitcase.keys import ensure_key_pair
 from suitcase.sweep import Record, start_time
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.own]
 
 PACKER_DRIVER = """
 import json, sys

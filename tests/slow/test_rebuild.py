@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from suitcase.config import PROJECT_ROOT
-from tests.slow.conftest import OS_NAME, BuiltSet, build_all, hardlink_workspace
+from tests.slow.conftest import OS_NAME, BuiltSet, build_all
 
 pytestmark = pytest.mark.slow
 IMAGES = ("master", "vagrant", "aws-hvm", "aws-paravirt")
@@ -22,7 +22,7 @@ IMAGES = ("master", "vagrant", "aws-hvm", "aws-paravirt")
 @pytest.fixture
 def copies(built_set: BuiltSet, tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """A hard-linked copy of the workspace and a copy of the data, selected by SUITCASE_HOME."""
-    workspace = hardlink_workspace(built_set.workspace, tmp_path / "ws")
+    workspace = built_set.copy(tmp_path / "ws")
     home = tmp_path / "home"
     for name in ("os", "ks", "scripts", "image-templates", "specs"):
         shutil.copytree(PROJECT_ROOT / name, home / name)
@@ -48,7 +48,7 @@ def test_derived_script_change_rebuilds_that_stage_only(
     workspace, env = copies
     _change(env, "aws-paravirt")
     before = _inode(workspace, built_set)
-    original = _files(built_set.workspace / "images")
+    original = _files(built_set.built / "images")
     err = build_all(workspace, env=env).stderr
     for image in ("master", "vagrant", "aws-hvm"):
         assert f"[{image}] up to date" in err, err
@@ -56,7 +56,7 @@ def test_derived_script_change_rebuilds_that_stage_only(
     assert "[aws-paravirt] built in" in err
     assert _inode(workspace, built_set) == before  # the master was reused, not rewritten
     # files are replaced, never rewritten: the hard-linked original set is untouched
-    assert _files(built_set.workspace / "images") == original
+    assert _files(built_set.built / "images") == original
 
 
 def test_master_script_change_plans_all_four(

@@ -16,7 +16,7 @@ import pytest
 from suitcase import artifact
 from suitcase.manifest import sha256_file, write_atomic
 from suitcase.verified import unpack_box
-from tests.slow.conftest import BuiltSet, hardlink_workspace, run_specs
+from tests.slow.conftest import BuiltSet, run_specs
 
 pytestmark = pytest.mark.slow
 NEVER = ("--suitcase-mode=offline", "--suitcase-build=never")
@@ -48,7 +48,7 @@ def _private_copy(path: Path) -> None:
 def test_a_same_size_tampered_disk_fails_before_any_spec(
     built_set: BuiltSet, tmp_path: Path
 ) -> None:
-    ws = hardlink_workspace(built_set.workspace, tmp_path / "ws")
+    ws = built_set.copy(tmp_path / "ws")
     stage = ws / "images" / "aws-paravirt" / built_set.stage_dir("aws-paravirt").name
     disk = stage / "root.raw"
     _private_copy(disk)
@@ -68,7 +68,7 @@ def test_a_same_size_tampered_disk_fails_before_any_spec(
 
 
 def test_a_box_without_the_insecure_key_fails_its_spec(built_set: BuiltSet, tmp_path: Path) -> None:
-    ws = hardlink_workspace(built_set.workspace, tmp_path / "ws")
+    ws = built_set.copy(tmp_path / "ws")
     stage = ws / "images" / "vagrant" / built_set.stage_dir("vagrant").name
     box = stage / f"{stage.name}.box"
     with tempfile.TemporaryDirectory(dir=tmp_path) as tmp:
@@ -101,7 +101,7 @@ def test_a_box_without_the_insecure_key_fails_its_spec(built_set: BuiltSet, tmp_
 
 
 def test_a_corrupted_vmdk_fails_verification(built_set: BuiltSet, tmp_path: Path) -> None:
-    ws = hardlink_workspace(built_set.workspace, tmp_path / "ws")
+    ws = built_set.copy(tmp_path / "ws")
     stage = ws / "images" / "aws-hvm" / built_set.stage_dir("aws-hvm").name
     vmdk = stage / "disk.vmdk"
     corrupted = tmp_path / "corrupted.vmdk"

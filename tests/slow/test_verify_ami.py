@@ -8,7 +8,8 @@ import pytest
 
 from tests.slow.conftest import OS_NAME, BuiltSet, suitcase
 
-pytestmark = pytest.mark.slow
+#: they read and write the live set (verification records, reports, the set lock): one worker, in order
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("live")]
 
 
 def test_verify_aws_hvm_from_ami(built_set: BuiltSet) -> None:

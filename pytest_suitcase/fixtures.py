@@ -168,15 +168,17 @@ def to_mount(session: SuitcaseSession, manifest: Manifest, disk: Path) -> Path:
     images = session.ctx.workspace.images_dir
     if disk_info(disk).get("format") == "raw":
         return disk
+    part = ""
     if disk == disk_of(session, manifest):
         sha256 = disk_sha256(session, manifest)
     elif manifest.stage == "vagrant" and disk.name == "box.img":
         # unpacked from the box checked against its manifest: its entry is named by its own
-        # sha256, so it is the flattening of exactly these bytes
-        sha256 = digest_cache(images).sha256(disk)
+        # sha256, so it is the flattening of exactly these bytes (beside the stage disk's own
+        # entry, which the parity verb uses)
+        sha256, part = digest_cache(images).sha256(disk), "box"
     else:
         return disk
-    stage = stage_cache_name(manifest.stage, session.build_set.id)
+    stage = stage_cache_name(manifest.stage, session.build_set.id, part)
     return flat_cache(images).raw_of(disk, stage, manifest.key, sha256)
 
 

@@ -184,14 +184,16 @@ def _drop_caches(
 ) -> list[Path]:
     """Verification's flat copies and master snapshots of the stage folders just removed."""
     from suitcase.parity import snapshot_cache
-    from suitcase.verified import flat_cache, stage_cache_name
+    from suitcase.verified import CACHED_PARTS, flat_cache, stage_cache_name
 
     images_dir = ctx.workspace.images_dir
     dropped: list[Path] = []
     for bset in sets:
         for name in names:
-            if ctx.workspace.stage_dir(name, bset) in removed:
-                stage = stage_cache_name(name, bset.id)
+            if ctx.workspace.stage_dir(name, bset) not in removed:
+                continue
+            for part in CACHED_PARTS:
+                stage = stage_cache_name(name, bset.id, part)
                 dropped += flat_cache(images_dir).drop(stage)
                 dropped += snapshot_cache(images_dir).drop(stage)
     return dropped

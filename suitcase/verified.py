@@ -343,9 +343,14 @@ def flat_cache(images_dir: Path) -> FlatCache:
     return FlatCache(verify_dir(images_dir) / "flat", digest_cache(images_dir))
 
 
-def stage_cache_name(image: str, set_id: str) -> str:
-    """How the caches name one stage: its image type and build set."""
-    return f"{image}.{set_id}"
+def stage_cache_name(image: str, set_id: str, part: str = "") -> str:
+    """How the caches name one stage (its image type and build set), or a `part` of it that
+    has entries of its own (the vagrant box's box.img: "box")."""
+    return f"{image}.{set_id}" + (f".{part}" if part else "")
+
+
+#: the parts of a stage with cache entries of their own besides its disk
+CACHED_PARTS = ("", "box")
 
 
 def verify_dir(images_dir: Path) -> Path:

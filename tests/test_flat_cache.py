@@ -224,6 +224,7 @@ def test_clean_drops_the_stages_entries(workspace: Path, home: object) -> None:
     flat = flat_cache(images)
     digest = flat.digests.sha256(disk)
     a = flat.raw_of(disk, stage_cache_name("master", set_a), KEY, digest)
+    a_box = flat.raw_of(disk, stage_cache_name("master", set_a, "box"), KEY, digest)
     b = flat.raw_of(disk, stage_cache_name("master", set_b), KEY, digest)
     snaps = snapshot_cache(images).folder
     snaps.mkdir(mode=0o700)
@@ -234,4 +235,5 @@ def test_clean_drops_the_stages_entries(workspace: Path, home: object) -> None:
     )
     assert result.exit_code == 0, result.output
     assert f"removed {a}" in result.output and f"removed {snap_a}" in result.output
-    assert not a.exists() and not snap_a.exists() and b.exists()
+    assert f"removed {a_box}" in result.output
+    assert not a.exists() and not a_box.exists() and not snap_a.exists() and b.exists()

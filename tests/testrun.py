@@ -8,19 +8,20 @@ Tiers (bin/test runs them in this order, README's one test command):
 - `set`: a tests/slow test that reads the shared build set (asks for `built_set`).
 A tests/slow test that is neither is a collection error: every test picks its tier.
 
-Each run (and each xdist worker) gets its own TMPDIR, `/tmp/suitcase-tests-<run>/<worker>`, so
-Suitcase's scratch, Packer's temporary folders and QEMU's overlays of one run are told apart
-from another's by path, and everything the run started carries SUITCASE_TEST_RUN=<run> in its
-environment. At the end of the session the controller looks for what the run left: a process
-with its mark, a mount or loop device on its folders, a file left in its TMPDIR. Each is named
-(terminal summary and reports/leaks.txt) and fails the run, then is cleaned up so the next run
-starts clean.
+Each run (and each xdist worker) gets its own TMPDIR, `/tmp/st-<run>/<worker>` (short:
+Packer's plugin sockets live below it), so Suitcase's scratch, Packer's temporary folders and
+QEMU's overlays of one run are told apart from another's by path, and everything the run
+started carries SUITCASE_TEST_RUN=<run> in its environment. At the end of the session the
+controller looks for what the run left: a process with its mark, a mount or loop device on its
+folders, a file left in its TMPDIR. Each is named (terminal summary and reports/leaks.txt) and
+fails the run, then is cleaned up so the next run starts clean.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import tempfile
@@ -65,8 +66,9 @@ def _use_tmpdir(folder: Path) -> None:
 def _start_run(config: pytest.Config) -> None:
     # pytest's own folder (kept for failed tests) stays where pytest keeps it
     config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
-    run = f"{os.getpid()}-{int(time.time())}"
-    folder = Path("/tmp") / f"suitcase-tests-{run}"
+    # short: Packer's plugin sockets live below it, and a unix socket's path has 107 bytes
+    run = f"{os.getpid():x}{secrets.token_hex(2)}"
+    folder = Path("/tmp") / f"st-{run}"
     folder.mkdir(mode=0o700)
     os.environ[RUN_VARIABLE] = run
     os.environ["SUITCASE_TEST_TMP"] = str(folder)

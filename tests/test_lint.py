@@ -17,7 +17,8 @@ def _run(*argv: str) -> subprocess.CompletedProcess[str]:
 
 def test_shell_scripts_pass_shellcheck() -> None:
     scripts = sorted(str(p) for p in (PROJECT_ROOT / "scripts").rglob("*.sh"))
-    scripts += [str(PROJECT_ROOT / "bin" / "setup-host"), str(PROJECT_ROOT / ".ci" / "run")]
+    scripts += [str(PROJECT_ROOT / "bin" / n) for n in ("setup-host", "test")]
+    scripts.append(str(PROJECT_ROOT / ".ci" / "run"))
     scripts.append(str(PROJECT_ROOT / "benchmarks" / "run-all"))
     assert len(scripts) > 15
     result = _run("shellcheck", "-x", *scripts)

@@ -93,3 +93,13 @@ def test_a_left_process_and_a_stray_file_fail_the_run_and_are_named(
     while _alive(f"sleep\0{seconds}") and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _alive(f"sleep\0{seconds}")  # and it was cleaned up after being named
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    """README's test command is what .ci/run runs after setting the host up (keep them in step)."""
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    ci = (PROJECT_ROOT / ".ci" / "run").read_text()
+    assert "\nbin/setup-host && bin/test\n" in readme
+    commands = [line.split("#")[0].strip() for line in ci.splitlines()]
+    assert "bin/setup-host || exit 1" in commands
+    assert any(c.startswith("timeout ") and c.endswith(" bin/test") for c in commands), commands

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from suitcase.config import PROJECT_ROOT, Paths
+from tests.fakes import make_fake_home
 
 DATA_DIRS = ("os", "ks", "scripts", "image-templates", "specs")
 
@@ -59,35 +60,12 @@ def tree_snapshot(root: Path) -> dict[str, int]:
     }
 
 
-def fake_stage(
-    workspace: Path, image: str, os_name: str, timestamp: str, manifest: bool = True
-) -> Path:
-    """A built-looking stage folder (a small disk and, unless told otherwise, a valid manifest)."""
-    from suitcase.manifest import Manifest, describe_output, write_manifest
-
-    stage = workspace / "images" / image / f"{os_name}-{timestamp}"
-    stage.mkdir(parents=True, exist_ok=True)
-    disk = stage / "disk.qcow2"
-    disk.write_bytes(b"disk" * 256)
-    if manifest:
-        write_manifest(
-            stage,
-            Manifest(
-                stage=image,
-                os=os_name,
-                timestamp=timestamp,
-                key="0" * 64,
-                inputs={},
-                parent=None,
-                outputs=[describe_output(stage, disk, "disk")],
-                tool_versions={},
-                git_revision="test",
-                started="s",
-                finished="f",
-                suitcase_version="0",
-            ),
-        )
-    return stage
+@pytest.fixture
+def fake_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fake Suitcase tree (tests/fakes.py: make_fake_home), selected through SUITCASE_HOME."""
+    home = make_fake_home(tmp_path / "fakehome")
+    monkeypatch.setenv("SUITCASE_HOME", str(home))
+    return home
 
 
 def sigint_as_usual() -> None:

@@ -22,7 +22,7 @@ from suitcase.config import PROJECT_ROOT
 from suitcase.manifest import Manifest, describe_output, read_manifest, write_manifest
 from tests.aws_endpoint import REGION, Endpoint, start_endpoint
 from tests.s3_support import point_at
-from tests.test_plugin import ARGS, _specs, fake_home  # noqa: F401  (fixture)
+from tests.test_plugin import ARGS, _specs
 from tests.test_s3 import held, s3
 
 pytest_plugins = ["pytester"]
@@ -143,7 +143,7 @@ def _readback(pytester: pytest.Pytester) -> pytest.RunResult:
 def test_ami_specs_register_once_and_fail_on_another_disk(
     account: Endpoint,  # first: the server runs the project's own data, not the fake home's
     pytester: pytest.Pytester,
-    fake_home: Path,  # noqa: F811
+    fake_home: Path,
 ) -> None:
     disk = _built(pytester)
     # a configured account: no AMI is registered unless asked for
@@ -222,7 +222,7 @@ def test_ami_specs_register_once_and_fail_on_another_disk(
 
 def test_source_ami_is_only_for_amis(
     pytester: pytest.Pytester,
-    fake_home: Path,  # noqa: F811
+    fake_home: Path,
 ) -> None:
     _specs(pytester)
     result = pytester.runpytest("specs", "--image=vagrant", "--suitcase-source=ami", *ARGS)
@@ -233,7 +233,7 @@ def test_source_ami_is_only_for_amis(
 def test_verify_from_ami_refuses_other_image_types(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    fake_home: Path,  # noqa: F811
+    fake_home: Path,
 ) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "site.yaml").write_text("mirrors: {debian: 'http://mirror.invalid/debian'}\n")

@@ -22,7 +22,8 @@ from suitcase.cli import cli
 from suitcase.config import Paths
 from suitcase.context import Context
 from suitcase.workspace import BuildSet, Workspace
-from tests.conftest import fake_stage, tree_snapshot
+from tests.conftest import tree_snapshot
+from tests.fakes import workspace_stage
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounts need root")
 
@@ -130,13 +131,13 @@ FAKE_UPLOAD = ["fake-upload", "master", "--os", DEBIAN, "--timestamp", "20260101
 
 def _clean_one_set_in_use(c: Case) -> list[str]:
     for ts in ("20260101000000", "20260201000000", "20260301000000"):
-        fake_stage(c.ws, "master", DEBIAN, ts)
+        workspace_stage(c.ws, "master", DEBIAN, ts)
     c.hold(BuildSet(DEBIAN, "20260301000000"))  # the newest: the old code removed the others
     return ["clean", "all", "--os", DEBIAN]
 
 
 def _clean_symlink_among_real(c: Case) -> list[str]:
-    fake_stage(c.ws, "master", DEBIAN, "20260101000000")
+    workspace_stage(c.ws, "master", DEBIAN, "20260101000000")
     outside = c.tmp / "outside"
     outside.mkdir()
     (outside / "precious").write_text("x")
@@ -145,15 +146,15 @@ def _clean_symlink_among_real(c: Case) -> list[str]:
 
 
 def _clean_mount_below(c: Case) -> list[str]:
-    fake_stage(c.ws, "master", DEBIAN, "20260101000000")
-    stage = fake_stage(c.ws, "vagrant", DEBIAN, "20260201000000")
+    workspace_stage(c.ws, "master", DEBIAN, "20260101000000")
+    stage = workspace_stage(c.ws, "vagrant", DEBIAN, "20260201000000")
     c.mount(stage / ".build" / "rootfs" / "dev")
     (stage / ".build" / "rootfs" / "dev" / "host-file").write_text("keep")
     return ["clean", "all", "--os", DEBIAN]
 
 
 def _clean_keys_symlink(c: Case) -> list[str]:
-    fake_stage(c.ws, "master", DEBIAN, "20260101000000")
+    workspace_stage(c.ws, "master", DEBIAN, "20260101000000")
     os.symlink(c.tmp, c.ws / "keys" / f"{DEBIAN}-20260101000000")
     return ["clean", "all", "--os", DEBIAN, "--timestamp", "20260101000000"]
 
@@ -251,12 +252,12 @@ def _latest_impossible_date(c: Case) -> list[str]:
 
 
 def _latest_no_completed_stage(c: Case) -> list[str]:
-    fake_stage(c.ws, "master", DEBIAN, "20260101000000", manifest=False)
+    workspace_stage(c.ws, "master", DEBIAN, "20260101000000", manifest=False)
     return ["plan", "master", "--os", DEBIAN, "--timestamp", "latest"]
 
 
 def _parity_named_missing(c: Case) -> list[str]:
-    fake_stage(c.ws, "master", DEBIAN, "20260101000000")
+    workspace_stage(c.ws, "master", DEBIAN, "20260101000000")
     return ["parity", "--os", DEBIAN, "--timestamp", "20260201000000"]
 
 
@@ -471,7 +472,7 @@ ENV = {
 def case(tmp_path: Path, workspace: Path, home: Paths) -> Iterator[Case]:
     """The workspace with a sentinel file and a built-looking build set nothing may touch."""
     (workspace / "sentinel.txt").write_text("do not touch\n")
-    fake_stage(workspace, *KEPT)
+    workspace_stage(workspace, *KEPT)
     (workspace / "keys" / f"{KEPT[1]}-{KEPT[2]}").mkdir(parents=True)
     (workspace / "keys" / f"{KEPT[1]}-{KEPT[2]}" / "id_ed25519").write_text("key\n")
     c = Case(workspace, home, tmp_path)

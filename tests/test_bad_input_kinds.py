@@ -30,7 +30,6 @@ from tests.conftest import tree_snapshot
 from tests.test_bad_input import DEBIAN, Case
 
 case = base.case  # the same fixture: a sentinel and a build set nothing may touch
-fake_home = test_plugin.fake_home
 pytest_plugins = ["pytester"]
 
 Setup = Callable[[Case], list[str]]

@@ -19,8 +19,8 @@ import pytest
 
 from suitcase.config import PROJECT_ROOT
 from tests.conftest import sigint_as_usual
+from tests.fakes import FAKE_TEMPLATE
 from tests.slow.reliability import processes_mentioning
-from tests.test_plugin import FAKE_TEMPLATE, fake_home  # noqa: F401  (a fixture)
 
 TS = "20260101000000"
 OS = "Fake-12-x86_64"
@@ -60,7 +60,7 @@ def _started(runs: Path) -> int:
     return sum(1 for line in text.splitlines() if line.startswith("start"))
 
 
-def _ws(tmp_path: Path, fake_home: Path, jobs: int) -> Path:  # noqa: F811
+def _ws(tmp_path: Path, fake_home: Path, jobs: int) -> Path:
     shutil.copytree(PROJECT_ROOT / "os" / "data", fake_home / "os" / "data", dirs_exist_ok=True)
     ws = tmp_path / f"ws{jobs}"
     ws.mkdir()
@@ -85,7 +85,7 @@ def _stage(ws: Path, image: str) -> Path:
 
 @pytest.mark.parametrize("jobs", [1, 3])
 def test_derived_stages_build_at_once_each_with_its_share_of_the_cores(
-    fake_home: Path,  # noqa: F811
+    fake_home: Path,
     tmp_path: Path,
     jobs: int,
 ) -> None:
@@ -115,7 +115,7 @@ def test_derived_stages_build_at_once_each_with_its_share_of_the_cores(
 
 
 def test_a_failed_derived_build_lets_the_others_finish(
-    fake_home: Path,  # noqa: F811
+    fake_home: Path,
     tmp_path: Path,
 ) -> None:
     runs = _timed_template(fake_home, "0.5")
@@ -137,7 +137,7 @@ def test_a_failed_derived_build_lets_the_others_finish(
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT])
 def test_an_interrupt_stops_every_build_in_flight(
-    fake_home: Path,  # noqa: F811
+    fake_home: Path,
     tmp_path: Path,
     how: signal.Signals,
 ) -> None:
@@ -181,7 +181,7 @@ def test_an_interrupt_stops_every_build_in_flight(
 
 
 def test_a_rebuilt_stage_loses_the_upload_cookie_of_its_earlier_build(
-    fake_home: Path,  # noqa: F811
+    fake_home: Path,
     tmp_path: Path,
 ) -> None:
     """The cookie names what S3 held of the earlier build; the rebuilt stage is another."""

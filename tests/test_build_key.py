@@ -14,7 +14,7 @@ from suitcase.context import Context
 from suitcase.errors import BuildError
 from suitcase.keys import ensure_key_pair, fingerprint
 from suitcase.plan import BuildPlan
-from tests.conftest import fake_stage
+from tests.fakes import workspace_stage
 
 OS = "Debian-12-x86_64"
 TS = "20260101000000"
@@ -28,7 +28,7 @@ def plan(workspace: Path) -> tuple[Context, BuildPlan]:
 
 
 def _stage(workspace: Path, image: str, fp: str | None) -> None:
-    stage = fake_stage(workspace, image, OS, TS)
+    stage = workspace_stage(workspace, image, OS, TS)
     data = json.loads((stage / "manifest.json").read_text())
     if fp is not None:
         data["extra"][KEY_FIELD] = fp

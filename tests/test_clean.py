@@ -9,7 +9,8 @@ from click.testing import CliRunner
 
 from suitcase.cli import cli
 from suitcase.workspace import BuildSet, Workspace
-from tests.conftest import fake_stage, tree_snapshot
+from tests.conftest import tree_snapshot
+from tests.fakes import workspace_stage
 
 DEBIAN = "Debian-12-x86_64"
 SET_A = f"{DEBIAN}-20260101000000"
@@ -17,7 +18,7 @@ SET_A = f"{DEBIAN}-20260101000000"
 
 def _set_with_keys_and_reports(ws: Path, ts: str, images: tuple[str, ...]) -> None:
     for image in images:
-        fake_stage(ws, image, DEBIAN, ts)
+        workspace_stage(ws, image, DEBIAN, ts)
     keys = ws / "keys" / f"{DEBIAN}-{ts}"
     keys.mkdir(parents=True)
     (keys / "id_ed25519").write_text("private\n")
@@ -81,9 +82,9 @@ def test_dry_run_lists_keys_and_reports_and_removes_nothing(
 def test_no_lock_on_sets_it_does_not_touch(
     runner: CliRunner, workspace: Path, home: object
 ) -> None:
-    fake_stage(workspace, "vagrant", DEBIAN, "20260101000000")
-    fake_stage(workspace, "master", DEBIAN, "20260101000000")
-    busy = fake_stage(workspace, "master", DEBIAN, "20260201000000")  # no vagrant stage
+    workspace_stage(workspace, "vagrant", DEBIAN, "20260101000000")
+    workspace_stage(workspace, "master", DEBIAN, "20260101000000")
+    busy = workspace_stage(workspace, "master", DEBIAN, "20260201000000")  # no vagrant stage
     with Workspace(workspace).lock(BuildSet(DEBIAN, "20260201000000")):
         result = runner.invoke(cli, ["clean", "vagrant", "--os", DEBIAN])
     assert result.exit_code == 0, result.output
@@ -95,8 +96,8 @@ def test_every_set_of_the_os_goes_when_none_is_in_use(
     runner: CliRunner, workspace: Path, home: object
 ) -> None:
     for ts in ("20260101000000", "20260201000000"):
-        fake_stage(workspace, "master", DEBIAN, ts)
-    kept = fake_stage(workspace, "master", "Rocky-9.7-x86_64", "20260101000000")
+        workspace_stage(workspace, "master", DEBIAN, ts)
+    kept = workspace_stage(workspace, "master", "Rocky-9.7-x86_64", "20260101000000")
     result = runner.invoke(cli, ["clean", "--os", DEBIAN])
     assert result.exit_code == 0, result.output
     assert len(result.output.splitlines()) == 2

@@ -14,7 +14,8 @@ from click.testing import CliRunner
 from suitcase.cli import cli
 from suitcase.config import Paths
 from suitcase.workspace import BuildSet, Workspace
-from tests.conftest import fake_stage, tree_snapshot
+from tests.conftest import tree_snapshot
+from tests.fakes import workspace_stage
 
 
 def invoke(runner: CliRunner, *args: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
@@ -74,7 +75,7 @@ def test_os_comes_from_the_environment(runner: CliRunner, workspace: Path) -> No
 
 
 def test_plan_with_given_timestamp_and_latest(runner: CliRunner, workspace: Path) -> None:
-    fake_stage(workspace, "master", "Debian-12-x86_64", "20260101000000")
+    workspace_stage(workspace, "master", "Debian-12-x86_64", "20260101000000")
     result = invoke(runner, "plan", "master", "--os", "Debian-12-x86_64", "--timestamp", "latest")
     assert "Debian-12-x86_64-20260101000000" in result.output
     result = invoke(

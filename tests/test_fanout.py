@@ -20,7 +20,6 @@ import pytest
 
 from suitcase.aws.endpoint import EmbeddedEndpoint
 from suitcase.config import PROJECT_ROOT
-from tests.test_plugin import fake_home  # noqa: F401  (a fixture)
 
 TS = "20260101000000"
 SET = f"Fake-12-x86_64-{TS}"
@@ -40,7 +39,7 @@ def _suitcase(ws: Path, *args: str, env: dict[str, str] | None = None) -> str:
 
 
 @pytest.fixture
-def two_machines(fake_home: Path, tmp_path: Path) -> Iterator[tuple[Path, Path]]:  # noqa: F811
+def two_machines(fake_home: Path, tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     shutil.copytree(PROJECT_ROOT / "os" / "data", fake_home / "os" / "data")  # PV-GRUB table
     first, second = tmp_path / "first", tmp_path / "second"
     for ws in (first, second):
@@ -68,7 +67,7 @@ def first_machine_as_account(first: Path) -> tuple[dict[str, str], str]:
 
 def test_second_workspace_fetches_the_master_and_builds_only_its_own_stage(
     two_machines: tuple[Path, Path],
-    fake_home: Path,  # noqa: F811
+    fake_home: Path,
 ) -> None:
     first, second = two_machines
     ts = ["--os", "Fake-12-x86_64", "--timestamp", TS]
@@ -101,7 +100,7 @@ def test_second_workspace_fetches_the_master_and_builds_only_its_own_stage(
 
 def test_without_the_master_in_s3_fetch_says_so(
     two_machines: tuple[Path, Path],
-    fake_home: Path,  # noqa: F811
+    fake_home: Path,
 ) -> None:
     first, second = two_machines
     ts = ["--os", "Fake-12-x86_64", "--timestamp", TS]

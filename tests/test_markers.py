@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from tests.test_plugin import ARGS, _specs, fake_home  # noqa: F401  (fake_home is a fixture)
+from tests.test_plugin import ARGS, _specs
 
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.usefixtures("fake_home")

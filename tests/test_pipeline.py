@@ -26,7 +26,7 @@ from suitcase.summary import (
     render,
 )
 from suitcase.workspace import BuildSet, Workspace
-from tests.conftest import fake_stage
+from tests.fakes import workspace_stage
 
 OS = "Debian-12-x86_64"
 TS = "20260101000000"
@@ -80,7 +80,7 @@ def shipped_set(ws: Path, tmp_path: Path, failing: tuple[str, ...] = ()) -> Pipe
     junit = real_junit(tmp_path, ws / "reports" / f"junit-{BSET.id}.xml", IMAGES, failing)
     ami_junit = real_junit(tmp_path, ws / "reports" / f"junit-{BSET.id}-ami.xml", ["aws-hvm"])
     for number, image in enumerate(IMAGES):
-        stage = fake_stage(ws, image, OS, TS)
+        stage = workspace_stage(ws, image, OS, TS)
         manifest = read_manifest(stage)
         assert manifest is not None
         if image.startswith("aws-"):
@@ -305,7 +305,7 @@ def test_aws_hvm_outputs_convert_side_by_side_and_are_checksummed_once_each(
 def test_a_manifest_written_before_crc64nvme_was_recorded_still_reads(tmp_path: Path) -> None:
     from suitcase.manifest import Manifest
 
-    stage = fake_stage(tmp_path, "master", OS, TS)
+    stage = workspace_stage(tmp_path, "master", OS, TS)
     data = json.loads((stage / "manifest.json").read_text())
     assert data["outputs"][0]["crc64nvme"]
     del data["outputs"][0]["crc64nvme"]

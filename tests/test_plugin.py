@@ -7,92 +7,12 @@ files with qemu-img), so the fixtures, locks and xdist sharing are exercised in 
 from __future__ import annotations
 
 import json
-import shutil
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from suitcase.config import PROJECT_ROOT
-
 pytest_plugins = ["pytester"]
-
-FAKE_TEMPLATE = {
-    "variables": {
-        k: ""
-        for k in (
-            "vm_name",
-            "output_directory",
-            "source_disk",
-            "source_format",
-            "use_backing_file",
-            "accelerator",
-            "headless",
-            "cpus",
-            "memory",
-            "disk_size",
-            "ssh_username",
-            "ssh_private_key_file",
-            "ssh_timeout",
-            "scripts_dir",
-            "stage",
-            "os_family",
-            "os_name",
-            "os_major",
-            "build_id",
-        )
-    },
-    "builders": [{"type": "null", "communicator": "none"}],
-    "provisioners": [
-        {
-            "type": "shell-local",
-            "inline": [
-                "echo {{user `stage`}} >> {{user `scripts_dir`}}/../packer-runs.txt",
-                "test ! -e {{user `scripts_dir`}}/../fail-{{user `stage`}}",
-                "mkdir -p {{user `output_directory`}}",
-                "qemu-img create -q -f qcow2 {{user `output_directory`}}/{{user `vm_name`}} 64M",
-            ],
-        }
-    ],
-}
-
-OS_TEMPLATE = """\
-distribution: Debian
-family: debian
-version: "12"
-major: 12
-arch: x86_64
-method: bootstrap
-disk_size_mb: 1024
-root_fs: ext4
-bootstrap:
-  suite: bookworm
-  packages: [openssh-server]
-"""
-
-BOOTSTRAP = """\
-#!/bin/bash
-while [ $# -gt 0 ]; do [ "$1" = --output ] && out=$2; shift; done
-qemu-img create -q -f raw "$out" 64M
-"""
-
-
-@pytest.fixture
-def fake_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "fakehome"
-    (home / "os").mkdir(parents=True)
-    (home / "os" / "Fake-12-x86_64.yaml").write_text(OS_TEMPLATE)
-    (home / "image-templates").mkdir()
-    (home / "image-templates" / "qemu-disk.json").write_text(json.dumps(FAKE_TEMPLATE))
-    for folder in ("bootstrap", "common", "cleanup", "master", "vagrant", "aws-hvm"):
-        (home / "scripts" / folder).mkdir(parents=True)
-    (home / "scripts" / "bootstrap" / "debian-disk.sh").write_text(BOOTSTRAP)
-    (home / "scripts" / "run-stage.sh").write_text("#!/bin/sh\n")
-    shutil.copytree(PROJECT_ROOT / "ks", home / "ks")
-    (home / "specs").mkdir()
-    shutil.copy(PROJECT_ROOT / "specs" / "parity.yaml", home / "specs" / "parity.yaml")
-    monkeypatch.setenv("SUITCASE_HOME", str(home))
-    return home
 
 
 def _specs(pytester: pytest.Pytester) -> None:

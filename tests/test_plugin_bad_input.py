@@ -12,11 +12,9 @@ from pathlib import Path
 import pytest
 
 from suitcase.config import Paths
-from tests import test_plugin
-from tests.conftest import fake_stage, tree_snapshot
+from tests.conftest import tree_snapshot
+from tests.fakes import workspace_stage
 from tests.test_plugin import ARGS, _specs
-
-fake_home = test_plugin.fake_home  # the same fake Suitcase tree (a fixture)
 
 pytest_plugins = ["pytester"]
 
@@ -62,7 +60,7 @@ def _sentinel(ws: Path) -> dict[str, int]:
     ws.mkdir(exist_ok=True)
     (ws / "site.yaml").write_text("mirrors: {debian: 'http://mirror.invalid/debian'}\n")
     (ws / "sentinel.txt").write_text("do not touch\n")
-    fake_stage(ws, "master", "Rocky-9.7-x86_64", "20250101000000")
+    workspace_stage(ws, "master", "Rocky-9.7-x86_64", "20250101000000")
     return tree_snapshot(ws)
 
 

@@ -13,11 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from suitcase.config import PROJECT_ROOT
-from tests import test_plugin
 from tests.test_plugin import ARGS, _specs
 
 pytest_plugins = ["pytester"]
-fake_home = test_plugin.fake_home  # the same fake Suitcase tree (a fixture)
 SET = "Fake-12-x86_64-20260101000000"
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from tests.aws_proxy import FaultProxy, moto_server
 from tests.s3_support import point_at
-from tests.test_plugin import ARGS, _specs, fake_home  # noqa: F401  (fixture)
+from tests.test_plugin import ARGS, _specs
 from tests.test_s3 import held, s3
 
 pytest_plugins = ["pytester"]
@@ -27,7 +27,7 @@ def endpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[
 
 def test_suitcase_upload_uploads_once_across_workers(
     pytester: pytest.Pytester,
-    fake_home: Path,  # noqa: F811
+    fake_home: Path,
     endpoint: tuple[str, FaultProxy],
 ) -> None:
     url, proxy = endpoint
@@ -73,7 +73,7 @@ def test_suitcase_upload_uploads_once_across_workers(
 
 def test_a_fake_cookie_does_not_satisfy_the_fixture(
     pytester: pytest.Pytester,
-    fake_home: Path,  # noqa: F811
+    fake_home: Path,
     endpoint: tuple[str, FaultProxy],
 ) -> None:
     url, _ = endpoint

@@ -33,7 +33,7 @@ from suitcase.config import PROJECT_ROOT
 from suitcase.errors import BuildError, ToolError
 from suitcase.keys import ensure_key_pair
 from suitcase.machine import console_lines
-from tests.test_plugin import ARGS, _specs, fake_home  # noqa: F401  (a fixture)
+from tests.test_plugin import ARGS, _specs
 
 pytest_plugins = ["pytester"]
 
@@ -303,7 +303,7 @@ def test_a_whole_failed_build_leaks_nothing(
     from click.testing import CliRunner
 
     from suitcase.cli import cli
-    from tests.test_plugin import FAKE_TEMPLATE, OS_TEMPLATE
+    from tests.fakes import FAKE_TEMPLATE, OS_TEMPLATE
 
     home = tmp_path / "home"
     shutil.copytree(PROJECT_ROOT / "ks", home / "ks")
@@ -410,7 +410,7 @@ def test_reports_of_a_suitcase_run_are_redacted(
     workers: list[str],
     planted: Planted,
     pytester: pytest.Pytester,
-    fake_home: Path,  # noqa: F811  (the fixture imported above)
+    fake_home: Path,
 ) -> None:
     """Whatever a spec prints, logs (testinfra logs command output) or fails with passes the
     redaction path before the terminal and the JUnit XML."""

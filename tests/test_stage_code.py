@@ -16,7 +16,7 @@ from suitcase.context import Context
 from suitcase.imagetypes import IMAGE_TYPES
 from suitcase.manifest import read_manifest, write_manifest
 from suitcase.verbs import render_plan
-from tests.conftest import fake_stage
+from tests.fakes import workspace_stage
 
 PACKAGE = Path(suitcase.__file__).resolve().parent
 
@@ -96,7 +96,7 @@ def test_a_code_change_rebuilds_and_plan_says_so(
     ctx = Context.create(workspace)
     first = ctx.plan("Debian-12-x86_64", "vagrant", "20260101000000")
     for stage in first.stages:  # both stages built with today's code
-        folder = fake_stage(workspace, stage.image.name, "Debian-12-x86_64", "20260101000000")
+        folder = workspace_stage(workspace, stage.image.name, "Debian-12-x86_64", "20260101000000")
         manifest = read_manifest(folder)
         assert manifest is not None
         write_manifest(folder, dataclasses.replace(manifest, key=stage.key, inputs=stage.inputs))

@@ -16,7 +16,7 @@ from suitcase.errors import ConfigError
 from suitcase.manifest import inspect_manifest, write_atomic
 from suitcase.ostemplate import list_os, load_os
 from suitcase.workspace import Workspace, check_timestamp
-from tests.conftest import fake_stage
+from tests.fakes import workspace_stage
 
 DEBIAN = "Debian-12-x86_64"
 NOW = dt.datetime(2026, 11, 27, 12, 0, 0, tzinfo=dt.UTC)
@@ -31,11 +31,11 @@ def test_timestamps_up_to_a_day_ahead_are_taken_later_ones_refused() -> None:
 
 
 def test_latest_skips_impossible_future_and_unfinished_sets(tmp_path: Path) -> None:
-    fake_stage(tmp_path, "master", DEBIAN, "20260101000000")
-    fake_stage(tmp_path, "vagrant", DEBIAN, "20260201000000", manifest=False)  # failed, empty
-    fake_stage(tmp_path, "master", DEBIAN, "20261399000000")  # no such month
-    fake_stage(tmp_path, "master", DEBIAN, "99991231235959")  # the future
-    broken = fake_stage(tmp_path, "master", DEBIAN, "20260301000000")
+    workspace_stage(tmp_path, "master", DEBIAN, "20260101000000")
+    workspace_stage(tmp_path, "vagrant", DEBIAN, "20260201000000", manifest=False)  # failed, empty
+    workspace_stage(tmp_path, "master", DEBIAN, "20261399000000")  # no such month
+    workspace_stage(tmp_path, "master", DEBIAN, "99991231235959")  # the future
+    broken = workspace_stage(tmp_path, "master", DEBIAN, "20260301000000")
     (broken / "manifest.json").write_text('{"stage": "master"}')  # not a manifest
     ws = Workspace(tmp_path)
     assert ws.resolve_timestamp(DEBIAN, "latest") == "20260101000000"
@@ -92,7 +92,7 @@ def test_list_omits_a_template_folder(runner: CliRunner, workspace: Path, home: 
 
 def test_workspace_after_the_verb(runner: CliRunner, workspace: Path, tmp_path: Path) -> None:
     other = tmp_path / "other"
-    fake_stage(other, "master", DEBIAN, "20260101000000")
+    workspace_stage(other, "master", DEBIAN, "20260101000000")
     for args in (
         ["list", "--workspace", str(other)],
         ["--workspace", "/nonexistent", "list", "--workspace", str(other)],
@@ -108,7 +108,7 @@ def test_workspace_after_the_verb(runner: CliRunner, workspace: Path, tmp_path: 
 
 
 def test_a_manifest_with_unknown_keys_or_bad_checksums_is_untrusted(tmp_path: Path) -> None:
-    stage = fake_stage(tmp_path, "master", DEBIAN, "20260101000000")
+    stage = workspace_stage(tmp_path, "master", DEBIAN, "20260101000000")
     good = (stage / "manifest.json").read_text()
     assert inspect_manifest(stage)[1] is None
     write_atomic(stage / "manifest.json", good.replace('"extra": {}', '"extra": {}, "evil": 1'))

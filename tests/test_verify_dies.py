@@ -23,7 +23,6 @@ from click.testing import CliRunner
 from suitcase.cli import cli
 from suitcase.safety import mount_points
 from suitcase.sweep import start_time
-from tests.test_plugin import fake_home  # noqa: F401  (a fixture)
 
 HANGING_SPEC = """\
 import os, pathlib, subprocess, time
@@ -39,7 +38,7 @@ def test_hangs_on_a_mount(suitcase_artifact):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounts need root")
 def test_kill_9_of_verify_takes_pytest_and_its_mounts(
-    fake_home: Path,  # noqa: F811
+    fake_home: Path,
     tmp_path: Path,
 ) -> None:
     (fake_home / "specs" / "common").mkdir()

@@ -9,7 +9,7 @@ import pytest
 
 from suitcase.errors import BusyError, ConfigError
 from suitcase.workspace import BuildSet, Workspace, check_timestamp, new_timestamp
-from tests.conftest import fake_stage
+from tests.fakes import workspace_stage
 
 
 def test_new_timestamp_is_utc_14_digits() -> None:
@@ -38,7 +38,7 @@ def test_latest_picks_newest_set_of_that_os(tmp_path: Path) -> None:
         ("vagrant", "Debian-12-x86_64", "20260301000000"),
         ("master", "CentOS-7.3-x86_64", "20260401000000"),
     ]:
-        fake_stage(tmp_path, image, os_name, ts)
+        workspace_stage(tmp_path, image, os_name, ts)
     assert ws.resolve_timestamp("Debian-12-x86_64", "latest") == "20260301000000"
     with pytest.raises(ConfigError, match="no build set of Rocky"):
         ws.resolve_timestamp("Rocky-9.7-x86_64", "latest")

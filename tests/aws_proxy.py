@@ -1,16 +1,20 @@
-"""A loopback HTTP proxy in front of an AWS endpoint that injects faults, plus moto's server.
+"""A loopback HTTP proxy in front of an AWS endpoint (S3, EC2, EBS direct) that injects faults.
 
-The embedded endpoint checks no checksum and never fails on its own, so tests put this between
-Suitcase and moto to prove Suitcase copes with, or notices, what real networks and AWS do:
+The endpoint never fails on its own, so tests put this between Suitcase and it to prove Suitcase
+copes with, or notices, what real networks and AWS do:
 
-    with moto_server() as upstream, FaultProxy(upstream) as proxy:
+    with launch("twin", root) as upstream, FaultProxy(upstream.url) as proxy:
         proxy.add(Fault("503", when=is_upload_part, probability=0.2))
         ...  # point AWS_ENDPOINT_URL at proxy.url
         assert proxy.hits["503"] > 0
 
 Faults: `drop` (close the connection without an answer), `500`, `503`, `slowdown` (S3's 503
-SlowDown), `throttle` (EC2/EBS 400 RequestLimitExceeded / ThrottlingException), `flip` (one byte of
-the request body inverted on its way), `delay` (sleep `seconds`, then forward).
+SlowDown), `throttle` (EC2's 400 RequestLimitExceeded, EBS's 429 ThrottlingException), `flip` (one
+byte of the request body inverted on its way), `delay` (sleep `seconds`, then forward),
+`corrupt_read` (byte 0 of the answer's body inverted on its way back). An error is shaped as the
+request's service answers it (`Request.service`): S3's `<Error>` XML, EC2's
+`<Response><Errors><Error>` XML, EBS direct's JSON with `x-amzn-ErrorType`. A failing fault hits
+one request (and its retries) at most `max_streak` times in a row.
 """
 
 from __future__ import annotations
@@ -18,21 +22,16 @@ from __future__ import annotations
 import collections
 import contextlib
 import http.client
-import os
+import json
 import random
-import signal
 import socket
-import subprocess
 import threading
 import time
 import urllib.parse
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
-VENV_BIN = Path(__file__).resolve().parent.parent / ".venv" / "bin"
 _HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "upgrade"}
 
 
@@ -48,7 +47,17 @@ class Request:
     def signature(self) -> str:
         """Equal for a request and its retries."""
         query = "&".join(f"{k}={v}" for k, v in sorted(self.query.items()))
-        return f"{self.method} {self.path}?{query} {self.headers.get('range', '')}"
+        return f"{self.method} {self.path}?{query} {self.headers.get('range', '')} {self.action}"
+
+    @property
+    def service(self) -> str:
+        """`ebs` (the EBS direct APIs: /snapshots...), `ec2` (a query API Action: EC2, and STS,
+        which shapes its errors alike), or `s3`."""
+        if self.path.startswith("/snapshots"):
+            return "ebs"
+        if self.action and not self.headers.get("x-amz-target"):
+            return "ec2"
+        return "s3"
 
     @property
     def action(self) -> str:
@@ -76,6 +85,28 @@ def any_request(req: Request) -> bool:
     return True
 
 
+def is_ec2(req: Request) -> bool:
+    return req.service == "ec2"
+
+
+def is_ebs(req: Request) -> bool:
+    return req.service == "ebs"
+
+
+def is_ec2_or_ebs(req: Request) -> bool:
+    return req.service in ("ec2", "ebs")
+
+
+def is_ebs_put(req: Request) -> bool:
+    """PutSnapshotBlock."""
+    return is_ebs(req) and req.method == "PUT"
+
+
+def is_ebs_block_read(req: Request) -> bool:
+    """GetSnapshotBlock."""
+    return is_ebs(req) and req.method == "GET" and "/blocks/" in req.path
+
+
 @dataclass
 class Fault:
     kind: str
@@ -87,12 +118,45 @@ class Fault:
 
 
 _FAILS = {"drop", "500", "503", "slowdown", "throttle"}
+#: service -> fault kind -> (status, error code, message)
 _ERRORS = {
-    "500": (500, "InternalError", "We encountered an internal error. Please try again."),
-    "503": (503, "ServiceUnavailable", "Please reduce your request rate."),
-    "slowdown": (503, "SlowDown", "Please reduce your request rate."),
-    "throttle": (400, "RequestLimitExceeded", "Request limit exceeded."),
+    "s3": {
+        "500": (500, "InternalError", "We encountered an internal error. Please try again."),
+        "503": (503, "ServiceUnavailable", "Please reduce your request rate."),
+        "slowdown": (503, "SlowDown", "Please reduce your request rate."),
+        "throttle": (400, "RequestLimitExceeded", "Request limit exceeded."),
+    },
+    "ec2": {
+        "500": (500, "InternalError", "An internal error has occurred."),
+        "503": (503, "Unavailable", "The server is overloaded and can't handle the request."),
+        "slowdown": (503, "Unavailable", "The server is overloaded and can't handle the request."),
+        "throttle": (400, "RequestLimitExceeded", "Request limit exceeded."),
+    },
+    "ebs": {
+        "500": (500, "InternalServerException", "An internal error has occurred."),
+        "503": (503, "ServiceUnavailableException", "The service is unavailable."),
+        "slowdown": (503, "ServiceUnavailableException", "The service is unavailable."),
+        "throttle": (429, "ThrottlingException", "Rate exceeded."),
+    },
 }
+
+
+def error_body(service: str, code: str, message: str) -> tuple[bytes, dict[str, str]]:
+    """An error as `service` carries it: (body, headers)."""
+    if service == "ebs":
+        body = json.dumps({"message": message}).encode()
+        return body, {"Content-Type": "application/json", "x-amzn-ErrorType": code}
+    if service == "ec2":
+        body = (
+            f"<?xml version='1.0' encoding='UTF-8'?><Response><Errors><Error><Code>{code}</Code>"
+            f"<Message>{message}</Message></Error></Errors><RequestID>fault</RequestID></Response>"
+        ).encode()
+        return body, {"Content-Type": "text/xml"}
+    body = (
+        f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code>"
+        f"<Message>{message}</Message></Error>"
+    ).encode()
+    return body, {"Content-Type": "application/xml"}
 
 
 @dataclass
@@ -197,28 +261,31 @@ class FaultProxy:
                     with contextlib.suppress(OSError):
                         self.connection.shutdown(socket.SHUT_RDWR)
                     return
-                if fault is not None and fault.kind in _ERRORS:
-                    status, code, message = _ERRORS[fault.kind]
-                    xml = (
-                        f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code>"
-                        f"<Message>{message}</Message></Error>"
-                    ).encode()
+                errors = _ERRORS[req.service]
+                if fault is not None and fault.kind in errors:
+                    status, code, message = errors[fault.kind]
+                    data, answer_headers = error_body(req.service, code, message)
                     self.send_response(status)
-                    self.send_header("Content-Type", "application/xml")
-                    self.send_header("Content-Length", str(len(xml)))
+                    for key, value in answer_headers.items():
+                        self.send_header(key, value)
+                    self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
-                    self.wfile.write(xml)
+                    self.wfile.write(data)
                     return
                 if fault is not None and fault.kind == "flip" and body:
                     spot = len(body) // 2
                     body = body[:spot] + bytes([body[spot] ^ 0xFF]) + body[spot + 1 :]
                 if fault is not None and fault.kind == "delay":
                     time.sleep(fault.seconds)
-                self._forward(body)
+                self._forward(body, corrupt=fault is not None and fault.kind == "corrupt_read")
 
-            def _forward(self, body: bytes) -> None:
+            def _forward(self, body: bytes, corrupt: bool = False) -> None:
                 conn = http.client.HTTPConnection(proxy._host, proxy._port, timeout=120)
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in _HOP and k.lower() != "content-length"
+                }
                 headers["Content-Length"] = str(len(body))
                 try:
                     conn.request(self.command, self.path, body=body, headers=headers)
@@ -226,6 +293,8 @@ class FaultProxy:
                     data = answer.read()
                 finally:
                     conn.close()
+                if corrupt and data:
+                    data = bytes([data[0] ^ 1]) + data[1:]
                 self.send_response(answer.status, answer.reason)
                 head = self.command == "HEAD"  # keeps the object's Content-Length, sends no body
                 for key, value in answer.getheaders():
@@ -240,42 +309,3 @@ class FaultProxy:
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _any
 
         return Handler
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def moto_server(log: Path | None = None) -> Iterator[str]:
-    """moto's server as a real process on 127.0.0.1 (never moto's in-process mocks); its URL."""
-    port = free_port()
-    env = {**os.environ, "MOTO_EC2_LOAD_DEFAULT_AMIS": "false"}
-    out = log.open("wb") if log else subprocess.DEVNULL
-    proc = subprocess.Popen(
-        [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto_server did not start on {url}") from None
-                time.sleep(0.2)
-        yield url
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        if log:
-            out.close()  # type: ignore[union-attr]

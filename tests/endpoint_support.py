@@ -1,21 +1,39 @@
-"""Shared by the endpoint tests: a clean AWS environment and a guarantee nothing is left running."""
+"""Shared by the endpoint tests: one launcher for every AWS endpoint a test talks to (`launch`), a
+clean AWS environment and a guarantee nothing is left running."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import hashlib
+import json
 import os
 import signal
+import subprocess
+import sys
+import time
+import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
+from suitcase.aws.clients import AwsTarget
 from suitcase.aws.ebs import until_visible
-from suitcase.aws.endpoint import EmbeddedEndpoint
-from suitcase.aws.endpoint_server import MODULE
+from suitcase.aws.endpoint import Credentials, EmbeddedEndpoint
+from suitcase.aws.endpoint_server import KEY_HEADER, MODULE
+from suitcase.machine import free_port
+
+REGION = "us-east-1"
+VENV_BIN = Path(__file__).resolve().parent.parent / ".venv" / "bin"
+#: what `launch` starts: `twin` = the endpoint Suitcase ships (`suitcase.aws.endpoint_server`:
+#: moto with Suitcase's fixes and strict rules, its store, its key), as `suitcase endpoint start`
+#: starts it; `fixes` = `python -m suitcase.aws.moto_fixes` (the fixes alone, any key, moto-api
+#: reset); `stock` = plain `moto_server` (to show what the twin adds)
+Kind = Literal["twin", "fixes", "stock"]
 
 #: Variables that would point boto3 at an account or another endpoint.
 AWS_VARIABLES = (
@@ -49,7 +67,8 @@ def clean_aws_env(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
 
 
 def endpoint_pids(under: Path) -> list[int]:
-    """Every live endpoint process whose folder is below `under`."""
+    """Every live endpoint process whose folder is below `under` (a twin, or a moto server
+    `launch` started there)."""
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -86,6 +105,143 @@ def kill_leftovers(under: Path) -> list[int]:
         except (ProcessLookupError, ChildProcessError):
             pass
     return pids
+
+
+@dataclass
+class Launched:
+    """A running endpoint `launch` started."""
+
+    kind: Kind
+    url: str
+    pid: int
+    root: Path
+    #: the key it takes: the twin's own, `testing` for moto (which takes any)
+    access_key_id: str = "testing"
+    secret_access_key: str = "testing"
+
+    @property
+    def credentials(self) -> Credentials:
+        return Credentials(self.access_key_id, self.secret_access_key)
+
+    def target(self, region: str = REGION) -> AwsTarget:
+        """An AwsTarget for it: the embedded kind with its key (none of the host's AWS set-up)."""
+        key = self.credentials if self.kind == "twin" else None
+        return AwsTarget(kind="embedded", region=region, endpoint_url=self.url, credentials=key)
+
+    def env(self, region: str = REGION) -> dict[str, str]:
+        """AWS_* variables that point boto3 and the AWS CLI at it."""
+        return {
+            "AWS_ENDPOINT_URL": self.url,
+            "AWS_ACCESS_KEY_ID": self.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
+            "AWS_DEFAULT_REGION": region,
+        }
+
+    def client(self, service: str, region: str = REGION) -> Any:
+        """A plain boto3 client with its key (no retries added: what the endpoint holds)."""
+        import boto3
+
+        return boto3.client(
+            service,
+            endpoint_url=self.url,
+            region_name=region,
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self.secret_access_key,
+        )
+
+    def account(self) -> str:
+        """The account id it answers for (STS GetCallerIdentity)."""
+        return str(self.client("sts").get_caller_identity()["Account"])
+
+    def reset(self) -> None:
+        """moto's reset (`fixes` and `stock` only: the twin has no moto-api)."""
+        assert self.kind != "twin", "the twin keeps its state: start another one"
+        urllib.request.urlopen(
+            urllib.request.Request(f"{self.url}/moto-api/reset", method="POST"), timeout=30
+        ).read()
+
+    def twin(self, **settings: Any) -> dict[str, Any]:
+        """Set the twin's switches (POST /_suitcase/twin, suitcase/aws/twin.py)."""
+        assert self.kind == "twin", "only the twin has switches"
+        request = urllib.request.Request(
+            f"{self.url}/_suitcase/twin",
+            data=json.dumps(settings).encode(),
+            method="POST",
+            headers={KEY_HEADER[5:].replace("_", "-"): self.access_key_id},
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            data: dict[str, Any] = json.loads(answer.read())
+        return data
+
+
+def _moto(kind: Kind, root: Path, log: Path) -> tuple[int, str]:
+    """moto's server (stock, or with Suitcase's fixes) on a free loopback port, answering."""
+    port = free_port()
+    program = {
+        "fixes": [sys.executable, "-m", "suitcase.aws.moto_fixes"],
+        "stock": [str(VENV_BIN / "moto_server")],
+    }[kind]
+    env = {**os.environ, "MOTO_EC2_LOAD_DEFAULT_AMIS": "false"}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*program, "-H", "127.0.0.1", "-p", str(port)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=root,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=2).close()
+            return proc.pid, url
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                _killpg(proc.pid)
+                raise RuntimeError(
+                    f"{kind} moto server did not start on {url}: {log.read_text()[-2000:]}"
+                ) from None
+            time.sleep(0.2)
+
+
+def _killpg(pid: int) -> None:
+    """SIGKILL the process group a launch started (it leads its own session), then reap."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+@contextlib.contextmanager
+def launch(kind: Kind, root: Path, log: Path | None = None) -> Iterator[Launched]:
+    """Start an endpoint of `kind` whose files (the twin's store and key, moto's log) live in
+    `root`, wait until it answers, yield it; on exit stop it, kill its process group and any
+    endpoint left below `root`."""
+    root.mkdir(parents=True, exist_ok=True)
+    if kind == "twin":
+        endpoint = EmbeddedEndpoint(root)
+        running, _ = endpoint.ensure(lambda _line: None, idle=0)
+        key = endpoint.credentials()
+        assert key is not None
+        launched = Launched(
+            kind, running.url, running.pid, root, key.access_key_id, key.secret_access_key
+        )
+    else:
+        pid, url = _moto(kind, root, log or root / f"{kind}.log")
+        launched = Launched(kind, url, pid, root)
+    try:
+        yield launched
+    finally:
+        try:
+            if kind == "twin":
+                EmbeddedEndpoint(root).stop(timeout=60)
+        finally:
+            left = kill_leftovers(root)  # a twin `stop` did not stop
+            _killpg(launched.pid)
+        assert not left, f"the {kind} endpoint was left running: {left}"
 
 
 def stop_all(ws: Path) -> None:

@@ -1,5 +1,6 @@
-"""Fake stage folders (a manifest + files, no real build) and the environment that points Suitcase
-at a moto server over HTTP, for the S3 tests."""
+"""The environment that points Suitcase (and the AWS CLI) at an endpoint over HTTP, for the S3
+tests: the endpoint Suitcase ships, started by tests.endpoint_support.launch, with its key. Fake
+build sets are tests/fakes.py's."""
 
 from __future__ import annotations
 
@@ -8,69 +9,25 @@ from pathlib import Path
 
 import pytest
 
-from suitcase.context import Context
-from suitcase.imagetypes import IMAGE_TYPES
-from suitcase.manifest import Manifest, describe_output, write_manifest
-from suitcase.plan import BuildPlan
+from tests.endpoint_support import Launched
+from tests.fakes import MIB as MiB
+from tests.fakes import OS, TS
 
-OS = "Debian-12-x86_64"
-TS = "20260101000000"
-MiB = 1024 * 1024
+__all__ = ["OS", "SITE", "TS", "MiB", "env_for", "point_at", "site_workspace"]
 
 
-def disk_like(path: Path, size: int, seed: int) -> None:
-    """A disk-like file: random blocks with holes between them (never all zeros)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = __import__("random").Random(seed)
-    with path.open("wb") as handle:
-        handle.truncate(size)
-        for offset in range(0, size, 4 * MiB):
-            handle.seek(offset)
-            handle.write(rng.randbytes(min(MiB, size - offset)))
-
-
-def fake_build_set(
-    workspace: Path, images: str = "all", ts: str = TS, disk_size: int = 12 * MiB
-) -> BuildPlan:
-    """Every stage of `images` made done: a disk, a nested small file and a current manifest."""
-    ctx = Context.create(workspace)
-    plan = ctx.plan(OS, images, ts)
-    for number, stage in enumerate(plan.stages):
-        folder = stage.directory
-        disk = folder / f"disk-{stage.image.name}.img"
-        disk_like(disk, disk_size + number * 12345, seed=number)
-        notes = folder / "extra" / "notes.txt"
-        notes.parent.mkdir(parents=True, exist_ok=True)
-        notes.write_text(f"stage {stage.image.name}\n")
-        write_manifest(
-            folder,
-            Manifest(
-                stage=stage.image.name,
-                os=OS,
-                timestamp=ts,
-                key=stage.key,
-                inputs=stage.inputs,
-                parent={"stage": stage.parent, "key": "p"} if stage.parent else None,
-                outputs=[
-                    describe_output(folder, disk, IMAGE_TYPES[stage.image.name].disk),
-                    describe_output(folder, notes, "notes"),
-                ],
-                tool_versions={"packer": "x"},
-                git_revision="x",
-                started="s",
-                finished="f",
-                suitcase_version="0",
-            ),
-        )
-    assert all(s.done for s in plan.states()), [s.reason for s in plan.states()]
-    return plan
-
-
-def point_at(monkeypatch: pytest.MonkeyPatch, url: str, bucket: str, tmp: Path) -> None:
-    """Suitcase (and the AWS CLI) talk to `url` with dummy credentials, using `bucket`."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+def point_at(
+    monkeypatch: pytest.MonkeyPatch,
+    server: Launched,
+    bucket: str,
+    tmp: Path,
+    url: str | None = None,
+) -> None:
+    """Suitcase (and the AWS CLI) talk to `server` (or `url`: a proxy in front of it, or nothing)
+    with its key, using `bucket`."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", url or server.url)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", server.access_key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", server.secret_access_key)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp / "no-aws-credentials"))
@@ -81,13 +38,13 @@ def point_at(monkeypatch: pytest.MonkeyPatch, url: str, bucket: str, tmp: Path) 
         monkeypatch.delenv(name, raising=False)
 
 
-def env_for(url: str, bucket: str, tmp: Path) -> dict[str, str]:
+def env_for(server: Launched, bucket: str, tmp: Path, url: str | None = None) -> dict[str, str]:
     """The same, for a subprocess."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SUITCASE_", "AWS_"))}
     env.update(
-        AWS_ENDPOINT_URL=url,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_ENDPOINT_URL=url or server.url,
+        AWS_ACCESS_KEY_ID=server.access_key_id,
+        AWS_SECRET_ACCESS_KEY=server.secret_access_key,
         AWS_DEFAULT_REGION="us-east-1",
         AWS_CONFIG_FILE=str(tmp / "no-aws-config"),
         AWS_SHARED_CREDENTIALS_FILE=str(tmp / "no-aws-credentials"),

@@ -23,9 +23,10 @@ from suitcase.context import Context
 from suitcase.errors import ConfigError
 from suitcase.manifest import Manifest, read_manifest
 from tests import aws_endpoint
-from tests.aws_endpoint import REGION, Endpoint, RecordingTarget, fake_stage, target_for
-from tests.endpoint_support import put_snapshot
-from tests.faulty_proxy import faulty_proxy
+from tests.aws_endpoint import RecordingTarget, target_for
+from tests.aws_proxy import Fault, FaultProxy, is_ebs_put, is_ec2_or_ebs
+from tests.endpoint_support import REGION, Launched, put_snapshot
+from tests.fakes import fake_stage
 
 endpoint = aws_endpoint.endpoint  # fixtures: the fixed moto server, reset per test
 aws_env = aws_endpoint.aws_env
@@ -64,7 +65,7 @@ def _aws_cli(url: str, *args: str) -> Any:
     return json.loads(out)
 
 
-def test_register_hvm_sends_every_attribute(aws_env: Endpoint, tmp_path: Path) -> None:
+def test_register_hvm_sends_every_attribute(aws_env: Launched, tmp_path: Path) -> None:
     stage = tmp_path / "aws-hvm"
     manifest = fake_stage(stage)
     target = target_for(aws_env.url)
@@ -125,7 +126,7 @@ def test_register_hvm_sends_every_attribute(aws_env: Endpoint, tmp_path: Path) -
     assert ebs.compare_snapshot(target, result.snapshot_id, stage / "disk.raw") == []
 
 
-def test_register_twice_makes_one_ami(aws_env: Endpoint, tmp_path: Path) -> None:
+def test_register_twice_makes_one_ami(aws_env: Launched, tmp_path: Path) -> None:
     stage = tmp_path / "aws-hvm"
     fake_stage(stage)
     target = target_for(aws_env.url)
@@ -140,7 +141,7 @@ def test_register_twice_makes_one_ami(aws_env: Endpoint, tmp_path: Path) -> None
     assert len(target.named("StartSnapshot")) == 1
 
 
-def test_deregister_twice_leaves_nothing(aws_env: Endpoint, tmp_path: Path) -> None:
+def test_deregister_twice_leaves_nothing(aws_env: Launched, tmp_path: Path) -> None:
     stage = tmp_path / "aws-hvm"
     fake_stage(stage)
     target = target_for(aws_env.url)
@@ -158,9 +159,9 @@ def test_deregister_twice_leaves_nothing(aws_env: Endpoint, tmp_path: Path) -> N
     ]
 
 
-def test_register_paravirt_uses_the_regions_pv_grub(aws_env: Endpoint, tmp_path: Path) -> None:
+def test_register_paravirt_uses_the_regions_pv_grub(aws_env: Launched, tmp_path: Path) -> None:
     stage = tmp_path / "aws-paravirt"
-    fake_stage(stage, stage="aws-paravirt")
+    fake_stage(stage, "aws-paravirt")
     target = target_for(aws_env.url)
     said: list[str] = []
     result = _register(target, stage, said.append)
@@ -176,9 +177,9 @@ def test_register_paravirt_uses_the_regions_pv_grub(aws_env: Endpoint, tmp_path:
     assert image["KernelId"] == "aki-919dcaf8" and image["ImageId"] == result.image_id
 
 
-def test_paravirt_is_refused_where_there_is_no_pv_grub(aws_env: Endpoint, tmp_path: Path) -> None:
+def test_paravirt_is_refused_where_there_is_no_pv_grub(aws_env: Launched, tmp_path: Path) -> None:
     stage = tmp_path / "aws-paravirt"
-    fake_stage(stage, stage="aws-paravirt")
+    fake_stage(stage, "aws-paravirt")
     target = target_for(aws_env.url, region="eu-north-1")
     with pytest.raises(ConfigError, match="eu-north-1 has no PV-GRUB kernel image"):
         _register(target, stage)
@@ -186,13 +187,17 @@ def test_paravirt_is_refused_where_there_is_no_pv_grub(aws_env: Endpoint, tmp_pa
 
 
 def test_faults_on_a_fifth_of_calls_still_make_one_correct_ami(
-    aws_env: Endpoint, tmp_path: Path
+    aws_env: Launched, tmp_path: Path
 ) -> None:
     stage = tmp_path / "aws-hvm"
     fake_stage(stage, disk_size=32 * 2**20, extra=40)  # about 60 EC2 and EBS calls
-    with faulty_proxy(aws_env.url, rate=0.2) as proxy:
+    with FaultProxy(aws_env.url, seed=7) as proxy:
+        # a fifth of EC2 and EBS calls fail: 503 (Unavailable / ServiceUnavailableException) or
+        # throttled (RequestLimitExceeded / 429 ThrottlingException), as a busy AWS answers
+        proxy.add(Fault("503", when=is_ec2_or_ebs, probability=0.1))
+        proxy.add(Fault("throttle", when=is_ec2_or_ebs, probability=0.1))
         result = _register(target_for(proxy.url), stage)
-        assert proxy.faults >= 5, (proxy.faults, proxy.requests)
+        assert sum(proxy.hits.values()) >= 5, (proxy.hits, proxy.requests)
     direct = target_for(aws_env.url)
     (image,) = _images(direct)
     assert image["ImageId"] == result.image_id
@@ -201,7 +206,7 @@ def test_faults_on_a_fifth_of_calls_still_make_one_correct_ami(
 
 
 def test_ctrl_c_during_the_upload_names_the_snapshot_and_the_rerun_finishes_it(
-    aws_env: Endpoint, tmp_path: Path
+    aws_env: Launched, tmp_path: Path
 ) -> None:
     stage = tmp_path / "aws-hvm"
     fake_stage(stage)
@@ -234,7 +239,7 @@ def test_ctrl_c_during_the_upload_names_the_snapshot_and_the_rerun_finishes_it(
     assert ebs.compare_snapshot(target, pending, stage / "disk.raw") == []
 
 
-def test_a_rebuilt_disk_never_reuses_the_old_snapshot(aws_env: Endpoint, tmp_path: Path) -> None:
+def test_a_rebuilt_disk_never_reuses_the_old_snapshot(aws_env: Launched, tmp_path: Path) -> None:
     stage = tmp_path / "aws-hvm"
     fake_stage(stage)
     target = target_for(aws_env.url)
@@ -298,7 +303,7 @@ register_stage(target, Path(stage), read_manifest(Path(stage)),
     ],
 )
 def test_kill_9_then_rerun_ends_with_one_ami_and_no_orphan(
-    aws_env: Endpoint, tmp_path: Path, event: str, nth: int
+    aws_env: Launched, tmp_path: Path, event: str, nth: int
 ) -> None:
     stage = tmp_path / "aws-hvm"
     fake_stage(stage)
@@ -338,7 +343,7 @@ def _built_set(workspace: Path, timestamp: str, disk_size: int = 2**20) -> Conte
     return ctx
 
 
-def test_cli_register_and_deregister(aws_env: Endpoint, workspace: Path, runner: CliRunner) -> None:
+def test_cli_register_and_deregister(aws_env: Launched, workspace: Path, runner: CliRunner) -> None:
     ts = "20260102030405"
     _built_set(workspace, ts)
     args = ["aws-hvm", "--os", "Debian-12-x86_64", "--timestamp", ts]
@@ -372,14 +377,15 @@ def test_cli_register_and_deregister(aws_env: Endpoint, workspace: Path, runner:
 
 
 def test_sigterm_during_the_upload_prints_the_snapshot_and_the_rerun_finishes(
-    aws_env: Endpoint, workspace: Path, runner: CliRunner
+    aws_env: Launched, workspace: Path, runner: CliRunner
 ) -> None:
     ts = "20260102030405"
     _built_set(workspace, ts, disk_size=12 * 2**20)
     args = ["aws-hvm", "--os", "Debian-12-x86_64", "--timestamp", ts]
     assert runner.invoke(cli, ["fake-upload", *args]).exit_code == 0
     stage = workspace / "images" / "aws-hvm" / f"Debian-12-x86_64-{ts}"
-    with faulty_proxy(aws_env.url, rate=0, delay=1.0) as proxy:
+    with FaultProxy(aws_env.url) as proxy:
+        proxy.add(Fault("delay", when=is_ebs_put, seconds=1.0))  # a slow link
         env = {**os.environ, "AWS_ENDPOINT_URL": proxy.url, "SUITCASE_EBS_WORKERS": "1"}
         process = subprocess.Popen(
             [sys.executable, "-c", "from suitcase.cli import main; main()", "register", *args],
@@ -407,7 +413,7 @@ def test_sigterm_during_the_upload_prints_the_snapshot_and_the_rerun_finishes(
 
 
 def test_cli_register_refuses_image_types_without_an_ami(
-    aws_env: Endpoint, workspace: Path, runner: CliRunner
+    aws_env: Launched, workspace: Path, runner: CliRunner
 ) -> None:
     result = runner.invoke(cli, ["register", "vagrant", "--os", "Debian-12-x86_64"])
     assert result.exit_code == 2
@@ -417,7 +423,7 @@ def test_cli_register_refuses_image_types_without_an_ami(
 
 
 def test_listed_accounts_may_launch_the_ami_and_copy_its_snapshot(
-    aws_env: Endpoint, tmp_path: Path
+    aws_env: Launched, tmp_path: Path
 ) -> None:
     stage = tmp_path / "aws-hvm"
     manifest = fake_stage(stage)
@@ -468,7 +474,7 @@ def test_site_settings_for_amis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_copies_to_other_regions_are_tagged_readable_and_deregistered(
-    aws_env: Endpoint, tmp_path: Path
+    aws_env: Launched, tmp_path: Path
 ) -> None:
     stage = tmp_path / "aws-hvm"
     manifest = fake_stage(stage)
@@ -502,10 +508,10 @@ def test_copies_to_other_regions_are_tagged_readable_and_deregistered(
 
 
 def test_a_paravirt_copy_boots_with_the_destinations_pv_grub(
-    aws_env: Endpoint, tmp_path: Path
+    aws_env: Launched, tmp_path: Path
 ) -> None:
     stage = tmp_path / "aws-paravirt"
-    manifest = fake_stage(stage, stage="aws-paravirt")
+    manifest = fake_stage(stage, "aws-paravirt")
     settings = AmiSettings(workers=4, wait_interval=0.05, copy_regions=("us-west-2",))
     result = register_stage(target_for(aws_env.url), stage, manifest, settings, _quiet)
     (image,) = _images(target_for(aws_env.url, "us-west-2"))
@@ -514,7 +520,7 @@ def test_a_paravirt_copy_boots_with_the_destinations_pv_grub(
 
 
 def test_cli_register_refused_by_a_taken_name_is_one_line(
-    aws_env: Endpoint, workspace: Path, runner: CliRunner
+    aws_env: Launched, workspace: Path, runner: CliRunner
 ) -> None:
     """An AMI that is not the stage's holds the name: `register` exits non-zero with one line
     naming that AMI and what to do; no traceback, no second AMI."""

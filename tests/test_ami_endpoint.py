@@ -10,8 +10,6 @@ import os
 import random
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,8 @@ import pytest
 from suitcase.aws import moto_fixes
 from suitcase.aws.ebs import BLOCK_SIZE, ebs_client, snapshot_blocks
 from tests import aws_endpoint
-from tests.aws_endpoint import REGION, Endpoint, free_port, target_for
+from tests.aws_endpoint import target_for
+from tests.endpoint_support import REGION, Launched, launch
 
 endpoint = aws_endpoint.endpoint  # fixtures: the fixed moto server, reset per test
 aws_env = aws_endpoint.aws_env
@@ -53,7 +52,7 @@ def _register(ec2: Any, snapshot_id: str) -> str:
     return image_id
 
 
-def test_ebs_block_size_is_524288(aws_env: Endpoint) -> None:
+def test_ebs_block_size_is_524288(aws_env: Launched) -> None:
     """AWS: "The size of the blocks in the snapshot, in bytes" is 524288 (EBS API reference,
     StartSnapshot / ListSnapshotBlocks BlockSize)."""
     ebs = ebs_client(target_for(aws_env.url))
@@ -62,7 +61,7 @@ def test_ebs_block_size_is_524288(aws_env: Endpoint) -> None:
     assert ebs.list_snapshot_blocks(SnapshotId=snapshot_id)["BlockSize"] == 524288
 
 
-def test_start_snapshot_client_token_is_idempotent(aws_env: Endpoint) -> None:
+def test_start_snapshot_client_token_is_idempotent(aws_env: Launched) -> None:
     """AWS: a retried StartSnapshot with the same ClientToken returns the original result
     (EBS API reference, StartSnapshot ClientToken)."""
     ebs = ebs_client(target_for(aws_env.url))
@@ -72,7 +71,7 @@ def test_start_snapshot_client_token_is_idempotent(aws_env: Endpoint) -> None:
     assert first == again != other
 
 
-def test_snapshot_is_pending_until_completed(aws_env: Endpoint) -> None:
+def test_snapshot_is_pending_until_completed(aws_env: Launched) -> None:
     """AWS: a snapshot started with the EBS direct APIs stays `pending` until CompleteSnapshot
     (EBS User Guide, "Use the EBS direct APIs": write a snapshot)."""
     target = target_for(aws_env.url)
@@ -85,7 +84,7 @@ def test_snapshot_is_pending_until_completed(aws_env: Endpoint) -> None:
     assert state == "completed"
 
 
-def test_list_snapshot_blocks_is_sorted_and_paged(aws_env: Endpoint) -> None:
+def test_list_snapshot_blocks_is_sorted_and_paged(aws_env: Launched) -> None:
     """AWS: ListSnapshotBlocks returns blocks in index order, MaxResults per page with a
     NextToken (EBS API reference, ListSnapshotBlocks)."""
     indices = [3 * i for i in range(101)]  # MaxResults is at least 100: two pages
@@ -107,7 +106,7 @@ def test_list_snapshot_blocks_is_sorted_and_paged(aws_env: Endpoint) -> None:
     assert [index for index, _ in listed] == sorted(indices) and volume == 1
 
 
-def test_register_image_keeps_what_aws_keeps_on_the_given_snapshot(aws_env: Endpoint) -> None:
+def test_register_image_keeps_what_aws_keeps_on_the_given_snapshot(aws_env: Launched) -> None:
     """AWS: RegisterImage records the architecture, virtualization type, root device, block
     device mappings (the snapshot given, no other), ENA, SR-IOV, boot mode, IMDS support,
     kernel and tags it is sent (EC2 API reference, RegisterImage)."""
@@ -149,7 +148,7 @@ def test_register_image_keeps_what_aws_keeps_on_the_given_snapshot(aws_env: Endp
     assert [s["SnapshotId"] for s in snapshots] == [snapshot_id]  # no snapshot of its own
 
 
-def test_register_image_refuses_an_unknown_snapshot(aws_env: Endpoint) -> None:
+def test_register_image_refuses_an_unknown_snapshot(aws_env: Launched) -> None:
     """AWS: RegisterImage with a snapshot that does not exist fails
     (InvalidSnapshot.NotFound, EC2 API error codes)."""
     ec2 = target_for(aws_env.url).client("ec2")
@@ -157,7 +156,7 @@ def test_register_image_refuses_an_unknown_snapshot(aws_env: Endpoint) -> None:
         _register(ec2, "snap-0123456789abcdef0")
 
 
-def test_a_snapshot_in_use_by_an_ami_cannot_be_deleted(aws_env: Endpoint) -> None:
+def test_a_snapshot_in_use_by_an_ami_cannot_be_deleted(aws_env: Launched) -> None:
     """AWS: "You cannot delete a snapshot of the root device of an EBS volume used by a
     registered AMI. You must first deregister the AMI" (EC2 API reference, DeleteSnapshot)."""
     snapshot_id = _snapshot(aws_env.url, {0: os.urandom(BLOCK_SIZE)})
@@ -171,7 +170,7 @@ def test_a_snapshot_in_use_by_an_ami_cannot_be_deleted(aws_env: Endpoint) -> Non
 
 
 @pytest.mark.parametrize("region", ["us-east-1", "us-west-2", "eu-north-1"])
-def test_pv_grub_kernels_exist_where_aws_publishes_them(aws_env: Endpoint, region: str) -> None:
+def test_pv_grub_kernels_exist_where_aws_publishes_them(aws_env: Launched, region: str) -> None:
     """AWS publishes PV-GRUB AKIs, owned by amazon, named pv-grub-hd0_1.05-x86_64.gz, in the
     regions of its table (EC2 User Guide, "User provided kernels"); newer regions have none."""
     aws = Path(sys.executable).with_name("aws")
@@ -201,23 +200,10 @@ def test_plain_moto_differs_so_these_tests_can_fail(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The same calls against moto without the fixes show each gap the fixes close."""
-    port = free_port()
-    env = {**os.environ, "MOTO_EC2_LOAD_DEFAULT_AMIS": "false"}
-    moto = Path(sys.executable).with_name("moto_server")
-    with (tmp_path / "moto.log").open("wb") as log:
-        server = subprocess.Popen(
-            [str(moto), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log, env=env
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(150):
-            try:
-                urllib.request.urlopen(f"{url}/moto-api/", timeout=2).read()
-                break
-            except OSError:
-                time.sleep(0.2)
+    with launch("stock", tmp_path / "stock") as server:
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        url = server.url
         ebs = ebs_client(target_for(url))
         assert ebs.start_snapshot(VolumeSize=1, Timeout=60)["BlockSize"] == 512
         snapshot_id = _snapshot(url, {0: os.urandom(BLOCK_SIZE)})
@@ -226,6 +212,3 @@ def test_plain_moto_differs_so_these_tests_can_fail(
         assert "Architecture" not in image
         assert image["BlockDeviceMappings"][0]["Ebs"]["SnapshotId"] != snapshot_id
         ec2.delete_snapshot(SnapshotId=snapshot_id)  # in use, yet deleted
-    finally:
-        server.terminate()
-        server.wait(10)

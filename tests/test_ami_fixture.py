@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from suitcase.aws.clients import AwsTarget
 from suitcase.cli import cli
 from suitcase.config import PROJECT_ROOT
 from suitcase.manifest import Manifest, describe_output, read_manifest, write_manifest
-from tests.aws_endpoint import REGION, Endpoint, start_endpoint
+from tests.endpoint_support import REGION, Launched, launch
 from tests.s3_support import point_at
 from tests.test_plugin import ARGS, _specs
 from tests.test_s3 import held, s3
@@ -33,21 +32,13 @@ DATA = ((0, b"suitcase-master-boot-sector" * 100), (37 * ebs.BLOCK_SIZE + 4096, 
 
 
 @pytest.fixture
-def account(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Endpoint]:
+def account(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Launched]:
     """The fixed moto server as a configured account (AWS_ENDPOINT_URL): kind 'account'."""
-    server = start_endpoint(tmp_path / "moto.log")
-    try:
-        point_at(monkeypatch, server.url, BUCKET, tmp_path)
+    with launch("fixes", tmp_path / "moto") as server:
+        point_at(monkeypatch, server, BUCKET, tmp_path)
         monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        s3(server.url).create_bucket(Bucket=BUCKET)
+        s3(server).create_bucket(Bucket=BUCKET)
         yield server
-    finally:
-        server.process.terminate()
-        try:
-            server.process.wait(10)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
 
 
 def _built(pytester: pytest.Pytester) -> Path:
@@ -141,7 +132,7 @@ def _readback(pytester: pytest.Pytester) -> pytest.RunResult:
 
 
 def test_ami_specs_register_once_and_fail_on_another_disk(
-    account: Endpoint,  # first: the server runs the project's own data, not the fake home's
+    account: Launched,  # first: the server runs the project's own data, not the fake home's
     pytester: pytest.Pytester,
     fake_home: Path,
 ) -> None:
@@ -154,7 +145,7 @@ def test_ami_specs_register_once_and_fail_on_another_disk(
     )
     ec2 = _target(account.url).client("ec2")
     assert ec2.describe_images(Owners=["self"])["Images"] == []
-    assert held(account.url, BUCKET) == {}  # nothing uploaded to that account either
+    assert held(account, BUCKET) == {}  # nothing uploaded to that account either
 
     passed = pytester.runpytest_subprocess(
         "specs", "--image=aws-hvm", "--suitcase-register", "-n", "2", *ARGS

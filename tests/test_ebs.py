@@ -12,8 +12,10 @@ import pytest
 from suitcase.aws import ebs
 from suitcase.aws.ebs import BLOCK_SIZE
 from tests import aws_endpoint
-from tests.aws_endpoint import MIB, Endpoint, sparse_disk, target_for
-from tests.faulty_proxy import faulty_proxy
+from tests.aws_endpoint import target_for
+from tests.aws_proxy import Fault, FaultProxy, is_ebs_block_read
+from tests.endpoint_support import Launched
+from tests.fakes import MIB, fake_disk
 
 endpoint = aws_endpoint.endpoint  # fixtures: the fixed moto server, reset per test
 aws_env = aws_endpoint.aws_env
@@ -26,7 +28,7 @@ def _blocks(disk: Path) -> dict[int, bytes]:
     return {i: data[i * BLOCK_SIZE : (i + 1) * BLOCK_SIZE] for i in range(len(data) // BLOCK_SIZE)}
 
 
-def _write(aws_env: Endpoint, disk: Path, **kwargs: Any) -> tuple[Any, ebs.Upload]:
+def _write(aws_env: Launched, disk: Path, **kwargs: Any) -> tuple[Any, ebs.Upload]:
     target = target_for(aws_env.url)
     upload = ebs.write_snapshot(
         target, disk, token="t-" + disk.name, tags={"a": "b"}, description="test",
@@ -35,8 +37,8 @@ def _write(aws_env: Endpoint, disk: Path, **kwargs: Any) -> tuple[Any, ebs.Uploa
     return target, upload
 
 
-def test_round_trip_blocks_read_back_equal_the_disk(aws_env: Endpoint, tmp_path: Path) -> None:
-    disk = sparse_disk(tmp_path / "disk.raw")
+def test_round_trip_blocks_read_back_equal_the_disk(aws_env: Launched, tmp_path: Path) -> None:
+    disk = fake_disk(tmp_path / "disk.raw")
     target, upload = _write(aws_env, disk)
     assert upload.volume_gib == 1
     assert ebs.compare_snapshot(target, upload.snapshot_id, disk) == []
@@ -47,8 +49,8 @@ def test_round_trip_blocks_read_back_equal_the_disk(aws_env: Endpoint, tmp_path:
         assert handle.read(MIB) == bytes(MIB)
 
 
-def test_holes_and_zero_blocks_are_not_sent(aws_env: Endpoint, tmp_path: Path) -> None:
-    disk = sparse_disk(tmp_path / "disk.raw")
+def test_holes_and_zero_blocks_are_not_sent(aws_env: Launched, tmp_path: Path) -> None:
+    disk = fake_disk(tmp_path / "disk.raw")
     target, upload = _write(aws_env, disk)
     sent = sorted(p["BlockIndex"] for p in target.named("PutSnapshotBlock"))
     blocks = _blocks(disk)
@@ -61,9 +63,9 @@ def test_holes_and_zero_blocks_are_not_sent(aws_env: Endpoint, tmp_path: Path) -
 
 
 def test_every_block_and_the_snapshot_carry_sha256_checksums(
-    aws_env: Endpoint, tmp_path: Path
+    aws_env: Launched, tmp_path: Path
 ) -> None:
-    disk = sparse_disk(tmp_path / "disk.raw")
+    disk = fake_disk(tmp_path / "disk.raw")
     target, _ = _write(aws_env, disk)
     blocks = _blocks(disk)
     puts = target.named("PutSnapshotBlock")
@@ -87,11 +89,11 @@ def test_every_block_and_the_snapshot_carry_sha256_checksums(
 
 
 def test_an_account_that_encrypts_by_default_gets_every_block(
-    aws_env: Endpoint, tmp_path: Path
+    aws_env: Launched, tmp_path: Path
 ) -> None:
     """Encryption is read from StartSnapshot's answer, not from the request: with the account's
     EBS encryption by default on, every block of the volume is sent, zeros and holes too."""
-    disk = sparse_disk(tmp_path / "disk.raw")
+    disk = fake_disk(tmp_path / "disk.raw")
     target_for(aws_env.url).client("ec2").enable_ebs_encryption_by_default()
     target, upload = _write(aws_env, disk)
     (start,) = target.named("StartSnapshot")
@@ -101,8 +103,8 @@ def test_an_account_that_encrypts_by_default_gets_every_block(
     assert ebs.compare_snapshot(target, upload.snapshot_id, disk) == []
 
 
-def test_a_changed_disk_is_noticed(aws_env: Endpoint, tmp_path: Path) -> None:
-    disk = sparse_disk(tmp_path / "disk.raw")
+def test_a_changed_disk_is_noticed(aws_env: Launched, tmp_path: Path) -> None:
+    disk = fake_disk(tmp_path / "disk.raw")
     target, upload = _write(aws_env, disk)
     with disk.open("r+b") as handle:
         handle.seek(4 * BLOCK_SIZE + 10)  # a hole before: now data the snapshot lacks
@@ -110,10 +112,11 @@ def test_a_changed_disk_is_noticed(aws_env: Endpoint, tmp_path: Path) -> None:
     assert ebs.compare_snapshot(target, upload.snapshot_id, disk) == ["block 4 differs"]
 
 
-def test_a_block_corrupted_on_the_way_back_is_refused(aws_env: Endpoint, tmp_path: Path) -> None:
-    disk = sparse_disk(tmp_path / "disk.raw")
+def test_a_block_corrupted_on_the_way_back_is_refused(aws_env: Launched, tmp_path: Path) -> None:
+    disk = fake_disk(tmp_path / "disk.raw")
     _, upload = _write(aws_env, disk)
-    with faulty_proxy(aws_env.url, rate=0, corrupt_reads=True) as proxy:
+    with FaultProxy(aws_env.url) as proxy:
+        proxy.add(Fault("corrupt_read", when=is_ebs_block_read))  # every block read back
         with pytest.raises(ebs.EbsError, match="does not match its checksum"):
             ebs.compare_snapshot(target_for(proxy.url), upload.snapshot_id, disk)
         with pytest.raises(ebs.EbsError, match="does not match its checksum"):
@@ -126,5 +129,3 @@ def test_volume_size_rounds_up_to_whole_gib() -> None:
     assert ebs.volume_gib(1) == 1
     assert ebs.volume_gib(2**30) == 1
     assert ebs.volume_gib(2**30 + 1) == 2
-
-

@@ -7,6 +7,7 @@ endpoint process, which for the credential tests enforces IAM authentication as 
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,10 +23,10 @@ from suitcase.aws.presence import check_bucket
 from suitcase.cli import cli
 from suitcase.context import Context
 from suitcase.errors import ConfigError, SuitcaseError
-from tests.aws_endpoint import Endpoint, start_endpoint
 from tests.endpoint_support import (
     embedded_workspace,  # noqa: F401  (the `ws` fixture)
     endpoint_pids,
+    launch,
 )
 
 Other = Callable[..., str]
@@ -35,29 +36,25 @@ Other = Callable[..., str]
 def other(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Other]:
     """Start a moto server (standing in for AWS, which takes any key: not the workspace's
     endpoint, which takes only its own) in its own folder; returns its URL."""
-    started: list[Endpoint] = []
+    with contextlib.ExitStack() as started:
+        count = iter(range(100))
 
-    def start(auth_free_actions: int | None = None) -> str:
-        with monkeypatch.context() as env:
-            if auth_free_actions is not None:  # moto then checks every signature and policy
-                env.setenv("INITIAL_NO_AUTH_ACTION_COUNT", str(auth_free_actions))
-            server = start_endpoint(tmp_path / f"other{len(started)}.log")
-        started.append(server)
-        return server.url
+        def start(auth_free_actions: int | None = None) -> str:
+            with monkeypatch.context() as env:
+                if auth_free_actions is not None:  # moto then checks every signature and policy
+                    env.setenv("INITIAL_NO_AUTH_ACTION_COUNT", str(auth_free_actions))
+                folder = tmp_path / f"other{next(count)}"
+                server = started.enter_context(launch("fixes", folder))
+            return server.url
 
-    yield start
-    for server in started:
-        server.process.terminate()
-        server.process.wait(30)
+        yield start
 
 
 @pytest.fixture(scope="module")
 def stand_in(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """One moto server standing in for AWS (no authentication) for the whole module: its URL."""
-    server = start_endpoint(tmp_path_factory.mktemp("stand-in") / "moto.log")
-    yield server.url
-    server.process.terminate()
-    server.process.wait(30)
+    with launch("fixes", tmp_path_factory.mktemp("stand-in")) as server:
+        yield server.url
 
 
 def target_for(ws: Path) -> tuple[AwsTarget, list[str]]:

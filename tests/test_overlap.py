@@ -1,5 +1,6 @@
 """`all` uploads each finished stage while the next one builds: run_plan hands stages over and
-waits for their uploads before it unlocks the build set (moto's server over HTTP)."""
+waits for their uploads before it unlocks the build set (the endpoint Suitcase ships, over
+HTTP)."""
 
 from __future__ import annotations
 
@@ -14,27 +15,29 @@ from suitcase.build import run_plan
 from suitcase.context import Context
 from suitcase.errors import BusyError
 from suitcase.overlap import BackgroundUploads
-from tests.aws_proxy import moto_server
-from tests.s3_support import OS, fake_build_set, point_at, site_workspace
+from tests.endpoint_support import Launched, launch
+from tests.fakes import fake_build_set
+from tests.s3_support import OS, point_at, site_workspace
 from tests.test_s3 import held, s3, unfinished
 
 
 @pytest.fixture(scope="module")
-def moto() -> Iterator[str]:
-    with moto_server() as url:
-        yield url
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launched]:
+    """The twin, for the whole module (each test has its own bucket)."""
+    with launch("twin", tmp_path_factory.mktemp("twin")) as running:
+        yield running
 
 
 @pytest.fixture
-def ws(tmp_path: Path, moto: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+def ws(tmp_path: Path, server: Launched, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = site_workspace(tmp_path, monkeypatch)
     name = f"suitcase-overlap-{os.urandom(6).hex()}"
-    point_at(monkeypatch, moto, name, tmp_path)
-    s3(moto).create_bucket(Bucket=name)
+    point_at(monkeypatch, server, name, tmp_path)
+    s3(server).create_bucket(Bucket=name)
     return root
 
 
-def test_each_done_stage_uploads_under_the_builds_lock(ws: Path, moto: str) -> None:
+def test_each_done_stage_uploads_under_the_builds_lock(ws: Path, server: Launched) -> None:
     plan = fake_build_set(ws, "aws-hvm")
     ctx = Context.create(ws)
     said: list[str] = []
@@ -58,13 +61,13 @@ def test_each_done_stage_uploads_under_the_builds_lock(ws: Path, moto: str) -> N
     assert handed == ["master", "aws-hvm"] == [r.stage for r in results]
     assert locked_meanwhile == [True]
     bucket = os.environ["SUITCASE_BUCKET"]
-    keys = set(held(moto, bucket))
+    keys = set(held(server, bucket))
     for stage in plan.stages:
         cookie = real_upload(stage.directory)
         assert cookie is not None
         assert {o["key"] for o in cookie["objects"]} <= keys
     assert set(uploads.seconds) == {"master", "aws-hvm"} and not uploads.skipped
-    assert unfinished(moto, bucket) == []
+    assert unfinished(server, bucket) == []
     assert any("(while building)" in line for line in said)
 
     # a second run finds everything uploaded: nothing is sent again
@@ -74,7 +77,7 @@ def test_each_done_stage_uploads_under_the_builds_lock(ws: Path, moto: str) -> N
 
 
 def test_an_upload_error_reaches_the_build_and_nothing_is_left_unfinished(
-    ws: Path, moto: str
+    ws: Path, server: Launched
 ) -> None:
     plan = fake_build_set(ws, "master")
     ctx = Context.create(ws)
@@ -88,6 +91,6 @@ def test_an_upload_error_reaches_the_build_and_nothing_is_left_unfinished(
             ctx, plan, lambda _: None, after_stage=uploads.submit, before_unlock=uploads.finish
         )
     bucket = os.environ["SUITCASE_BUCKET"]
-    assert unfinished(moto, bucket) == []
+    assert unfinished(server, bucket) == []
     assert real_upload(plan.stages[0].directory) is None
-    assert not any(k.endswith("disk-master.img") for k in held(moto, bucket))
+    assert not any(k.endswith("disk-master.img") for k in held(server, bucket))

@@ -1,5 +1,6 @@
-"""upload / fetch / delete against moto's server over HTTP (never in-process mocks), with a proxy
-of our own in front of it where the network has to misbehave."""
+"""upload / fetch / delete against the endpoint Suitcase ships (the twin: moto with Suitcase's fixes
+and AWS's rules, its key) over HTTP (never in-process mocks), with a proxy of our own in front of
+it where the network has to misbehave."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from awscrt.checksums import crc64nvme
 from click.testing import CliRunner
@@ -23,27 +23,32 @@ from suitcase.aws.ship import read_cookie, real_upload, upload_plan
 from suitcase.cli import cli
 from suitcase.context import Context
 from suitcase.manifest import UPLOAD_COOKIE, read_manifest
-from tests.aws_proxy import VENV_BIN, Fault, FaultProxy, is_s3_data, is_upload_part, moto_server
-from tests.s3_support import OS, SITE, TS, fake_build_set, point_at, site_workspace
+from tests.aws_proxy import Fault, FaultProxy, is_s3_data, is_upload_part
+from tests.endpoint_support import VENV_BIN, Launched, launch
+from tests.fakes import fake_build_set
+from tests.s3_support import OS, SITE, TS, point_at, site_workspace
 
 
 @pytest.fixture(scope="module")
-def moto() -> Iterator[str]:
-    with moto_server() as url:
-        yield url
-
-
-@pytest.fixture
-def proxy(moto: str) -> Iterator[FaultProxy]:
-    with FaultProxy(moto, seed=7) as running:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launched]:
+    """The twin, for the whole module (each test has its own bucket)."""
+    with launch("twin", tmp_path_factory.mktemp("twin")) as running:
         yield running
 
 
 @pytest.fixture
-def bucket(proxy: FaultProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moto: str) -> str:
+def proxy(server: Launched) -> Iterator[FaultProxy]:
+    with FaultProxy(server.url, seed=7) as running:
+        yield running
+
+
+@pytest.fixture
+def bucket(
+    proxy: FaultProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: Launched
+) -> str:
     """A fresh bucket name; Suitcase talks to it through the proxy."""
     name = f"suitcase-test-{uuid.uuid4().hex[:12]}"
-    point_at(monkeypatch, proxy.url, name, tmp_path)
+    point_at(monkeypatch, server, name, tmp_path, url=proxy.url)
     return name
 
 
@@ -52,15 +57,9 @@ def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return site_workspace(tmp_path, monkeypatch)
 
 
-def s3(moto: str) -> Any:
-    """A client straight to moto, bypassing the proxy: what S3 really holds."""
-    return boto3.client(
-        "s3",
-        endpoint_url=moto,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+def s3(server: Launched) -> Any:
+    """A client straight to the endpoint, bypassing the proxy: what S3 really holds."""
+    return server.client("s3")
 
 
 def suitcase(ws: Path, *args: str) -> Any:
@@ -72,26 +71,28 @@ def crc_of(data: bytes) -> str:
     return base64.b64encode(crc64nvme(data).to_bytes(8, "big")).decode()
 
 
-def held(moto: str, bucket: str) -> dict[str, bytes]:
-    client = s3(moto)
+def held(server: Launched, bucket: str) -> dict[str, bytes]:
+    client = s3(server)
     keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
     return {k: client.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys}
 
 
-def unfinished(moto: str, bucket: str) -> list[Any]:
-    return list(s3(moto).list_multipart_uploads(Bucket=bucket).get("Uploads", []))
+def unfinished(server: Launched, bucket: str) -> list[Any]:
+    return list(s3(server).list_multipart_uploads(Bucket=bucket).get("Uploads", []))
 
 
 def upload_all(ws: Path, image: str = "all") -> Any:
     return suitcase(ws, "upload", image, "--os", OS, "--timestamp", TS, "--create-bucket")
 
 
-def test_round_trip_every_object_matches_its_manifest(ws: Path, bucket: str, moto: str) -> None:
+def test_round_trip_every_object_matches_its_manifest(
+    ws: Path, bucket: str, server: Launched
+) -> None:
     plan = fake_build_set(ws)
     result = upload_all(ws)
     assert result.exit_code == 0, result.output
-    objects = held(moto, bucket)
-    client = s3(moto)
+    objects = held(server, bucket)
+    client = s3(server)
     for stage in plan.stages:
         manifest = read_manifest(stage.directory)
         assert manifest is not None
@@ -115,7 +116,7 @@ def test_round_trip_every_object_matches_its_manifest(ws: Path, bucket: str, mot
             k: (len(v), crc_of(v)) for k, v in objects.items() if k.startswith(prefix)
         }
     assert len(objects) == 3 * len(plan.stages)
-    assert unfinished(moto, bucket) == []
+    assert unfinished(server, bucket) == []
     # the disks are multipart (12 MiB in 5 MiB parts): the ETag says how many parts
     disk_key = next(k for k in objects if k.endswith(".img"))
     assert client.head_object(Bucket=bucket, Key=disk_key)["ETag"].endswith('-3"')
@@ -125,11 +126,13 @@ def test_round_trip_every_object_matches_its_manifest(ws: Path, bucket: str, mot
     assert again.output.count("already there with the same checksum, skipped") == len(objects)
 
 
-def test_the_aws_cli_reads_back_what_suitcase_wrote(ws: Path, bucket: str, moto: str) -> None:
+def test_the_aws_cli_reads_back_what_suitcase_wrote(
+    ws: Path, bucket: str, server: Launched
+) -> None:
     plan = fake_build_set(ws, "master")
     assert upload_all(ws, "master").exit_code == 0
     env = {"AWS_PAGER": ""}
-    base = [str(VENV_BIN / "aws"), "--endpoint-url", moto, "--output", "json", "s3api"]
+    base = [str(VENV_BIN / "aws"), "--endpoint-url", server.url, "--output", "json", "s3api"]
 
     def aws(*args: str) -> Any:
         out = subprocess.run(
@@ -191,7 +194,7 @@ def test_upload_all_then_fetch_all_into_an_empty_workspace_is_byte_for_byte(
 
 
 def test_network_faults_are_retried_and_the_data_stays_right(
-    ws: Path, bucket: str, moto: str, proxy: FaultProxy, tmp_path: Path
+    ws: Path, bucket: str, server: Launched, proxy: FaultProxy, tmp_path: Path
 ) -> None:
     plan = fake_build_set(ws, "master")
     # at least one of each for certain (the first part uploads), then a random mix on top:
@@ -220,12 +223,12 @@ def test_network_faults_are_retried_and_the_data_stays_right(
         for output in manifest.outputs:
             data = (other / stage.directory.relative_to(ws) / output.path).read_bytes()
             assert hashlib.sha256(data).hexdigest() == output.sha256
-    assert unfinished(moto, bucket) == []
+    assert unfinished(server, bucket) == []
 
 
 @pytest.mark.parametrize("target", ["part", "whole object"])
 def test_a_flipped_byte_on_the_wire_fails_loudly(
-    ws: Path, bucket: str, moto: str, proxy: FaultProxy, target: str
+    ws: Path, bucket: str, server: Launched, proxy: FaultProxy, target: str
 ) -> None:
     plan = fake_build_set(ws, "master")
     if target == "part":
@@ -246,14 +249,16 @@ def test_a_flipped_byte_on_the_wire_fails_loudly(
     stage = plan.stages[0].directory
     assert not (stage / UPLOAD_COOKIE).exists()
     corrupted = "disk-master.img" if target == "part" else "notes.txt"
-    assert not [k for k in held(moto, bucket) if k.endswith(corrupted)]  # removed, never kept
-    assert unfinished(moto, bucket) == []
+    assert not [k for k in held(server, bucket) if k.endswith(corrupted)]  # removed, never kept
+    assert unfinished(server, bucket) == []
     proxy.clear()
     assert upload_all(ws, "master").exit_code == 0
     assert real_upload(stage) is not None
 
 
-def test_fake_upload_cookie_is_never_taken_for_an_upload(ws: Path, bucket: str, moto: str) -> None:
+def test_fake_upload_cookie_is_never_taken_for_an_upload(
+    ws: Path, bucket: str, server: Launched
+) -> None:
     plan = fake_build_set(ws, "master")
     stage = plan.stages[0].directory
     result = suitcase(ws, "fake-upload", "master", "--os", OS, "--timestamp", TS)
@@ -265,23 +270,23 @@ def test_fake_upload_cookie_is_never_taken_for_an_upload(ws: Path, bucket: str, 
     # upload still uploads; fetch finds nothing uploaded by the fake
     other = stage.parent.parent.parent.parent / "other"
     other.mkdir()
-    s3(moto).create_bucket(Bucket=bucket)
+    s3(server).create_bucket(Bucket=bucket)
     fetched = suitcase(other, "fetch", "master", "--os", OS, "--timestamp", TS)
     assert fetched.exit_code == 1 and "was never uploaded" in fetched.output
     assert upload_all(ws, "master").exit_code == 0
     assert real_upload(stage) is not None
-    assert len(held(moto, bucket)) == 3
+    assert len(held(server, bucket)) == 3
 
 
 def test_a_corrupt_object_in_s3_is_never_marked_done_by_fetch(
-    ws: Path, bucket: str, moto: str, tmp_path: Path
+    ws: Path, bucket: str, server: Launched, tmp_path: Path
 ) -> None:
     plan = fake_build_set(ws, "master")
     assert upload_all(ws, "master").exit_code == 0
     key = f"suitcase/master/{OS}-{TS}/disk-master.img"
-    data = bytearray(s3(moto).get_object(Bucket=bucket, Key=key)["Body"].read())
+    data = bytearray(s3(server).get_object(Bucket=bucket, Key=key)["Body"].read())
     data[len(data) // 2] ^= 0xFF
-    s3(moto).put_object(Bucket=bucket, Key=key, Body=bytes(data))
+    s3(server).put_object(Bucket=bucket, Key=key, Body=bytes(data))
     other = tmp_path / "other"
     other.mkdir()
     result = suitcase(other, "fetch", "master", "--os", OS, "--timestamp", TS)
@@ -293,14 +298,14 @@ def test_a_corrupt_object_in_s3_is_never_marked_done_by_fetch(
 
 
 def test_fetch_refuses_a_manifest_pointing_outside_its_stage(
-    ws: Path, bucket: str, moto: str, tmp_path: Path
+    ws: Path, bucket: str, server: Launched, tmp_path: Path
 ) -> None:
     fake_build_set(ws, "master")
     assert upload_all(ws, "master").exit_code == 0
     key = f"suitcase/master/{OS}-{TS}/manifest.json"
-    data = json.loads(s3(moto).get_object(Bucket=bucket, Key=key)["Body"].read())
+    data = json.loads(s3(server).get_object(Bucket=bucket, Key=key)["Body"].read())
     data["outputs"][0]["path"] = "../../../../escaped.img"
-    s3(moto).put_object(Bucket=bucket, Key=key, Body=json.dumps(data).encode())
+    s3(server).put_object(Bucket=bucket, Key=key, Body=json.dumps(data).encode())
     other = tmp_path / "other"
     other.mkdir()
     result = suitcase(other, "fetch", "master", "--os", OS, "--timestamp", TS)
@@ -309,7 +314,7 @@ def test_fetch_refuses_a_manifest_pointing_outside_its_stage(
 
 
 def test_a_stale_cookie_goes_before_the_upload_again(
-    ws: Path, bucket: str, moto: str, proxy: FaultProxy
+    ws: Path, bucket: str, server: Launched, proxy: FaultProxy
 ) -> None:
     """A cookie whose objects S3 no longer holds is removed before the upload again sends a
     byte: a run that dies during that upload leaves no cookie claiming what S3 does not hold
@@ -318,8 +323,8 @@ def test_a_stale_cookie_goes_before_the_upload_again(
     assert upload_all(ws, "master").exit_code == 0
     stage = plan.stages[0].directory
     assert real_upload(stage) is not None
-    client = s3(moto)
-    for key in held(moto, bucket):  # S3 lost them (an endpoint's state, a lifecycle rule)
+    client = s3(server)
+    for key in held(server, bucket):  # S3 lost them (an endpoint's state, a lifecycle rule)
         client.delete_object(Bucket=bucket, Key=key)
     proxy.max_streak = 1000  # and the upload again dies midway: every try of every part fails
     proxy.add(Fault("500", when=is_upload_part))
@@ -331,7 +336,7 @@ def test_a_stale_cookie_goes_before_the_upload_again(
 
 
 def test_a_corrupt_remote_copy_leaves_the_good_local_stage_as_it_was(
-    ws: Path, bucket: str, moto: str
+    ws: Path, bucket: str, server: Launched
 ) -> None:
     """The local stage is done and uploaded; S3 holds a newer copy whose disk is corrupt. The
     fetch fails, and the stage keeps its manifest, cookie and disk, with nothing left beside."""
@@ -340,7 +345,7 @@ def test_a_corrupt_remote_copy_leaves_the_good_local_stage_as_it_was(
     stage = plan.stages[0].directory
     before = {p.name: p.read_bytes() for p in stage.iterdir() if p.is_file()}
     assert UPLOAD_COOKIE in before and "manifest.json" in before
-    client = s3(moto)
+    client = s3(server)
     prefix = f"suitcase/master/{OS}-{TS}/"
     remote = json.loads(
         client.get_object(Bucket=bucket, Key=prefix + "manifest.json")["Body"].read()
@@ -359,7 +364,7 @@ def test_a_corrupt_remote_copy_leaves_the_good_local_stage_as_it_was(
 
 
 def test_delete_under_another_prefix_keeps_the_cookie_of_the_upload_still_whole(
-    ws: Path, bucket: str, moto: str
+    ws: Path, bucket: str, server: Launched
 ) -> None:
     """A cookie goes only with the objects it records: `delete` under a prefix that holds
     nothing of this stage leaves the upload under the old prefix, and its cookie, whole."""
@@ -367,20 +372,20 @@ def test_delete_under_another_prefix_keeps_the_cookie_of_the_upload_still_whole(
     assert upload_all(ws, "master").exit_code == 0
     stage = plan.stages[0].directory
     cookie = (stage / UPLOAD_COOKIE).read_bytes()
-    objects = held(moto, bucket)
+    objects = held(server, bucket)
     (ws / "site.yaml").write_text("prefix: elsewhere\n" + SITE)
     result = suitcase(ws, "delete", "master", "--os", OS, "--timestamp", TS)
     assert result.exit_code == 1 and "no such build set in S3" in result.output, result.output
     assert (stage / UPLOAD_COOKIE).read_bytes() == cookie
-    assert held(moto, bucket) == objects
+    assert held(server, bucket) == objects
     # under the prefix it was uploaded to, delete removes the objects and the cookie with them
     (ws / "site.yaml").write_text(SITE)
     assert suitcase(ws, "delete", "master", "--os", OS, "--timestamp", TS).exit_code == 0
-    assert not (stage / UPLOAD_COOKIE).exists() and held(moto, bucket) == {}
+    assert not (stage / UPLOAD_COOKIE).exists() and held(server, bucket) == {}
 
 
 def test_under_umask_000_a_fetch_makes_nothing_others_can_write(
-    ws: Path, bucket: str, moto: str, tmp_path: Path
+    ws: Path, bucket: str, server: Launched, tmp_path: Path
 ) -> None:
     """`umask 000` made images/ and stage folders 0777 and a fetched disk 0666: Suitcase sets
     its own modes, whatever the caller's umask."""

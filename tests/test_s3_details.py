@@ -25,29 +25,37 @@ from suitcase.aws.s3 import (
     part_size_for,
     resumed_part_size,
 )
+from suitcase.machine import free_port
 from tests.aws_endpoint import RecordingTarget, target_for
-from tests.aws_proxy import moto_server
+from tests.endpoint_support import Launched, launch
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
-#: the account moto answers STS GetCallerIdentity with (and owns its buckets)
-MOTO_ACCOUNT = "123456789012"
+#: the owner the stubbed (serverless) HeadBucket tests give their bucket
+STUBBED_OWNER = "123456789012"
 
 
 @pytest.fixture(scope="module")
-def moto() -> Iterator[str]:
-    with moto_server() as url:
-        yield url
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launched]:
+    """The twin, for the whole module (each test has its own bucket)."""
+    with launch("twin", tmp_path_factory.mktemp("twin")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def account(server: Launched) -> str:
+    """The account the twin answers STS GetCallerIdentity with (and that owns its buckets)."""
+    return server.account()
 
 
 @pytest.fixture
-def target(moto: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> RecordingTarget:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+def target(server: Launched, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> RecordingTarget:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", server.access_key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", server.secret_access_key)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     monkeypatch.delenv("AWS_PROFILE", raising=False)
-    return target_for(moto)
+    return target_for(server.url)
 
 
 def crc(data: bytes) -> str:
@@ -140,7 +148,7 @@ NO_OWNER = {"CreateBucket", "ListBuckets"}
 
 
 def test_every_s3_call_names_the_expected_bucket_owner(
-    target: RecordingTarget, tmp_path: Path
+    target: RecordingTarget, tmp_path: Path, account: str
 ) -> None:
     """Every call of upload (fresh and resumed), check, list, fetch and delete carries the
     account STS names as ExpectedBucketOwner."""
@@ -183,13 +191,13 @@ def test_every_s3_call_names_the_expected_bucket_owner(
     missing = [
         name
         for name, params in s3_calls
-        if name not in NO_OWNER and params.get("ExpectedBucketOwner") != MOTO_ACCOUNT
+        if name not in NO_OWNER and params.get("ExpectedBucketOwner") != account
     ]
     assert missing == []
 
 
 def test_a_fresh_upload_names_the_owner_and_the_full_object_checksum(
-    target: RecordingTarget, tmp_path: Path
+    target: RecordingTarget, tmp_path: Path, account: str
 ) -> None:
     """A new upload's CompleteMultipartUpload carries the file's CRC64NVME (FULL_OBJECT), for
     S3 to compare with what it assembled, and the expected owner on every call."""
@@ -204,13 +212,11 @@ def test_a_fresh_upload_names_the_owner_and_the_full_object_checksum(
     assert completed["ChecksumCRC64NVME"] == crc(data)
     assert completed["ChecksumType"] == "FULL_OBJECT"
     for name in ("CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"):
-        assert all(p["ExpectedBucketOwner"] == MOTO_ACCOUNT for p in target.named(name)), name
+        assert all(p["ExpectedBucketOwner"] == account for p in target.named(name)), name
 
 
 def test_no_owner_is_sent_when_sts_does_not_answer(tmp_path: Path) -> None:
     """An endpoint that serves no STS (a bare S3 stand-in): no ExpectedBucketOwner, no error."""
-    from tests.aws_proxy import free_port
-
     bucket = Bucket(
         target_for(f"http://127.0.0.1:{free_port()}"), "nobody-answers", TransferSettings()
     )
@@ -226,13 +232,13 @@ def _denied_bucket(
     """What `ensure` says when HeadBucket answers 403 and ListBuckets answers `listing` (None:
     ListBuckets is denied too)."""
     bucket = Bucket(target, "suitcase-denied", TransferSettings())
-    bucket._owner = (MOTO_ACCOUNT,)
+    bucket._owner = (STUBBED_OWNER,)
     with Stubber(bucket.client) as stub:
         stub.add_client_error(
             "head_bucket",
             service_error_code="403",
             http_status_code=403,
-            expected_params={"Bucket": "suitcase-denied", "ExpectedBucketOwner": MOTO_ACCOUNT},
+            expected_params={"Bucket": "suitcase-denied", "ExpectedBucketOwner": STUBBED_OWNER},
         )
         if listing is None:
             stub.add_client_error("list_buckets", "AccessDenied", http_status_code=403)

@@ -14,9 +14,10 @@ import pytest
 from suitcase.aws import moto_fixes
 from suitcase.aws.s3 import Bucket, TransferSettings
 from tests import aws_endpoint
-from tests.aws_endpoint import Endpoint, target_for
-from tests.aws_proxy import moto_server
-from tests.s3_support import OS, TS, fake_build_set, point_at, site_workspace
+from tests.aws_endpoint import target_for
+from tests.endpoint_support import Launched, launch
+from tests.fakes import fake_build_set
+from tests.s3_support import OS, TS, point_at, site_workspace
 from tests.test_s3 import suitcase
 
 endpoint = aws_endpoint.endpoint  # fixtures: the fixed moto server, reset per test
@@ -37,7 +38,7 @@ def _near_now(when: datetime.datetime, seconds: float = 5) -> bool:
     return abs((when - now).total_seconds()) <= seconds
 
 
-def test_list_multipart_uploads_reports_when_each_upload_began(aws_env: Endpoint) -> None:
+def test_list_multipart_uploads_reports_when_each_upload_began(aws_env: Launched) -> None:
     """AWS: an upload's `Initiated` is the "Date and time at which the multipart upload was
     initiated" (S3 API reference, MultipartUpload, as ListMultipartUploads returns it)."""
     bucket = _bucket(aws_env.url)
@@ -51,11 +52,11 @@ def test_list_multipart_uploads_reports_when_each_upload_began(aws_env: Endpoint
 
 
 def test_upload_names_when_an_unfinished_upload_began(
-    aws_env: Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    aws_env: Launched, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`suitcase upload` finding an unfinished upload says when it was begun: now, not 2010."""
     name = f"fixes-{uuid.uuid4().hex[:12]}"
-    point_at(monkeypatch, aws_env.url, name, tmp_path)
+    point_at(monkeypatch, aws_env, name, tmp_path)
     ws = site_workspace(tmp_path, monkeypatch)
     fake_build_set(ws, "master")
     client = target_for(aws_env.url).client("s3")
@@ -86,7 +87,8 @@ def test_apply_is_idempotent() -> None:
 
 def test_plain_moto_differs_so_these_tests_can_fail(tmp_path: Path) -> None:
     """The same calls against moto without the fixes show each gap the fixes close."""
-    with moto_server(tmp_path / "moto.log") as url, pytest.MonkeyPatch.context() as env:
+    with launch("stock", tmp_path / "stock") as server, pytest.MonkeyPatch.context() as env:
+        url = server.url
         env.setenv("AWS_ACCESS_KEY_ID", "testing")
         env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
         bucket = _bucket(url)

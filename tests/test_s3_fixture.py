@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.aws_proxy import FaultProxy, moto_server
+from tests.aws_proxy import FaultProxy
+from tests.endpoint_support import Launched, launch
 from tests.s3_support import point_at
 from tests.test_plugin import ARGS, _specs
 from tests.test_s3 import held, s3
@@ -18,19 +19,22 @@ SET = "Fake-12-x86_64-20260101000000"
 
 
 @pytest.fixture
-def endpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, FaultProxy]]:
-    with moto_server() as url, FaultProxy(url) as proxy:
-        point_at(monkeypatch, proxy.url, "suitcase-fixture", tmp_path)
-        s3(url).create_bucket(Bucket="suitcase-fixture")
-        yield url, proxy
+def endpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Launched, FaultProxy]]:
+    """The twin (the endpoint Suitcase ships) as the configured account, behind a proxy."""
+    with launch("twin", tmp_path / "twin") as server, FaultProxy(server.url) as proxy:
+        point_at(monkeypatch, server, "suitcase-fixture", tmp_path, url=proxy.url)
+        s3(server).create_bucket(Bucket="suitcase-fixture")
+        yield server, proxy
 
 
 def test_suitcase_upload_uploads_once_across_workers(
+    endpoint: tuple[Launched, FaultProxy],  # first: the twin runs the project's own data
     pytester: pytest.Pytester,
     fake_home: Path,
-    endpoint: tuple[str, FaultProxy],
 ) -> None:
-    url, proxy = endpoint
+    server, proxy = endpoint
     _specs(pytester)
     (pytester.path / "specs" / "common" / "test_uploaded.py").write_text(
         textwrap.dedent(
@@ -45,7 +49,7 @@ def test_suitcase_upload_uploads_once_across_workers(
     )
     result = pytester.runpytest_subprocess("specs", "--image=vagrant,aws-hvm", "-n", "2", *ARGS)
     result.assert_outcomes(passed=5)
-    objects = held(url, "suitcase-fixture")
+    objects = held(server, "suitcase-fixture")
     for image in ("master", "vagrant", "aws-hvm"):
         assert f"suitcase/{image}/{SET}/manifest.json" in objects
     # both workers needed the master; only one uploaded it
@@ -65,18 +69,18 @@ def test_suitcase_upload_uploads_once_across_workers(
     # (POST / is the one STS GetCallerIdentity that checks the account's credentials)
     assert {method for method, path, _ in proxy.log[before:] if path != "/"} <= {"HEAD"}
     # an object lost behind the cookie's back (an endpoint that lost its state) goes up again
-    s3(url).delete_object(Bucket="suitcase-fixture", Key=f"suitcase/aws-hvm/{SET}/manifest.json")
+    s3(server).delete_object(Bucket="suitcase-fixture", Key=f"suitcase/aws-hvm/{SET}/manifest.json")
     third = pytester.runpytest_subprocess("specs", "--image=aws-hvm", *ARGS)
     third.assert_outcomes(passed=2)
-    assert f"suitcase/aws-hvm/{SET}/manifest.json" in held(url, "suitcase-fixture")
+    assert f"suitcase/aws-hvm/{SET}/manifest.json" in held(server, "suitcase-fixture")
 
 
 def test_a_fake_cookie_does_not_satisfy_the_fixture(
+    endpoint: tuple[Launched, FaultProxy],  # first: the twin runs the project's own data
     pytester: pytest.Pytester,
     fake_home: Path,
-    endpoint: tuple[str, FaultProxy],
 ) -> None:
-    url, _ = endpoint
+    server, _ = endpoint
     _specs(pytester)
     (pytester.path / "specs" / "common" / "test_uploaded.py").write_text(
         "def test_uploaded(suitcase_upload):\n    assert suitcase_upload['objects']\n"
@@ -87,4 +91,4 @@ def test_a_fake_cookie_does_not_satisfy_the_fixture(
     cookie.write_text('{"fake": true, "key": "x", "objects": []}\n')
     result = pytester.runpytest_subprocess("specs", "--image=aws-hvm", *ARGS)
     result.assert_outcomes(passed=2)
-    assert f"suitcase/aws-hvm/{SET}/manifest.json" in held(url, "suitcase-fixture")
+    assert f"suitcase/aws-hvm/{SET}/manifest.json" in held(server, "suitcase-fixture")

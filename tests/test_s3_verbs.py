@@ -1,4 +1,5 @@
-"""upload / fetch / delete: interruption, deletion rules and bad input, over HTTP to moto."""
+"""upload / fetch / delete: interruption, deletion rules and bad input, over HTTP to the endpoint
+Suitcase ships (the twin, with its key)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from suitcase.aws import tags
 from suitcase.aws.s3 import file_crc64nvme
 from suitcase.aws.ship import real_upload
+from suitcase.machine import free_port
 from suitcase.manifest import UPLOAD_COOKIE
-from tests.aws_endpoint import start_endpoint
-from tests.aws_proxy import VENV_BIN, Fault, FaultProxy, is_upload_part, moto_server
-from tests.s3_support import OS, SITE, TS, MiB, env_for, fake_build_set, point_at, site_workspace
+from tests.aws_proxy import Fault, FaultProxy, is_upload_part
+from tests.endpoint_support import VENV_BIN, Launched, launch
+from tests.fakes import fake_build_set
+from tests.s3_support import OS, SITE, TS, MiB, env_for, point_at, site_workspace
 from tests.test_s3 import held, s3, suitcase, unfinished, upload_all
 
 BUILD_SET = f"{OS}-{TS}"
@@ -27,21 +29,24 @@ DISK_KEY = f"suitcase/master/{BUILD_SET}/disk-master.img"
 
 
 @pytest.fixture(scope="module")
-def moto() -> Iterator[str]:
-    with moto_server() as url:
-        yield url
-
-
-@pytest.fixture
-def proxy(moto: str) -> Iterator[FaultProxy]:
-    with FaultProxy(moto, seed=3) as running:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launched]:
+    """The twin, for the whole module (each test has its own bucket)."""
+    with launch("twin", tmp_path_factory.mktemp("twin")) as running:
         yield running
 
 
 @pytest.fixture
-def bucket(proxy: FaultProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def proxy(server: Launched) -> Iterator[FaultProxy]:
+    with FaultProxy(server.url, seed=3) as running:
+        yield running
+
+
+@pytest.fixture
+def bucket(
+    proxy: FaultProxy, server: Launched, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
     name = f"suitcase-verbs-{os.urandom(6).hex()}"
-    point_at(monkeypatch, proxy.url, name, tmp_path)
+    point_at(monkeypatch, server, name, tmp_path, url=proxy.url)
     return name
 
 
@@ -51,34 +56,45 @@ def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _start_slow_upload(
-    ws: Path, proxy: FaultProxy, bucket: str, tmp_path: Path
+    ws: Path, server: Launched, proxy: FaultProxy, bucket: str, tmp_path: Path
 ) -> subprocess.Popen[bytes]:
     """`suitcase upload master` of a 60 MiB disk (12 parts) in a subprocess, parts slowed down."""
     fake_build_set(ws, "master", disk_size=60 * MiB)
-    s3(proxy.upstream).create_bucket(Bucket=bucket)
+    s3(server).create_bucket(Bucket=bucket)
     proxy.add(Fault("delay", when=is_upload_part, seconds=0.4))
-    return upload_master(ws, proxy.url, bucket, tmp_path, subprocess.PIPE, subprocess.STDOUT)
+    return upload_master(
+        ws, server, bucket, tmp_path, subprocess.PIPE, subprocess.STDOUT, url=proxy.url
+    )
 
 
 def upload_master(
-    ws: Path, url: str, bucket: str, tmp_path: Path, stdout: Any, stderr: Any
+    ws: Path,
+    server: Launched,
+    bucket: str,
+    tmp_path: Path,
+    stdout: Any,
+    stderr: Any,
+    url: str | None = None,
 ) -> subprocess.Popen[bytes]:
-    """`suitcase upload master` of the fake build set, in a session of its own, against `url`."""
+    """`suitcase upload master` of the fake build set, in a session of its own, against
+    `server` (or `url`: a proxy in front of it)."""
     argv = [str(VENV_BIN / "suitcase"), "--workspace", str(ws), "upload", "master"]
     return subprocess.Popen(
         [*argv, "--os", OS, "--timestamp", TS],
-        env=env_for(url, bucket, tmp_path),
+        env=env_for(server, bucket, tmp_path, url=url),
         stdout=stdout,
         stderr=stderr,
         start_new_session=True,
     )
 
 
-def _wait_for_parts(moto: str, bucket: str, proc: subprocess.Popen[bytes], count: int) -> int:
-    client = s3(moto)
+def _wait_for_parts(
+    server: Launched, bucket: str, proc: subprocess.Popen[bytes], count: int
+) -> int:
+    client = s3(server)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
-        for upload in unfinished(moto, bucket):
+        for upload in unfinished(server, bucket):
             if upload["Key"] == DISK_KEY:
                 parts = client.list_parts(Bucket=bucket, Key=DISK_KEY, UploadId=upload["UploadId"])
                 if len(parts.get("Parts", [])) >= count:
@@ -88,35 +104,35 @@ def _wait_for_parts(moto: str, bucket: str, proc: subprocess.Popen[bytes], count
 
 
 def test_kill_9_midway_then_the_rerun_resumes_and_completes(
-    ws: Path, bucket: str, moto: str, proxy: FaultProxy, tmp_path: Path
+    ws: Path, bucket: str, server: Launched, proxy: FaultProxy, tmp_path: Path
 ) -> None:
-    proc = _start_slow_upload(ws, proxy, bucket, tmp_path)
+    proc = _start_slow_upload(ws, server, proxy, bucket, tmp_path)
     try:
-        _wait_for_parts(moto, bucket, proc, 3)
+        _wait_for_parts(server, bucket, proc, 3)
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()
     stage = ws / "images" / "master" / BUILD_SET
     assert not (stage / UPLOAD_COOKIE).exists()
-    assert [u["Key"] for u in unfinished(moto, bucket)] == [DISK_KEY]  # killed midway indeed
-    assert DISK_KEY not in held(moto, bucket)
+    assert [u["Key"] for u in unfinished(server, bucket)] == [DISK_KEY]  # killed midway indeed
+    assert DISK_KEY not in held(server, bucket)
     proxy.clear()
     result = suitcase(ws, "upload", "master", "--os", OS, "--timestamp", TS)
     assert result.exit_code == 0, result.output
     assert "found an unfinished multipart upload" in result.output
     assert "resuming an unfinished upload (" in result.output
-    assert unfinished(moto, bucket) == []
-    head = s3(moto).head_object(Bucket=bucket, Key=DISK_KEY, ChecksumMode="ENABLED")
+    assert unfinished(server, bucket) == []
+    head = s3(server).head_object(Bucket=bucket, Key=DISK_KEY, ChecksumMode="ENABLED")
     assert head["ChecksumCRC64NVME"] == file_crc64nvme(stage / "disk-master.img")
     assert real_upload(stage) is not None
 
 
 def test_sigterm_midway_leaves_no_unfinished_upload_and_no_cookie(
-    ws: Path, bucket: str, moto: str, proxy: FaultProxy, tmp_path: Path
+    ws: Path, bucket: str, server: Launched, proxy: FaultProxy, tmp_path: Path
 ) -> None:
-    proc = _start_slow_upload(ws, proxy, bucket, tmp_path)
+    proc = _start_slow_upload(ws, server, proxy, bucket, tmp_path)
     try:
-        _wait_for_parts(moto, bucket, proc, 2)
+        _wait_for_parts(server, bucket, proc, 2)
         os.kill(proc.pid, signal.SIGTERM)
         proc.wait(60)
     finally:
@@ -124,15 +140,15 @@ def test_sigterm_midway_leaves_no_unfinished_upload_and_no_cookie(
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert proc.returncode != 0
-    assert unfinished(moto, bucket) == []
+    assert unfinished(server, bucket) == []
     assert not (ws / "images" / "master" / BUILD_SET / UPLOAD_COOKIE).exists()
 
 
 def test_a_mismatched_unfinished_upload_is_aborted_not_resumed(
-    ws: Path, bucket: str, moto: str
+    ws: Path, bucket: str, server: Launched
 ) -> None:
     fake_build_set(ws, "master")
-    client = s3(moto)
+    client = s3(server)
     client.create_bucket(Bucket=bucket)
     upload = client.create_multipart_upload(Bucket=bucket, Key=DISK_KEY)
     client.upload_part(
@@ -141,51 +157,51 @@ def test_a_mismatched_unfinished_upload_is_aborted_not_resumed(
     result = suitcase(ws, "upload", "master", "--os", OS, "--timestamp", TS)
     assert result.exit_code == 0, result.output
     assert "does not match the file, aborted" in result.output
-    assert unfinished(moto, bucket) == []
+    assert unfinished(server, bucket) == []
 
 
-def _ami(moto: str, build_set: str) -> str:
-    ec2 = boto3.client(
-        "ec2",
-        endpoint_url=moto,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+def _ami(server: Launched, build_set: str) -> str:
+    ec2 = server.client("ec2")
     image = ec2.register_image(
         Name=f"suitcase-{build_set}-{os.urandom(4).hex()}",
         RootDeviceName="/dev/xvda",
         VirtualizationType="hvm",
     )["ImageId"]
     ec2.create_tags(Resources=[image], Tags=[{"Key": tags.BUILD_SET, "Value": build_set}])
+    # a new AMI is not found at once (eventual consistency: the twin hides it for a while, as
+    # AWS may): the AMI "exists" for `delete` once DescribeImages finds it
+    deadline = time.monotonic() + 30
+    while not ec2.describe_images(Filters=[{"Name": "image-id", "Values": [image]}])["Images"]:
+        assert time.monotonic() < deadline, f"{image} never became visible"
+        time.sleep(0.2)
     return str(image)
 
 
 def test_delete_refuses_while_an_ami_exists_lists_with_dry_run_and_forces(
-    ws: Path, bucket: str, moto: str
+    ws: Path, bucket: str, server: Launched
 ) -> None:
     fake_build_set(ws, "master")
     ts = "20260202000000"
     # an AMI of another build set does not hold this one back
     assert upload_all(ws, "master").exit_code == 0
-    other_ami = _ami(moto, f"{OS}-{ts}")
+    other_ami = _ami(server, f"{OS}-{ts}")
     assert (
         suitcase(ws, "delete", "master", "--os", OS, "--timestamp", TS, "--dry-run").exit_code == 0
     )
-    ami = _ami(moto, BUILD_SET)
+    ami = _ami(server, BUILD_SET)
     refused = suitcase(ws, "delete", "master", "--os", OS, "--timestamp", TS)
     assert refused.exit_code == 1
     assert f"has registered AMIs ({ami})" in refused.output and other_ami not in refused.output
-    assert len(held(moto, bucket)) == 3
+    assert len(held(server, bucket)) == 3
     dry = suitcase(ws, "delete", "master", "--os", OS, "--timestamp", TS, "--dry-run", "--force")
     assert dry.exit_code == 0 and dry.output.count("would delete s3://") == 3
-    assert len(held(moto, bucket)) == 3
+    assert len(held(server, bucket)) == 3
     stage = ws / "images" / "master" / BUILD_SET
     assert real_upload(stage) is not None
     forced = suitcase(ws, "delete", "master", "--os", OS, "--timestamp", TS, "--force")
     assert forced.exit_code == 0, forced.output
     assert "deleted 3 objects" in forced.output and ami in forced.output
-    assert held(moto, bucket) == {}
+    assert held(server, bucket) == {}
     assert not (stage / UPLOAD_COOKIE).exists()
     again = suitcase(ws, "delete", "master", "--os", OS, "--timestamp", TS, "--force")
     assert again.exit_code == 1 and "no such build set in S3" in again.output
@@ -211,7 +227,7 @@ def _one_line(result: object, code: int, text: str) -> None:
 def test_a_bucket_name_s3_rejects_is_one_line_and_nothing_is_made(
     ws: Path,
     bucket: str,
-    moto: str,
+    server: Launched,
     monkeypatch: pytest.MonkeyPatch,
     name: str,
     code: int,
@@ -220,13 +236,13 @@ def test_a_bucket_name_s3_rejects_is_one_line_and_nothing_is_made(
     fake_build_set(ws, "master")
     monkeypatch.setenv("SUITCASE_BUCKET", name)
     _one_line(upload_all(ws, "master"), code, text)
-    assert s3(moto).list_buckets().get("Buckets", []) == [] or name not in [
-        b["Name"] for b in s3(moto).list_buckets()["Buckets"]
+    assert s3(server).list_buckets().get("Buckets", []) == [] or name not in [
+        b["Name"] for b in s3(server).list_buckets()["Buckets"]
     ]
     assert not (ws / "images" / "master" / BUILD_SET / UPLOAD_COOKIE).exists()
 
 
-def test_bad_input_for_upload_fetch_and_delete(ws: Path, bucket: str, moto: str) -> None:
+def test_bad_input_for_upload_fetch_and_delete(ws: Path, bucket: str, server: Launched) -> None:
     fake_build_set(ws, "master")
     # no such build set here
     _one_line(
@@ -236,8 +252,8 @@ def test_bad_input_for_upload_fetch_and_delete(ws: Path, bucket: str, moto: str)
     )
     # a missing bucket is never created on an account without --create-bucket
     _one_line(suitcase(ws, "upload", "master", "--os", OS, "--timestamp", TS), 1, "does not exist")
-    assert bucket not in [b["Name"] for b in s3(moto).list_buckets().get("Buckets", [])]
-    s3(moto).create_bucket(Bucket=bucket)
+    assert bucket not in [b["Name"] for b in s3(server).list_buckets().get("Buckets", [])]
+    s3(server).create_bucket(Bucket=bucket)
     # a set never uploaded: nothing fetched, nothing written
     before = sorted(p for p in ws.rglob("*"))
     _one_line(suitcase(ws, "fetch", "master", "--os", OS, "--timestamp", TS), 1, "never uploaded")
@@ -254,7 +270,7 @@ def test_bad_input_for_upload_fetch_and_delete(ws: Path, bucket: str, moto: str)
 
 
 def test_a_file_changed_since_its_manifest_is_not_left_in_s3(
-    ws: Path, bucket: str, moto: str
+    ws: Path, bucket: str, server: Launched
 ) -> None:
     plan = fake_build_set(ws, "master")
     disk = plan.stages[0].directory / "disk-master.img"
@@ -263,17 +279,17 @@ def test_a_file_changed_since_its_manifest_is_not_left_in_s3(
     disk.write_bytes(bytes(data))
     result = upload_all(ws, "master")
     _one_line(result, 1, "no longer matches the checksums its manifest records")
-    assert DISK_KEY not in held(moto, bucket)
-    assert unfinished(moto, bucket) == []
+    assert DISK_KEY not in held(server, bucket)
+    assert unfinished(server, bucket) == []
     assert not (plan.stages[0].directory / UPLOAD_COOKIE).exists()
 
 
 def test_a_resumed_upload_keeps_matching_parts_and_resends_the_rest(
-    ws: Path, bucket: str, moto: str, proxy: FaultProxy
+    ws: Path, bucket: str, server: Launched, proxy: FaultProxy
 ) -> None:
     plan = fake_build_set(ws, "master")  # 12 MiB: parts of 5, 5 and 2 MiB
     disk = (plan.stages[0].directory / "disk-master.img").read_bytes()
-    client = s3(moto)
+    client = s3(server)
     client.create_bucket(Bucket=bucket)
     upload = client.create_multipart_upload(
         Bucket=bucket, Key=DISK_KEY, ChecksumAlgorithm="CRC64NVME", ChecksumType="FULL_OBJECT"
@@ -287,17 +303,16 @@ def test_a_resumed_upload_keeps_matching_parts_and_resends_the_rest(
     assert "resuming an unfinished upload (1 of 3 parts already there)" in result.output
     sent = [p for m, p, q in proxy.log if m == "PUT" and "partNumber" in q and p.endswith(".img")]
     assert len(sent) == 2  # parts 2 and 3, never part 1 again
-    assert held(moto, bucket)[DISK_KEY] == disk
-    assert unfinished(moto, bucket) == []
+    assert held(server, bucket)[DISK_KEY] == disk
+    assert unfinished(server, bucket) == []
 
 
 def test_an_endpoint_that_does_not_answer_is_one_line(
-    ws: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ws: Path, server: Launched, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake_build_set(ws, "master")
-    from tests.aws_proxy import free_port
-
-    point_at(monkeypatch, f"http://127.0.0.1:{free_port()}", "suitcase-nowhere", tmp_path)
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    point_at(monkeypatch, server, "suitcase-nowhere", tmp_path, url=nowhere)
     for verb in ("upload", "fetch", "delete"):
         result = suitcase(ws, verb, "master", "--os", OS, "--timestamp", TS)
         _one_line(result, 1, "127.0.0.1")
@@ -314,7 +329,7 @@ def test_a_missing_bucket_fails_before_anything_is_built(ws: Path, bucket: str) 
 
 
 def test_an_empty_output_goes_up_and_comes_back(
-    ws: Path, bucket: str, moto: str, tmp_path: Path
+    ws: Path, bucket: str, server: Launched, tmp_path: Path
 ) -> None:
     from suitcase.manifest import describe_output, read_manifest, write_manifest
 
@@ -326,7 +341,7 @@ def test_an_empty_output_goes_up_and_comes_back(
     manifest.outputs.append(describe_output(folder, folder / "empty.log", "log"))
     write_manifest(folder, manifest)
     assert upload_all(ws, "master").exit_code == 0
-    assert held(moto, bucket)[f"suitcase/master/{BUILD_SET}/empty.log"] == b""
+    assert held(server, bucket)[f"suitcase/master/{BUILD_SET}/empty.log"] == b""
     other = tmp_path / "other"
     other.mkdir()
     result = suitcase(other, "fetch", "master", "--os", OS, "--timestamp", TS)
@@ -335,26 +350,22 @@ def test_an_empty_output_goes_up_and_comes_back(
 
 
 def test_the_endpoint_dying_midway_is_one_line(ws: Path, tmp_path: Path) -> None:
-    """kill -9 of the (fixed) endpoint while 8 parts are in flight: one error line, no tracebacks
+    """kill -9 of the endpoint (the twin) while 8 parts are in flight: one error line, no tracebacks
     (s3transfer failed the in-flight parts' bodies inside awscrt's signer, which printed each)."""
     (ws / "site.yaml").write_text("s3:\n  part_size_mb: 5\n  concurrency: 8\n")
     fake_build_set(ws, "master", disk_size=300 * MiB)
-    server = start_endpoint(tmp_path / "endpoint.log")
     bucket = f"suitcase-dies-{os.urandom(6).hex()}"
-    try:
-        s3(server.url).create_bucket(Bucket=bucket)
-        proc = upload_master(ws, server.url, bucket, tmp_path, subprocess.DEVNULL, subprocess.PIPE)
+    with launch("twin", tmp_path / "dying") as server:
+        s3(server).create_bucket(Bucket=bucket)
+        proc = upload_master(ws, server, bucket, tmp_path, subprocess.DEVNULL, subprocess.PIPE)
         try:
-            _wait_for_parts(server.url, bucket, proc, 2)
-            server.process.kill()
+            _wait_for_parts(server, bucket, proc, 2)
+            os.kill(server.pid, signal.SIGKILL)
             stderr = proc.communicate(timeout=60)[1].decode()
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-    finally:
-        server.process.kill()
-        server.process.wait()
     lines = stderr.splitlines()
     assert proc.returncode == 1, stderr
     assert len(lines) <= 4 and "Traceback" not in stderr, stderr

@@ -9,7 +9,8 @@ import pytest
 
 from suitcase.build import run_plan
 from suitcase.context import Context
-from tests.s3_support import fake_build_set, site_workspace
+from tests.fakes import fake_build_set
+from tests.s3_support import site_workspace
 
 
 @pytest.fixture

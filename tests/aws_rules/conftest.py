@@ -14,9 +14,7 @@ A test that shows stock moto lacks the rule uses the `stock` fixture (moto_serve
 
 from __future__ import annotations
 
-import json
 import os
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,12 +22,7 @@ from typing import Any
 import pytest
 
 from suitcase.aws.clients import AwsTarget
-from suitcase.aws.endpoint import EmbeddedEndpoint
-from suitcase.aws.endpoint_server import KEY_HEADER
-from tests.aws_proxy import moto_server
-from tests.endpoint_support import kill_leftovers
-
-REGION = "us-east-1"
+from tests.endpoint_support import REGION, Launched, launch
 
 
 @dataclass
@@ -38,25 +31,24 @@ class Aws:
 
     target: AwsTarget
     real: bool
-    url: str | None = None
-    key: str | None = None
+    launched: Launched | None = None
+
+    @property
+    def url(self) -> str | None:
+        return self.launched.url if self.launched else None
+
+    @property
+    def key(self) -> str | None:
+        return self.launched.access_key_id if self.launched else None
 
     def client(self, service: str, **config: Any) -> Any:
         return self.target.client(service, **config)
 
     def twin(self, **settings: Any) -> dict[str, Any]:
         """Set the twin's switches (POST /_suitcase/twin); skips the test against an account."""
-        if self.real or self.url is None or self.key is None:
+        if self.real or self.launched is None:
             pytest.skip("this switch exists only on the twin")
-        request = urllib.request.Request(
-            f"{self.url}/_suitcase/twin",
-            data=json.dumps(settings).encode(),
-            method="POST",
-            headers={KEY_HEADER[5:].replace("_", "-"): self.key},
-        )
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            data: dict[str, Any] = json.loads(answer.read())
-        return data
+        return self.launched.twin(**settings)
 
 
 @pytest.fixture(scope="module")
@@ -66,19 +58,8 @@ def aws(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or REGION
         yield Aws(AwsTarget(kind="account", region=region), real=True)
         return
-    root = tmp_path_factory.mktemp("twin")
-    endpoint = EmbeddedEndpoint(root)
-    running, _ = endpoint.ensure(lambda _line: None, idle=0)
-    credentials = endpoint.credentials()
-    assert credentials is not None
-    target = AwsTarget(
-        kind="embedded", region=REGION, endpoint_url=running.url, credentials=credentials
-    )
-    try:
-        yield Aws(target, real=False, url=running.url, key=credentials.access_key_id)
-    finally:
-        endpoint.stop(timeout=60)
-        assert not kill_leftovers(root), "the twin was left running"
+    with launch("twin", tmp_path_factory.mktemp("twin")) as twin:
+        yield Aws(twin.target(), real=False, launched=twin)
 
 
 @pytest.fixture(autouse=True)
@@ -92,6 +73,6 @@ def _twin_defaults(aws: Aws) -> Iterator[None]:
 @pytest.fixture(scope="module")
 def stock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AwsTarget]:
     """Stock moto (`moto_server`, none of Suitcase's fixes): to show a rule is the twin's."""
-    with moto_server(tmp_path_factory.mktemp("stock") / "moto.log") as url:
+    with launch("stock", tmp_path_factory.mktemp("stock")) as server:
         # kind "embedded" without the workspace's key: fixed dummy keys, no profile of the host
-        yield AwsTarget(kind="embedded", region=REGION, endpoint_url=url)
+        yield server.target()

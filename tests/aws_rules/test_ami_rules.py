@@ -19,9 +19,9 @@ from suitcase.aws.errors import error_code
 from suitcase.aws.images import RegisterError, wait_available
 from suitcase.errors import ConfigError
 from suitcase.manifest import read_manifest
-from tests.aws_endpoint import fake_stage
 from tests.aws_rules.conftest import Aws
 from tests.endpoint_support import put_snapshot
+from tests.fakes import fake_stage
 
 SETTINGS = AmiSettings(wait_interval=0.5)
 

@@ -23,8 +23,8 @@ from suitcase.aws import ebs
 from suitcase.aws.clients import AwsTarget
 from suitcase.aws.ebs import BLOCK_SIZE, until_visible
 from suitcase.aws.errors import error_code
-from tests.aws_endpoint import sparse_disk
 from tests.aws_rules.conftest import Aws
+from tests.fakes import fake_disk
 
 
 def _sum(data: bytes) -> str:
@@ -175,7 +175,7 @@ def test_encryption_by_default_encrypts_and_unwritten_blocks_are_not_zeros(
         answer = _start(client)
         assert answer.get("SseType") not in (None, "none") and answer.get("KmsKeyArn")
         # written as the old code did: only the blocks holding data
-        disk = sparse_disk(tmp_path / "disk.raw")
+        disk = fake_disk(tmp_path / "disk.raw")
         snapshot_id = answer["SnapshotId"]
         sent = {}
         fd = os.open(disk, os.O_RDONLY)
@@ -215,7 +215,7 @@ def test_a_snapshot_left_open_past_its_timeout_fails_and_register_starts_over(
     import json
 
     from suitcase.aws.ami import STATE_FILE, AmiSettings, deregister_stage, register_stage
-    from tests.aws_endpoint import fake_stage
+    from tests.fakes import fake_stage
 
     aws.twin(minute_seconds=0.05)  # the 60-minute Timeout lasts 3 s
     client = aws.client("ebs")

@@ -11,7 +11,8 @@ from collections import Counter
 from pathlib import Path
 
 from suitcase.imagetypes import IMAGE_TYPES
-from tests.slow.defect_images import Kit, _record_outputs, _repack_box
+from tests.slow.copies import rerecord
+from tests.slow.defect_images import Kit, _repack_box
 from tests.slow.defects import DEFECTS, PARITY
 from tests.spec_names import debian_specs, specs
 
@@ -102,7 +103,7 @@ def test_repacked_box_carries_the_new_disk_and_the_manifest_its_checksums(tmp_pa
     (stage / "manifest.json").write_text(json.dumps({"outputs": outputs}))
 
     _repack_box(box, new_disk, [DEFECTS["vagrant-box-wrong-provider"].inject], Kit("k"))
-    _record_outputs(stage, {"x.box", "disk.qcow2"})
+    rerecord(stage, {"x.box", "disk.qcow2"})
 
     with tarfile.open(box) as tar:
         assert tar.getnames() == ["metadata.json", "box.img"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterable
@@ -23,7 +22,8 @@ from pathlib import Path
 from suitcase import artifact
 from suitcase.imagetypes import IMAGE_TYPES
 from suitcase.machine import mounted
-from suitcase.manifest import MANIFEST_NAME, describe_output, write_atomic
+from suitcase.manifest import MANIFEST_NAME
+from tests.slow.copies import own_copy, rerecord
 
 
 @dataclass(frozen=True)
@@ -42,13 +42,6 @@ def build_key_line(workspace: Path, build_set: str) -> str:
     keys = sorted((workspace / "keys" / build_set).glob("*.pub"))
     assert keys, f"no build key in {workspace / 'keys' / build_set}"
     return keys[0].read_text().strip()
-
-
-def _fresh_copy(path: Path) -> None:
-    """Replace `path` with a sparse copy of itself: a new inode, the hard link left alone."""
-    copy = path.with_name(path.name + ".defect-copy")
-    subprocess.run(["cp", "--sparse=always", str(path), str(copy)], check=True)
-    copy.replace(path)
 
 
 def _inject_raw(raw: Path, injections: Iterable[Injection], kit: Kit) -> None:
@@ -76,34 +69,6 @@ def _repack_box(box: Path, disk: Path, box_injections: Iterable[Injection], kit:
         partial.replace(box)
 
 
-def _record_outputs(stage_dir: Path, changed: set[str]) -> None:
-    """The manifest (a new file) records each changed output's size and sha256, and a box
-    catalog its changed box's sha256."""
-    path = stage_dir / MANIFEST_NAME
-    data = json.loads(path.read_text())
-    kinds = {o["kind"]: o["path"] for o in data["outputs"]}
-    fresh = {
-        o["path"]: describe_output(stage_dir, stage_dir / o["path"], o["kind"])
-        for o in data["outputs"]
-        if o["path"] in changed
-    }
-    if kinds.get("box") in fresh and "box-catalog" in kinds:
-        catalog_path = stage_dir / kinds["box-catalog"]
-        catalog = json.loads(catalog_path.read_text())
-        for version in catalog["versions"]:
-            for provider in version["providers"]:
-                provider["checksum"] = fresh[kinds["box"]].sha256
-        write_atomic(catalog_path, json.dumps(catalog, indent=2) + "\n")
-        fresh[kinds["box-catalog"]] = describe_output(stage_dir, catalog_path, "box-catalog")
-    for output in data["outputs"]:
-        if output["path"] in fresh:
-            output["size"], output["sha256"] = (
-                fresh[output["path"]].size,
-                fresh[output["path"]].sha256,
-            )
-    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
 def plant(
     stage_dir: Path,
     image: str,
@@ -125,7 +90,7 @@ def plant(
     assert in_box or not box_injections, f"{image}: the box is not verified here"
     changed: set[str] = set()
     if artifact.disk_info(disk).get("format") == "raw":
-        _fresh_copy(disk)
+        own_copy(disk)
         _inject_raw(disk, disk_injections, kit)
         changed.add(outputs[IMAGE_TYPES[image].disk])
     else:
@@ -150,7 +115,7 @@ def plant(
         for inject in vmdk_injections or []:  # the VMDK alone differs from the verified disk
             inject(stage_dir / outputs["vmdk"], kit)
         changed.add(outputs["vmdk"])
-    _record_outputs(stage_dir, changed)
+    rerecord(stage_dir, changed)
 
 
 def box_is_verified() -> bool:

@@ -22,7 +22,8 @@ import pytest
 
 from tests.slow.conftest import OS_NAME, BuiltSet, build_all
 
-#: they read and write the live set (verification records, reports, the set lock): one worker, in order
+#: they read and write the live set (verification records, reports, the set lock): one
+#: xdist worker, in order
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("live")]
 INSECURE_KEY_START = "ssh-rsa AAAAB3NzaC1yc2EAAAABIwAAAQEA6NF8iallvQVp22WDkTkyrtvp9eWW6A8YVr"
 

@@ -14,35 +14,12 @@ from pathlib import Path
 import pytest
 
 from suitcase import artifact
-from suitcase.manifest import sha256_file, write_atomic
 from suitcase.verified import unpack_box
 from tests.slow.conftest import BuiltSet, run_specs
+from tests.slow.copies import own_copy, replace_with, rerecord
 
 pytestmark = pytest.mark.slow
 NEVER = ("--suitcase-mode=offline", "--suitcase-build=never")
-
-
-def _replace(path: Path, data_from: Path) -> None:
-    """Replace (never rewrite: `path` is a hard link into the shared set) with another file."""
-    tmp = path.with_name(path.name + ".new")
-    subprocess.run(["cp", "--sparse=always", str(data_from), str(tmp)], check=True)
-    tmp.replace(path)
-
-
-def _record(stage_dir: Path, kind: str, path: Path) -> None:
-    """Make the manifest agree with a changed output: a stage built wrong, not tampered with."""
-    manifest = json.loads((stage_dir / "manifest.json").read_text())
-    for output in manifest["outputs"]:
-        if output["kind"] == kind:
-            output["sha256"], output["size"] = sha256_file(path), path.stat().st_size
-    # replaced, never rewritten: the manifest is a hard link into the shared built set
-    write_atomic(stage_dir / "manifest.json", json.dumps(manifest))
-
-
-def _private_copy(path: Path) -> None:
-    tmp = path.with_name(path.name + ".copy")
-    subprocess.run(["cp", "--sparse=always", str(path), str(tmp)], check=True)
-    tmp.replace(path)
 
 
 def test_a_same_size_tampered_disk_fails_before_any_spec(
@@ -51,7 +28,7 @@ def test_a_same_size_tampered_disk_fails_before_any_spec(
     ws = built_set.copy(tmp_path / "ws")
     stage = ws / "images" / "aws-paravirt" / built_set.stage_dir("aws-paravirt").name
     disk = stage / "root.raw"
-    _private_copy(disk)
+    own_copy(disk)
     size, mtime = disk.stat().st_size, disk.stat().st_mtime_ns
     with disk.open("r+b") as handle:
         handle.seek(1024 * 1024 * 64)
@@ -89,8 +66,8 @@ def test_a_box_without_the_insecure_key_fails_its_spec(built_set: BuiltSet, tmp_
             subprocess.run(["umount", str(mnt)], check=True)
         disk = artifact.convert(raw, Path(tmp) / "disk.qcow2", "qcow2")
         repacked = artifact.libvirt_box(disk, Path(tmp) / "repacked.box")
-        _replace(box, repacked)
-    _record(stage, "box", box)  # the box was packed like this: only the specs can tell
+        replace_with(box, repacked)
+    rerecord(stage, {box.name})  # the box was packed like this: only the specs can tell
     result = run_specs(
         ws, "vagrant", *NEVER, "-k", "test_vagrant_user_has_the_insecure_key or test_box_metadata"
     )
@@ -111,11 +88,11 @@ def test_a_corrupted_vmdk_fails_verification(built_set: BuiltSet, tmp_path: Path
         block = handle.read(65536)
         handle.seek(-len(block), 1)
         handle.write(bytes(b ^ 0xFF for b in block))
-    _replace(vmdk, corrupted)
+    replace_with(vmdk, corrupted)
     spec = ("-k", "test_vmdk_holds_the_verified_disk")
     tampered = run_specs(ws, "aws-hvm", *NEVER, *spec)
     assert tampered.returncode == 1 and "disk.vmdk does not match its manifest" in tampered.stdout
-    _record(stage, "vmdk", vmdk)  # built wrong, manifest consistent: qemu-img compare tells
+    rerecord(stage, {vmdk.name})  # built wrong, manifest consistent: qemu-img compare tells
     wrong = run_specs(ws, "aws-hvm", *NEVER, *spec)
     assert wrong.returncode == 1, wrong.stdout[-3000:]
     assert "disk.vmdk differs from disk.raw" in wrong.stdout or "cannot be compared" in (

@@ -8,7 +8,8 @@ import pytest
 
 from tests.slow.conftest import OS_NAME, BuiltSet, suitcase
 
-#: they read and write the live set (verification records, reports, the set lock): one worker, in order
+#: they read and write the live set (verification records, reports, the set lock): one
+#: xdist worker, in order
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("live")]
 
 

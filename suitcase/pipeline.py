@@ -181,6 +181,11 @@ class Pipeline:
 
     # --- verify ----------------------------------------------------------------------------
 
+    def _in_workspace(self, path: Path) -> str:
+        """A report's path as recorded: relative to the workspace, so a workspace moved or
+        copied elsewhere (a CI cache restored under another path) still finds its reports."""
+        return str(path.relative_to(self.ctx.workspace.root))
+
     def _verified(self, record: PipelineRecord, step: str, image: str, key: str) -> bool:
         entry = record.get(step, image)
         return (
@@ -188,7 +193,7 @@ class Pipeline:
             and entry.status in ("ran", "skipped")
             and entry.key == key
             and bool(entry.junit)
-            and Path(entry.junit).is_file()
+            and (self.ctx.workspace.root / entry.junit).is_file()
         )
 
     def _verify(
@@ -234,7 +239,7 @@ class Pipeline:
             record.put(
                 "verify",
                 image,
-                StepRecord(status, seconds, manifests[image].key, "", str(junit)),
+                StepRecord(status, seconds, manifests[image].key, "", self._in_workspace(junit)),
             )
         return ok and all(record.get("verify", i).status == "ran" for i in todo)  # type: ignore[union-attr]
 
@@ -276,7 +281,13 @@ class Pipeline:
             record.put(
                 "verify-ami",
                 image,
-                StepRecord("ran" if passed else "failed", round(seconds, 1), key, "", str(junit)),
+                StepRecord(
+                    "ran" if passed else "failed",
+                    round(seconds, 1),
+                    key,
+                    "",
+                    self._in_workspace(junit),
+                ),
             )
             ok = ok and passed
         return ok

@@ -196,7 +196,7 @@ def build_rows(
             continue
         _artifact(row, manifest)
         verified = record.get("verify", image)
-        junit = Path(verified.junit) if verified and verified.junit else None
+        junit = workspace.root / verified.junit if verified and verified.junit else None
         counts = junit_counts(junit, images).get(image) if junit else None
         row.specs, specs_ok = _specs(counts)
         if junit is not None:
@@ -227,7 +227,7 @@ def _ami_row(workspace: Workspace, image: str, artifact_row: Row, record: Pipeli
     row = Row(f"{image} (AMI)", artifact="AMI root snapshot read back", ami=artifact_row.ami)
     entry = record.get("verify-ami", image)
     row.times["verify"] = _seconds(entry)
-    junit = Path(entry.junit) if entry and entry.junit else None
+    junit = workspace.root / entry.junit if entry and entry.junit else None
     counts = junit_counts(junit, [image]).get(image) if junit else None
     row.specs, ok = _specs(counts)
     if junit is not None:

@@ -6,6 +6,7 @@ The JUnit reports are written by a real pytest run of parametrized tests named a
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -95,8 +96,11 @@ def shipped_set(ws: Path, tmp_path: Path, failing: tuple[str, ...] = ()) -> Pipe
         (stage / ".upload_done").write_text(json.dumps(cookie))
         for step, seconds in (("build", 100 + number), ("upload", 10), ("register", 5)):
             record.put(step, image, StepRecord("ran", seconds, manifest.key))
-        record.put("verify", image, StepRecord("ran", 40, manifest.key, junit=str(junit)))
-    record.put("verify-ami", "aws-hvm", StepRecord("ran", 70, "k", junit=str(ami_junit)))
+        # recorded as `all` records them: relative to the workspace
+        verified = StepRecord("ran", 40, manifest.key, junit=str(junit.relative_to(ws)))
+        record.put("verify", image, verified)
+    ami_verified = StepRecord("ran", 70, "k", junit=str(ami_junit.relative_to(ws)))
+    record.put("verify-ami", "aws-hvm", ami_verified)
     record.wall = {"build": 400.0, "verify": 95.0, "total": 600.0}
     record.save()
     return PipelineRecord.load(record.path)
@@ -132,6 +136,23 @@ def test_the_summary_says_everything_from_the_recorded_files(
         assert value in text
     assert "wall time: build 400 s, verify 95 s; total 600 s" in text
     assert text.endswith("all of it holds: built, verified, uploaded, registered")
+
+
+def test_a_workspace_copied_elsewhere_reads_its_own_reports(
+    workspace: Path, tmp_path: Path
+) -> None:
+    """A CI cache restored under another path, or a copy: the record names reports relative to
+    the workspace, so the copy's reports are read, not the original's (gone here)."""
+    shipped_set(workspace, tmp_path)
+    copy = tmp_path / "elsewhere" / "ws"
+    shutil.copytree(workspace, copy, symlinks=True)
+    shutil.rmtree(workspace / "reports")
+    record = PipelineRecord.load(record_path(Workspace.at(copy), BSET))
+    reports = [e.junit for images in record.steps.values() for e in images.values() if e.junit]
+    assert reports and not any(Path(j).is_absolute() for j in reports)
+    rows = build_rows(Workspace.at(copy), BSET, IMAGES, record)
+    assert all(r.ok for r in rows), [r.problems for r in rows]
+    assert {r.specs for r in rows} >= {"2/0/0", "1/0/1"}
 
 
 def test_a_failed_spec_a_missing_upload_and_no_ami_fail_the_summary(
@@ -357,7 +378,9 @@ def test_a_rerun_verifies_only_what_did_not_pass_for_its_stage_key(
     assert pipe._verify(BSET, manifests, record, "auto", wall)
     junit = workspace / "reports" / f"junit-{BSET.id}-vagrant.xml"
     assert calls == [("vagrant", 0, ("-q", f"--junitxml={junit}"))]
-    assert record.get("verify", "vagrant") == StepRecord("ran", 0.0, "1" * 64, "", str(junit))
+    assert record.get("verify", "vagrant") == StepRecord(
+        "ran", 0.0, "1" * 64, "", str(junit.relative_to(workspace))
+    )
 
     calls.clear()
     (workspace / "reports" / f"junit-{BSET.id}.xml").unlink()  # the reports went: again

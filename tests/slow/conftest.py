@@ -102,7 +102,8 @@ def hardlink_workspace(source: Path, dest: Path, endpoint: bool = False) -> Path
 
     With `endpoint`, the stopped embedded endpoint's state comes along: its blobs hard-linked
     (content-addressed, written once, never rewritten), its database and key copied; never its
-    pid, port, log or holders (a copy starts its own endpoint)."""
+    pid, port, log or holders (a copy starts its own endpoint); and so do the reports, which
+    say what `all` did already."""
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("images", "keys", "packer_cache"):
         if (source / name).exists():
@@ -117,6 +118,8 @@ def hardlink_workspace(source: Path, dest: Path, endpoint: bool = False) -> Path
         for entry in state.iterdir():
             if entry.name.startswith("state.sqlite") or entry.name == "key":
                 shutil.copy2(entry, dest / "endpoint" / entry.name)
+    if endpoint and (source / "reports").is_dir():  # the pipeline's record and its JUnit reports
+        shutil.copytree(source / "reports", dest / "reports")  # copied: pytest rewrites in place
     return dest
 
 

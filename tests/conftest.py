@@ -14,6 +14,9 @@ from tests.fakes import make_fake_home
 
 DATA_DIRS = ("os", "ks", "scripts", "image-templates", "specs")
 
+#: tiers (fast, own, set) and the session-end leak check
+pytest_plugins = ["tests.testrun"]
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(

@@ -103,3 +103,16 @@ def test_ci_runs_the_readme_test_command() -> None:
     commands = [line.split("#")[0].strip() for line in ci.splitlines()]
     assert "bin/setup-host || exit 1" in commands
     assert any(c.startswith("timeout ") and c.endswith(" bin/test") for c in commands), commands
+
+
+def test_what_counts_as_left_in_the_runs_tmpdir(tmp_path: Path) -> None:
+    from tests.testrun import _left
+
+    scratch = tmp_path / "gw0" / f"suitcase-{os.geteuid()}"
+    scratch.mkdir(parents=True)
+    (tmp_path / "gw1").mkdir()
+    (tmp_path / "gw0" / "pytest-of-root" / "pytest-0").mkdir(parents=True)  # a nested pytest's
+    assert _left(tmp_path) == []
+    (scratch / "suitcase-mnt-1-2-x" / "root").mkdir(parents=True)
+    (tmp_path / "gw1" / "stray").write_text("x")
+    assert _left(tmp_path) == [scratch / "suitcase-mnt-1-2-x", tmp_path / "gw1" / "stray"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -127,10 +128,16 @@ def wait_until_gone(workspace: Path, timeout: float = 60) -> list[str]:
     return left
 
 
+def own_scratch_mount(point: Path) -> bool:
+    """A mount in a scratch folder of this test's runs: below this process's TMPDIR (each xdist
+    worker has its own, tests/testrun.py), never another worker's (defects planted there)."""
+    return str(point).startswith(tempfile.gettempdir() + "/") and "suitcase-mnt-" in str(point)
+
+
 def scratch_mounts() -> set[Path]:
-    """Mounts of Suitcase's scratch folders (/tmp/suitcase-mnt-*) seen on this machine now:
-    taken before a test, so that only the ones its runs left count."""
-    return {m for m in mount_points() if "suitcase-mnt-" in str(m)}
+    """Mounts of the scratch folders of this test's runs seen now: taken before a test, so
+    that only the ones its runs left count."""
+    return {m for m in mount_points() if own_scratch_mount(m)}
 
 
 def leftovers(workspace: Path, before: set[Path] | None = None, timeout: float = 30) -> list[str]:

@@ -47,6 +47,12 @@ def partition_offset(raw: Path) -> int:
     return start * 512
 
 
+def partition_length(raw: Path) -> int:
+    with raw.open("rb") as disk:
+        mbr = disk.read(512)
+    return int(struct.unpack("<I", mbr[446 + 12 : 446 + 16])[0]) * 512
+
+
 @contextlib.contextmanager
 def loop_mount(disk: Path, partitioned: bool = True) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(dir=disk.parent.parent.parent.parent) as tmp:
@@ -55,11 +61,15 @@ def loop_mount(disk: Path, partitioned: bool = True) -> Iterator[Path]:
             raw = Path(tmp) / "disk.raw"
             subprocess.run(["qemu-img", "convert", "-O", "raw", str(disk), str(raw)], check=True)
         offset = partition_offset(raw) if partitioned else 0
+        # the partition's exact extent, as Suitcase mounts it: mount(8) then shares the loop
+        # device of a verification mounting the same disk at the same time (another xdist
+        # worker's test, a hard link of the same file); a different extent would be refused
+        # as an overlapping loop device
+        length = partition_length(raw) if partitioned else raw.stat().st_size
         target = Path(tmp) / "mnt"
         target.mkdir()
-        subprocess.run(
-            ["mount", "-o", f"loop,ro,noload,offset={offset}", str(raw), str(target)], check=True
-        )
+        options = f"loop,ro,noload,offset={offset},sizelimit={length}"
+        subprocess.run(["mount", "-o", options, str(raw), str(target)], check=True)
         try:
             yield target
         finally:

@@ -41,6 +41,7 @@ from tests.slow.reliability import (
     cmdline,
     done_honestly,
     leftovers,
+    own_scratch_mount,
     processes_mentioning,
     scratch_mounts,
     stage_dir,
@@ -92,7 +93,7 @@ def _specs_on_a_mount(ws: Path, run: Run) -> bool:
             points = mount_points(info)
         except OSError:
             continue
-        if mounts_under(ws, info) or any("suitcase-mnt-" in str(m) for m in points):
+        if mounts_under(ws, info) or any(own_scratch_mount(m) for m in points):
             return True
     return False
 

@@ -2,8 +2,10 @@
 master's Packer boot, then the rerun that completes (issue 12 item 3: the kill points of the
 master's build; tests/slow/test_kill_pipeline.py has those of a derived build and after).
 
-A fresh workspace (the master is what is killed, so nothing can be resumed from the shared set),
-verified offline and shipped to the embedded endpoint. Suitcase alone is killed (SIGKILL), never
+A fresh workspace (the master is what is killed, so nothing can be resumed from the shared set):
+the one full master build of the suite beyond the shared set's, which is why this test runs in
+the `own` tier, beside the shared set's build. Verified offline and shipped to the embedded
+endpoint. Suitcase alone is killed (SIGKILL), never
 its process group: what it started must go by itself.
 - In debootstrap: the kill lands in the chroot phase, with /proc, /sys, /dev and devpts mounted
   in the bootstrap's private mount namespace. Afterwards nothing of the bootstrap runs, nothing is

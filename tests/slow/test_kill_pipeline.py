@@ -18,6 +18,10 @@ The runs go to the workspace's endpoint as a configured AWS account, with secret
 provisioning script, the build key Packer logs in with); none of them may appear in any file of
 the workspace or in what any run printed, the killed ones included. The kills inside the master's
 build (debootstrap, its Packer boot) are tests/slow/test_kill_bootstrap.py.
+
+It copies the set as built (`built_set.copy`), not as filled: its endpoint is a fresh one on
+purpose, since that endpoint's key is the planted secret, and its log and state are what the
+secret scan reads (an endpoint copied from the fill would hold neither).
 """
 
 from __future__ import annotations

@@ -119,6 +119,19 @@ def file_type(host: Any, path: str) -> str | None:
     return None if out is None else out.strip()
 
 
+def link_target(host: Any, path: str) -> str | None:
+    """Where a symlink leads inside the image, every link resolved (`readlink -m`: the target
+    need not exist); None when `path` is no symlink. `readlink` failing fails the spec."""
+    __tracebackhide__ = True
+    q = shlex.quote(path)
+    out = _checked(host, f"if [ ! -L {q} ]; then exit {MISSING}; fi; readlink -m -- {q}", path)
+    if out is None:
+        return None
+    if not out.strip().startswith("/"):
+        _fail(f"cannot resolve the link {path} (readlink said {out.strip()!r})")
+    return out.strip()
+
+
 def glob(host: Any, pattern: str) -> list[str]:
     """Paths matching a shell glob (none: []); the shell failing fails the spec."""
     __tracebackhide__ = True
@@ -248,8 +261,8 @@ def fstab_entry(host: Any, mount_point: str) -> list[str] | None:
     return None
 
 
-def root_filesystem(host: Any) -> str | None:
-    """The filesystem type fstab mounts at /."""
+def fstab_root_type(host: Any) -> str | None:
+    """The file system type fstab says it mounts at / (what the image claims, not what it is)."""
     entry = fstab_entry(host, "/")
     return entry[2] if entry else None
 
@@ -286,27 +299,31 @@ def uid0_accounts(host: Any) -> list[str]:
     return [r[0] for r in passwd(host) if not r[2].isdigit() or int(r[2]) == 0]
 
 
+def password_state(field: str) -> str:
+    """The state of one /etc/shadow password field, never the hash: 'none' (no usable password:
+    `*`, `!`, `!!`, `LK`, `NP`, `x`), 'empty' (a login without any password), 'locked hash' (a
+    hash behind `!`: locked now, a working password again after `passwd -u`), 'hash'."""
+    bare = field.lstrip("!")
+    if field == "":
+        return "empty"
+    if bare == "" or bare.startswith("*") or bare in ("x", "LK", "NP"):
+        return "none"
+    return "locked hash" if field.startswith("!") else "hash"
+
+
 def password_states(host: Any) -> dict[str, str]:
-    """Per account of /etc/shadow: 'none' (no usable password: `*`, `!`, `!!`), 'empty' (a login
-    without any password), 'hash' (a password hash, locked with `!` or not). Never the hash."""
-    states = {}
+    """password_state() per account of /etc/shadow (the one shadow parser specs use)."""
+    states: dict[str, str] = {}
     for line in read_required(host, "/etc/shadow").splitlines():
         name, _, rest = line.partition(":")
-        field = rest.split(":", 1)[0]
         if not name or line.startswith("#"):
             continue
-        bare = field.lstrip("!")
-        if field == "":
-            states[name] = "empty"
-        elif bare == "" or bare.startswith("*") or bare in ("x", "LK", "NP"):
-            states[name] = "none"
-        else:
-            states[name] = "hash"
+        states.setdefault(name, password_state(rest.split(":", 1)[0]))
     return states
 
 
-def root_filesystem_ids(host: Any) -> dict[str, str]:
-    """The root file system's real UUID and LABEL (keys present only when set).
+def root_filesystem_probe(host: Any) -> dict[str, str]:
+    """blkid's view of the root file system's superblock (TYPE, UUID, LABEL, ...).
 
     A mounted image (testinfra's chroot backend) is probed from the build host, where its loop
     device is; a booted system probes its own root device.
@@ -339,8 +356,28 @@ def root_filesystem_ids(host: Any) -> dict[str, str]:
         what = "the root device"
     if not text:
         _fail(f"blkid found no file system on {what}")
-    ids = dict(line.split("=", 1) for line in str(text).splitlines() if "=" in line)
+    return dict(line.split("=", 1) for line in str(text).splitlines() if "=" in line)
+
+
+def root_filesystem_ids(host: Any) -> dict[str, str]:
+    """The root file system's real UUID and LABEL (keys present only when set)."""
+    ids = root_filesystem_probe(host)
     return {k: v for k, v in ids.items() if k in ("UUID", "LABEL") and v}
+
+
+def root_filesystem_type(host: Any) -> str:
+    """The type of the file system that really is root: a mounted image's from its superblock
+    (blkid on the build host's loop device), a booted system's from its mount table."""
+    __tracebackhide__ = True
+    backend = getattr(host, "backend", None)
+    if getattr(backend, "NAME", None) == "chroot":
+        kind = root_filesystem_probe(host).get("TYPE", "")
+    else:
+        kind = _checked(host, "findmnt -n -o FSTYPE /", "the root file system's type") or ""
+        kind = kind.strip()
+    if not kind:
+        _fail("cannot tell the root file system's type")
+    return kind
 
 
 def names_root(spec: str, ids: dict[str, str]) -> bool:
@@ -412,3 +449,101 @@ def world_writable(host: Any, folder: str) -> list[str]:
     if out is None:
         _fail(f"{folder} does not exist")
     return sorted(p.rstrip("/") for p in str(out).splitlines())
+
+
+# sudoers(5): `#include`/`#includedir` are directives, not comments (as `@include...`); `#` followed
+# by digits where a user goes is a uid (`#1000 ALL=(ALL) ALL` is a rule); any other `#` starts a
+# comment. Files in an included folder are read in name order, except names ending in `~` or
+# holding a `.`; a relative include is relative to the including file's folder.
+SUDO_INCLUDE = re.compile(r"^[#@](include|includedir)\s+(\S.*?)\s*$")
+SUDO_COMMENT = re.compile(r"(?<!\\)#(?!\d).*$")
+
+
+def sudoers(host: Any, path: str = "/etc/sudoers") -> list[tuple[str, str]]:
+    """(file, logical line) of every sudoers line sudo reads: comments dropped, continuation
+    lines joined, `@include`/`#include` and `@includedir`/`#includedir` followed in place.
+    A missing /etc/sudoers or included file fails the spec (sudo itself refuses to run)."""
+    __tracebackhide__ = True
+    found: list[tuple[str, str]] = []
+
+    def walk(name: str, depth: int) -> None:
+        if depth > 8:
+            _fail(f"sudoers includes nest deeper than 8 levels at {name}")
+        text = read_required(host, name)
+        for raw in re.sub(r"\\\n", " ", text).splitlines():
+            line = raw.strip()
+            include = SUDO_INCLUDE.match(line)
+            if include:
+                kind, target = include.groups()
+                target = target.strip('"')
+                if not target.startswith("/"):
+                    target = name.rsplit("/", 1)[0] + "/" + target
+                if kind == "include":
+                    walk(target, depth + 1)
+                else:
+                    entries = tree(host, target, depth=1) or []
+                    for kind_, _, entry in entries:
+                        if kind_ in ("f", "l") and not entry.endswith("~") and "." not in entry:
+                            walk(f"{target.rstrip('/')}/{entry}", depth + 1)
+                continue
+            line = SUDO_COMMENT.sub("", line).strip()
+            if line:
+                found.append((name, line))
+
+    walk(path, 0)
+    return found
+
+
+def sudo_rules(lines: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The user specifications among sudoers lines (Defaults and aliases dropped)."""
+    directive = re.compile(r"^(Defaults\b|[A-Z][A-Za-z]*_Alias\b)")
+    return [(f, line) for f, line in lines if not directive.match(line)]
+
+
+def boot_kernel_versions(host: Any) -> list[str]:
+    """The kernel versions the image's boot loader boots (every entry of every configuration):
+    each kernel image a menu names, links resolved in the image, `vmlinuz-<version>`."""
+    __tracebackhide__ = True
+    pattern = re.compile(r"^\s*(?:LINUX|KERNEL|linux(?:16|efi)?|kernel)\s+(\S+)", re.M | re.I)
+    images = []
+    for path, _ in BOOT_CONFIGS:
+        if path == BLS_ENTRIES:
+            texts = [read(host, p) or "" for p in glob(host, f"{BLS_ENTRIES}/*.conf")]
+        else:
+            texts = [read(host, path) or ""]
+        for text in texts:
+            images += pattern.findall(text)
+    if not images:
+        raise NoKernelLine("no boot loader entry names a kernel image")
+    versions = []
+    for image in dict.fromkeys(images):
+        candidates = [image] if image.startswith("/boot/") else [image, f"/boot{image}"]
+        script = "; ".join(
+            f"if [ -e {shlex.quote(c)} ]; then readlink -f -- {shlex.quote(c)}; exit 0; fi"
+            for c in candidates
+        )
+        real = _checked(host, f"{script}; exit {MISSING}", image)
+        if real is None:
+            _fail(f"the boot loader names {image}, which does not exist")
+        base = str(real).strip().rsplit("/", 1)[-1]
+        if not base.startswith("vmlinuz-"):
+            _fail(f"cannot tell the kernel version of {image} ({base})")
+        versions.append(base[len("vmlinuz-") :])
+    return sorted(set(versions))
+
+
+def kernel_module_present(host: Any, version: str, module: str) -> bool:
+    """Whether kernel `version` has `module`: a .ko file in its own /lib/modules tree (never
+    another kernel's) or built in (modules.builtin). `find` failing fails the spec."""
+    __tracebackhide__ = True
+    folder = f"/lib/modules/{version}"
+    entries = tree(host, folder)
+    if entries is None:
+        _fail(f"{folder} does not exist: the booted kernel has no modules")
+    names = {name.rsplit("/", 1)[-1] for kind, _, name in entries or [] if kind == "f"}
+    if any(re.fullmatch(rf"{re.escape(module)}\.ko(\.[a-z]+)?", n) for n in names):
+        return True
+    builtin = read(host, f"{folder}/modules.builtin") or ""
+    return any(
+        line.rsplit("/", 1)[-1] == f"{module}.ko" for line in builtin.split() if line.strip()
+    )

@@ -1,7 +1,5 @@
 """Accounts: root alone is all-powerful, only declared users log in or sudo, nobody has a password."""
 
-import re
-
 from pytest_suitcase import facts
 
 # Login users (uid 1000-65533) and sudoers.d files each image type declares; every other type
@@ -11,20 +9,6 @@ DECLARED_SUDOERS_D = {"vagrant": {"vagrant"}}
 DISTRIBUTION_SUDOERS_D = {"README"}
 # Who /etc/sudoers itself may grant rights to: root and the distributions' admin groups.
 SUDOERS_PRINCIPALS = {"root", "%sudo", "%wheel", "%admin"}
-DIRECTIVE = re.compile(r"^(Defaults\b|[A-Z][A-Za-z]*_Alias\b|[#@]include(dir)?\b)")
-
-
-def sudo_rules(text):
-    """The user specifications of a sudoers text (comments, Defaults, aliases, includes dropped),
-    continuation lines joined."""
-    rules = []
-    for line in re.sub(r"\\\n", " ", text).splitlines():
-        line = line.strip()
-        if line.startswith(("#include", "@include")) or DIRECTIVE.match(line):
-            continue
-        if line and not line.startswith("#"):
-            rules.append(line)
-    return rules
 
 
 def test_only_root_has_uid_0(image):
@@ -40,19 +24,35 @@ def test_login_users_are_declared(image, suitcase_image):
 
 
 def test_sudo_rules_are_declared(image, suitcase_image):
-    """sudo rights beyond the distribution's and the platform's are a build leftover or a door."""
-    rules = sudo_rules(facts.read_required(image, "/etc/sudoers"))
-    # the distributions' own rules ask for a password; NOPASSWD there is a build's shortcut
-    extra = [r for r in rules if r.split()[0] not in SUDOERS_PRINCIPALS or "NOPASSWD" in r.upper()]
-    assert extra == [], f"/etc/sudoers grants rights beyond root and the admin group: {extra}"
+    """sudo rights beyond the distribution's and the platform's are a build leftover or a door.
+    Read as sudo reads them: comments dropped (`#1000` is a uid, not a comment), continuation
+    lines joined, every `@include`/`#include` and `@includedir`/`#includedir` followed."""
+    lines = facts.sudoers(image)
+    declared = DECLARED_SUDOERS_D.get(suitcase_image, set())
+    allowed = DISTRIBUTION_SUDOERS_D | declared
+    read = sorted({f for f, _ in lines} - {"/etc/sudoers"})
+    undeclared = [
+        f
+        for f in read
+        if f.rsplit("/", 1)[0] != "/etc/sudoers.d" or f.rsplit("/", 1)[1] not in allowed
+    ]
+    assert undeclared == [], f"sudo reads undeclared files: {undeclared}"
     entries = facts.tree(image, "/etc/sudoers.d", depth=1) or []
-    allowed = DISTRIBUTION_SUDOERS_D | DECLARED_SUDOERS_D.get(suitcase_image, set())
-    undeclared = sorted(name for _, _, name in entries if name not in allowed)
-    assert undeclared == [], f"undeclared files in /etc/sudoers.d: {undeclared}"
-    for name in sorted(DECLARED_SUDOERS_D.get(suitcase_image, set())):
-        users = {
-            r.split()[0] for r in sudo_rules(facts.read_required(image, f"/etc/sudoers.d/{name}"))
-        }
+    unknown = sorted(name for _, _, name in entries if name not in allowed)
+    assert unknown == [], f"undeclared files in /etc/sudoers.d: {unknown}"
+    extra = []
+    for path, rule in facts.sudo_rules(lines):
+        name = path.rsplit("/", 1)[1]
+        users = set(rule.split()[0].split(","))
+        if path.startswith("/etc/sudoers.d/") and name in declared:
+            if users != {name}:
+                extra.append(f"{path}: {rule}")
+        elif not users <= SUDOERS_PRINCIPALS or "NOPASSWD" in rule.upper():
+            # the distributions' own rules ask for a password; NOPASSWD is a build's shortcut
+            extra.append(f"{path}: {rule}")
+    assert extra == [], f"sudo rights beyond root and the admin group: {extra}"
+    for name in sorted(declared):
+        users = {r.split()[0] for f, r in facts.sudo_rules(lines) if f == f"/etc/sudoers.d/{name}"}
         assert users == {name}, f"/etc/sudoers.d/{name} grants rights to {sorted(users)}"
 
 

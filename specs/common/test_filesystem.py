@@ -6,9 +6,14 @@ from pytest_suitcase import facts
 
 
 def test_root_filesystem_type(host, suitcase_session):
-    """Wrong root filesystem means the installer or bootstrap ignored the OS template."""
+    """Wrong root filesystem means the installer or bootstrap ignored the OS template: the type
+    of the file system that really is root (its superblock offline, the mount table booted), and
+    fstab agreeing with it."""
     expected = suitcase_session.os.data["root_fs"]
-    assert facts.root_filesystem(host) == expected
+    real = facts.root_filesystem_type(host)
+    assert real == expected, f"the root file system is {real}, the OS template says {expected}"
+    claimed = facts.fstab_root_type(host)
+    assert claimed == real, f"fstab mounts / as {claimed}, the file system is {real}"
 
 
 def test_fstab_does_not_name_a_device_node(host):

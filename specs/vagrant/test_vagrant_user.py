@@ -1,5 +1,7 @@
 """The vagrant box contract: user vagrant, the insecure key, sudo without a password."""
 
+import re
+
 import pytest
 
 from pytest_suitcase import facts
@@ -16,10 +18,23 @@ def test_vagrant_user_has_the_insecure_key(image):
 
 
 def test_passwordless_sudo_without_tty(image):
-    """Vagrant runs provisioners through sudo without a terminal."""
-    sudoers = facts.read_required(image, "/etc/sudoers.d/vagrant")
-    assert "NOPASSWD: ALL" in sudoers.replace("NOPASSWD:ALL", "NOPASSWD: ALL")
-    assert "!requiretty" in sudoers
+    """Vagrant runs provisioners through sudo without a terminal: a rule sudo reads (not a
+    comment) gives vagrant NOPASSWD: ALL, and the last requiretty setting for it is off."""
+    lines = facts.sudoers(image)
+    rules = [
+        " ".join(rule.split())
+        for _, rule in facts.sudo_rules(lines)
+        if "vagrant" in rule.split()[0].split(",")
+    ]
+    assert any(re.search(r"\bNOPASSWD:\s*ALL$", r) for r in rules), f"vagrant's rules: {rules}"
+    tty = [
+        word.strip(",")
+        for _, line in lines
+        if line.split()[0] in ("Defaults", "Defaults:vagrant")
+        for word in line.split()[1:]
+        if word.strip(",") in ("requiretty", "!requiretty")
+    ]
+    assert tty and tty[-1] == "!requiretty", f"requiretty settings for vagrant: {tty}"
 
 
 def test_root_keys_wiped(image):

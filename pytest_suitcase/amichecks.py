@@ -49,3 +49,27 @@ def snapshot_is_the_verified_disk(ami: Any, artifact: Any, output: str) -> None:
     assert recorded is not None and ami.disk.name == recorded.path.split("/")[-1]
     assert sha256_file(ami.disk) == recorded.sha256  # the disk the specs verified
     assert compare_snapshot(ami.target, ami.snapshot_id, ami.disk) == []
+
+
+# Suitcase's own defaults for the AMI settings (README, "Registering AMIs"), written out again here
+# so the specs never take them from the settings object registration used.
+SITE_DEFAULTS = {"ami_boot_mode": "legacy-bios", "ami_imds_support": "v2.0"}
+
+
+def site_setting(session: Any, name: str) -> str:
+    """An AMI setting as the operator wrote it, read on its own: the site file's YAML (the file
+    the run used), then SUITCASE_<NAME>, else the documented default. Never `ctx.site`, which is
+    what registration sent: checking the AMI against that would compare the code with itself."""
+    import os
+    from pathlib import Path
+
+    import yaml
+
+    value: object = SITE_DEFAULTS[name]
+    path = getattr(session.ctx, "site_file", None)
+    if path is not None and Path(path).is_file():
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if isinstance(data, dict) and name in data:
+            value = data[name]
+    value = os.environ.get(f"SUITCASE_{name.upper()}", value)
+    return "" if value is None else str(value)

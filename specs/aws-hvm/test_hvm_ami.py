@@ -7,7 +7,6 @@ with --suitcase-register, else these specs are skipped with that reason).
 import pytest
 
 from pytest_suitcase import amichecks
-from suitcase.aws.ami import AmiSettings
 
 pytestmark = pytest.mark.suitcase_ami
 
@@ -15,7 +14,7 @@ ROOT = "/dev/xvda"
 
 
 def test_hvm_attributes(suitcase_ami, suitcase_session):
-    settings = AmiSettings.from_site(suitcase_session.ctx.site)
+    """BootMode and ImdsSupport as the site file asks, read apart from registration's settings."""
     image = suitcase_ami.description
     assert image["State"] == "available"
     assert image["Architecture"] == "x86_64"
@@ -24,8 +23,9 @@ def test_hvm_attributes(suitcase_ami, suitcase_session):
     assert image["RootDeviceName"] == ROOT
     assert image.get("EnaSupport") is True  # every current instance type needs ENA
     assert image.get("SriovNetSupport") == "simple"
-    assert image.get("BootMode") == settings.boot_mode
-    assert image.get("ImdsSupport") == settings.imds_support
+    assert image.get("BootMode") == amichecks.site_setting(suitcase_session, "ami_boot_mode")
+    imds = amichecks.site_setting(suitcase_session, "ami_imds_support")
+    assert image.get("ImdsSupport") == (imds or None)
     assert not image.get("KernelId")  # HVM boots its own GRUB
 
 

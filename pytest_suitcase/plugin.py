@@ -198,7 +198,41 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if marker is not None:
         names = [n for n in names if n in marker.args]
     params = [pytest.param(n, id=n, marks=pytest.mark.xdist_group(n)) for n in names]
+    if not params:
+        # not for the image types of this run: deselected (pytest_collection_modifyitems), never
+        # an empty parameter set, which pytest would report as a skip of a spec that was run
+        params = [pytest.param(NOT_APPLICABLE, id=NOT_APPLICABLE)]
     metafunc.parametrize("suitcase_image", params, indirect=True, scope="session")
+
+
+#: the suitcase_image of a spec that runs on none of this run's image types
+NOT_APPLICABLE = "not-applicable"
+EMPTY = "got empty parameter set"
+
+
+def _not_applicable(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect specs that run on none of this run's image types; any other empty parameter set
+    is a usage error: a spec whose parameter list came out empty never checked anything."""
+    gone = [
+        i
+        for i in items
+        if getattr(i, "callspec", None) is not None
+        and i.callspec.params.get("suitcase_image") == NOT_APPLICABLE  # type: ignore[attr-defined]
+    ]
+    if gone:
+        items[:] = [i for i in items if i not in gone]
+        config.hook.pytest_deselected(items=gone)
+    empty = [
+        i.nodeid
+        for i in items
+        for m in i.iter_markers("skip")
+        if str(m.kwargs.get("reason", m.args[0] if m.args else "")).startswith(EMPTY)
+    ]
+    if empty:
+        raise pytest.UsageError(
+            f"{', '.join(empty)}: an empty parameter set (a spec that would check nothing); "
+            "every parameter list of a spec must hold at least one value"
+        )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -208,6 +242,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     from pytest_suitcase.markers import validate
 
     validate(items)
+    _not_applicable(config, items)
     for item in items:
         marker = item.get_closest_marker("suitcase_family")
         if marker is not None and not family_matches(session.os, marker.args):

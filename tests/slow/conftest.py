@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,10 +184,12 @@ def fill(workspace: Path, timestamp: str = TIMESTAMP) -> tuple[str, str]:
 def prepare_set(workspace: Path, timestamp: str = TIMESTAMP) -> BuiltSet:
     """Build the set (what is missing), keep its built copy, fill it, keep its filled copy.
     Callers hold the set's lock."""
+    began = time.monotonic()
     result = suitcase(
         "build", "all", "--os", OS_NAME, "--timestamp", timestamp, "--wait", "-1",
         workspace=workspace,
     )  # fmt: skip
+    print(result.stderr, f"[set] built in {time.monotonic() - began:.0f} s", sep="\n", flush=True)
     digest = set_digest(workspace, timestamp)
     notes = workspace.with_name(f"{workspace.name}.notes")
     notes.mkdir(exist_ok=True)
@@ -194,7 +197,9 @@ def prepare_set(workspace: Path, timestamp: str = TIMESTAMP) -> BuiltSet:
     _refresh(built, notes / "built", digest, lambda: hardlink_workspace(workspace, built))
 
     def fill_and_keep() -> None:
+        began = time.monotonic()
         out, err = fill(workspace, timestamp)
+        print(err, out, f"[set] filled in {time.monotonic() - began:.0f} s", sep="\n", flush=True)
         (notes / "fill.stdout").write_text(out)
         (notes / "fill.stderr").write_text(err)
         record = workspace / "reports" / f"pipeline-{OS_NAME}-{timestamp}.json"

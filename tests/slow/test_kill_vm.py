@@ -25,7 +25,9 @@ import pytest
 
 from suitcase.config import PROJECT_ROOT
 from suitcase.keys import ensure_key_pair
-from suitcase.sweep import Record, start_time
+from suitcase.packer import TMP_PREFIX, stale_temp_dirs
+from suitcase.safety import remove_tree
+from suitcase.sweep import Record, scratch_dir, start_time
 
 pytestmark = [pytest.mark.slow, pytest.mark.own]
 
@@ -153,6 +155,17 @@ def _packer_waiting_for_ssh(
         if driver.poll() is None:
             driver.kill()
             driver.wait()
+
+
+@pytest.fixture(autouse=True)
+def _the_next_run_sweeps() -> Iterator[None]:
+    """Packer killed with Suitcase leaves its private TMPDIR (its log, shell-local's scripts) for
+    the next run to sweep: after each test, what the next run does first takes it, and nothing of
+    the killed run stays in the scratch folder (the run's leak check would name it)."""
+    yield
+    left = stale_temp_dirs()
+    remove_tree(scratch_dir(TMP_PREFIX.rstrip("-")))  # the next run's first step, and its end
+    assert not [p for p in left if p.exists()], left
 
 
 def test_packer_qemu_listens_on_loopback_and_dies_with_suitcase(tmp_path: Path) -> None:

@@ -120,8 +120,8 @@ def plant(ws: Path, tmp_path: Path, timestamp: str) -> Planted:
 
 
 def written_files(ws: Path) -> list[Path]:
-    """Every file of the workspace but the disks (manifest outputs, object bodies) and the keys
-    (the build key, the endpoint's key)."""
+    """Every file of the workspace but the disks (manifest outputs, their raw copies in the
+    flat cache, object bodies) and the keys (the build key, the endpoint's key)."""
     disks: set[Path] = set()
     for manifest_path in ws.glob("images/*/*/manifest.json"):
         manifest, _ = inspect_manifest(manifest_path.parent)
@@ -138,6 +138,8 @@ def written_files(ws: Path) -> list[Path]:
             ("endpoint", "data"),
             ("endpoint", "key"),
         ):
+            continue
+        if rel[:3] == ("images", ".verify", "flat"):  # a disk's raw copy: a disk, as above
             continue
         files.append(path)
     return files

@@ -22,7 +22,7 @@ import re
 import stat
 import subprocess
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -160,50 +160,45 @@ def entry_name(stage: str, key: str, sha256: str, suffix: str) -> str:
     return f"{stage}-{key[:16]}-{sha256}{suffix}"
 
 
-def drop_entries(folder: Path, stage: str, pattern: str, keep: str | None = None) -> list[Path]:
-    """Unlink the entries of `stage` in `folder` (names `<stage>-` + `pattern`) but `keep`,
-    through a handle on the folder: an entry is unlinked, never followed; a folder by such a
-    name is left alone. An entry another process has mounted stays readable to it (the kernel
-    keeps the inode until the loop device lets go)."""
-    wanted = re.compile(re.escape(stage) + "-" + pattern)
+def _unlink_files(folder: Path, doomed: Callable[[str], bool]) -> list[Path]:
+    """Unlink the files of `folder` whose name is `doomed`, through a handle on the folder: an
+    entry is unlinked, never followed; a folder by such a name is left alone. An entry another
+    process has mounted stays readable to it (the kernel keeps the inode until the loop device
+    lets go)."""
     try:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         return []
-    dropped = []
+    gone = []
     try:
         for name in sorted(os.listdir(fd)):
-            if name == keep or not wanted.fullmatch(name):
+            if not doomed(name):
                 continue
             if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
                 continue
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(name, dir_fd=fd)
-                dropped.append(folder / name)
+                gone.append(folder / name)
     finally:
         os.close(fd)
-    return dropped
+    return gone
+
+
+def drop_entries(folder: Path, stage: str, pattern: str, keep: str | None = None) -> list[Path]:
+    """Unlink the entries of `stage` in `folder` (names `<stage>-` + `pattern`) but `keep`."""
+    wanted = re.compile(re.escape(stage) + "-" + pattern)
+    return _unlink_files(folder, lambda name: name != keep and bool(wanted.fullmatch(name)))
 
 
 def sweep_partials(folder: Path) -> list[Path]:
     """Unlink `<name>.<pid>-<start>.partial` files whose writer is gone (killed mid-write)."""
     from suitcase.sweep import alive
 
-    swept = []
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        for name in sorted(os.listdir(fd)):
-            found = _PARTIAL.fullmatch(name)
-            if found is None or alive(int(found["pid"]), int(found["start"])):
-                continue
-            if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
-                continue
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(name, dir_fd=fd)
-                swept.append(folder / name)
-    finally:
-        os.close(fd)
-    return swept
+    def dead_writer(name: str) -> bool:
+        found = _PARTIAL.fullmatch(name)
+        return found is not None and not alive(int(found["pid"]), int(found["start"]))
+
+    return _unlink_files(folder, dead_writer)
 
 
 def partial_name(name: str) -> str:

@@ -78,6 +78,15 @@ def test_no_plain_text_password(name: str, public_key: str) -> None:
 
 
 @pytest.mark.parametrize("name", EL)
+def test_a_locked_root_has_no_hash_behind_the_lock(name: str, public_key: str) -> None:
+    """`rootpw --lock` with no password makes EL7's anaconda write `!$6$...` (a locked hash of
+    the empty password): root's crypted value is the "no password" marker on every EL."""
+    text = render(load_os(name), Paths.default(), public_key, [], "x")
+    lines = [line for line in text.splitlines() if line.startswith("rootpw")]
+    assert lines == ["rootpw --iscrypted --lock !!"], lines
+
+
+@pytest.mark.parametrize("name", EL)
 def test_boot_command_fetches_the_served_kickstart(name: str) -> None:
     joined = typed_boot_command(boot_command(load_os(name), Paths.default()))
     assert re.search(r"ks=http://10\.0\.2\.100/ks\.cfg<enter>", joined)

@@ -109,7 +109,8 @@ def hardlink_workspace(source: Path, dest: Path, endpoint: bool = False) -> Path
     for name in ("images", "keys", "packer_cache"):
         if (source / name).exists():
             subprocess.run(["cp", "-al", str(source / name), str(dest / name)], check=True)
-    subprocess.run(["rm", "-rf", str(dest / "images" / ".locks")], check=True)
+    if (dest / "images" / ".locks").exists():
+        remove_tree(dest / "images" / ".locks")  # never across a mount, never through a link
     state = source / "endpoint"
     if endpoint and state.is_dir():
         assert not (state / "pid").exists(), f"{state} is running: stop it before copying"

@@ -19,6 +19,7 @@ import pytest
 from pytest_suitcase.fixtures import _say, disk_of
 from pytest_suitcase.session import SuitcaseSession
 from suitcase.errors import SuitcaseError
+from suitcase.gates import PLANNED
 from suitcase.manifest import Manifest, read_manifest
 from suitcase.verbs import AMI_IMAGES
 
@@ -73,8 +74,8 @@ def _register(request: pytest.FixtureRequest, session: SuitcaseSession, image: s
     ctx = session.ctx
     target = aws_target(ctx, say)
     if target.kind != "embedded" and not register_wanted(request.config):
-        pytest.skip(  # decided before anything is uploaded to that account
-            f"registers an AMI in {target.describe()}: only with --suitcase-register "
+        pytest.skip(  # decided before anything is uploaded to that account: planned
+            f"{PLANNED}registers an AMI in {target.describe()}: only with --suitcase-register "
             "(the embedded endpoint needs no option)"
         )
     request.getfixturevalue("suitcase_upload")  # register needs the stages uploaded first

@@ -20,9 +20,18 @@ def _bad_families(args: tuple[object, ...]) -> list[str]:
     return [repr(a) for a in args if not isinstance(a, str) or not FAMILY.match(a)]
 
 
+#: what `suitcase_needs` may name (pytest_suitcase.plugin.lacks decides it per OS template)
+CAPABILITIES = ("cloud-init",)
+
+
+def _bad_capabilities(args: tuple[object, ...]) -> list[str]:
+    return [repr(a) for a in args if a not in CAPABILITIES]
+
+
 CHECKS = {
     "suitcase_images": (_bad_images, f"image types are {', '.join(IMAGE_TYPES)}"),
     "suitcase_family": (_bad_families, "families are debian, el, el6, el7, el8+, el9, ..."),
+    "suitcase_needs": (_bad_capabilities, f"capabilities are {', '.join(CAPABILITIES)}"),
 }
 
 

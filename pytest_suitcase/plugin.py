@@ -31,6 +31,7 @@ from pytest_suitcase.schedule import image_of
 from pytest_suitcase.session import SuitcaseSession, family_matches, spec_folder
 from pytest_suitcase.shipped import suitcase_box  # noqa: F401  (fixture)
 from suitcase.command import interrupt_on_sigterm
+from suitcase.gates import PLANNED
 from suitcase.imagetypes import IMAGE_TYPES
 from suitcase.safety import own_modes
 from suitcase.verified import DEFAULT_BUILD_POLICY
@@ -45,6 +46,7 @@ MARKERS = (
     "suitcase_images(*names): run this spec only for these image types (master, vagrant, ...)",
     "suitcase_family(*families): run only on these OS families: debian, el, el6, el7, el8+, el9",
     "suitcase_booted: needs the running system (skipped with --suitcase-mode=offline)",
+    "suitcase_needs(*capabilities): needs what the OS template may lack (cloud-init)",
     "suitcase_ami: an AMI spec: registers the image (embedded endpoint; an account only with "
     "--suitcase-register) and checks the AMI and its snapshot against the verified disk",
 )
@@ -122,7 +124,9 @@ def pytest_configure(config: pytest.Config) -> None:
         pending = final.with_name(f".{final.name}.writing")
         config.option.xmlpath = str(pending)
         config.stash[JUNIT] = (pending, final)
-    config.pluginmanager.register(report.Recorder(session), "suitcase-recorder")
+    config.pluginmanager.register(
+        report.Recorder(session, report.whole_run(config)), "suitcase-recorder"
+    )
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -244,20 +248,36 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     validate(items)
     _not_applicable(config, items)
     for item in items:
-        marker = item.get_closest_marker("suitcase_family")
-        if marker is not None and not family_matches(session.os, marker.args):
-            item.add_marker(
-                pytest.mark.skip(
-                    reason=f"only for {', '.join(marker.args)}; this is {session.os.name}"
-                )
-            )
-        if item.get_closest_marker("suitcase_booted"):
-            image = image_of(item.nodeid, session.image_names)
-            offline = image is not None and IMAGE_TYPES[image].verification == "offline"
-            if session.mode == "offline" or offline:
-                # a chroot would answer with the host's running state, never the image's
-                item.add_marker(
-                    pytest.mark.skip(
-                        reason=f"needs the running system; {image} is verified offline here"
-                    )
-                )
+        reason = planned_skip(item, session)
+        if reason is not None:
+            item.add_marker(pytest.mark.skip(reason=PLANNED + reason))
+
+
+def planned_skip(item: pytest.Item, session: SuitcaseSession) -> str | None:
+    """Why `item` cannot run on this OS, image type and mode, decided from the spec files and
+    the OS template before anything runs (None: it must run, and pass). Any other skip is
+    unplanned, and a run with one has not passed (suitcase.gates)."""
+    marker = item.get_closest_marker("suitcase_family")
+    if marker is not None and not family_matches(session.os, marker.args):
+        return f"only for {', '.join(marker.args)}; this is {session.os.name}"
+    for marker in item.iter_markers("suitcase_needs"):
+        for capability in marker.args:
+            lacking = lacks(session, str(capability))
+            if lacking:
+                return lacking
+    if item.get_closest_marker("suitcase_booted"):
+        image = image_of(item.nodeid, session.image_names)
+        offline = image is not None and IMAGE_TYPES[image].verification == "offline"
+        if session.mode == "offline" or offline:
+            # a chroot would answer with the host's running state, never the image's
+            return f"needs the running system; {image} is verified offline here"
+    return None
+
+
+def lacks(session: SuitcaseSession, capability: str) -> str | None:
+    """Why the OS of this run lacks `capability` (markers.CAPABILITIES), or None."""
+    from suitcase.media import master_has_cloud_init
+
+    if capability == "cloud-init" and not master_has_cloud_init(session.os, session.ctx.paths):
+        return f"{session.os.name}'s media carry no cloud-init (no AWS images)"
+    return None

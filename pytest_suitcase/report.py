@@ -14,6 +14,7 @@ import pytest
 
 from pytest_suitcase.schedule import image_of
 from pytest_suitcase.session import SuitcaseSession, spec_folder
+from suitcase.gates import planned, reached
 from suitcase.manifest import read_manifest, write_manifest
 from suitcase.redact import redact_text
 
@@ -66,9 +67,13 @@ def _redact_fields(value: Any) -> Any:
 class Recorder:
     """Counts outcomes by (image type, spec folder) on the controller (xdist sends it reports)."""
 
-    def __init__(self, session: SuitcaseSession) -> None:
+    def __init__(self, session: SuitcaseSession, complete: bool = True) -> None:
         self.session = session
+        #: the whole spec tree ran (no -k, -m, file or node selection): see `whole_run`
+        self.complete = complete
         self.counts: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+        #: per image type, the specs skipped for a reason the plugin did not plan (gates.PLANNED)
+        self.unplanned: dict[str, list[str]] = defaultdict(list)
         self.spans: dict[str, tuple[float, float]] = {}
         testinfra_log = logging.getLogger("testinfra")
         if not any(isinstance(f, RedactingFilter) for f in testinfra_log.filters):
@@ -98,6 +103,8 @@ class Recorder:
             if report.when == "setup" and report.failed:
                 outcome = "error"
             self.counts[where][outcome] += 1
+            if report.skipped and not planned(_skip_reason(report)):
+                self.unplanned[where[0]].append(report.nodeid)
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if not self.counts:
@@ -122,20 +129,53 @@ class Recorder:
             if manifest is None:
                 continue
             verified = _verified_file(stage_dir, manifest, self.session)
-            manifest.extra["verification"] = {
+            unplanned = sorted(self.unplanned.get(image, []))
+            # the AMI's verification is kept apart: it never stands for the built image's
+            entry = "verification" if self.session.source == "artifact" else "verification_ami"
+            manifest.extra[entry] = {
                 "finished": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                # the stage key verified, and how far verification reached (suitcase.gates)
+                "key": manifest.key,
                 "mode": self.session.mode,
+                "reached": reached(image, self.session.mode),
+                "complete": self.complete,
                 # artifact: the built disk; ami: the AMI's snapshot read back (--suitcase-source)
                 "source": self.session.source,
                 # the file that ships, as it was when verified (its sha256 checked first)
                 "file": verified,
+                # no failure, something passed, and every skip planned from the spec files
                 "passed": verified.get("sha256") is not None
-                and all(c["failed"] == 0 and c["error"] == 0 for c in folders.values()),
+                and all(c["failed"] == 0 and c["error"] == 0 for c in folders.values())
+                and sum(c["passed"] for c in folders.values()) > 0
+                and not unplanned,
+                "unplanned_skips": unplanned[:20],
                 "folders": folders,
                 # from the first setup (build or reuse, boot) to the last teardown of its specs
                 "seconds": round(self.spans[image][1] - self.spans[image][0], 1),
             }
             write_manifest(stage_dir, manifest)
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    return str(longrepr[2]) if isinstance(longrepr, tuple) and len(longrepr) == 3 else ""
+
+
+#: options that run part of the spec tree (pytest's and its bundled plugins')
+NARROWING = ("keyword", "markexpr", "deselect", "ignore", "ignore_glob", "lf", "stepwise")
+
+
+def whole_run(config: pytest.Config) -> bool:
+    """The run covers the whole spec tree: every argument is a spec root (a folder with a
+    `common` folder), and nothing narrows the selection. A part of the specs passing is never
+    recorded as the image verified."""
+    if any(getattr(config.option, name, None) for name in NARROWING):
+        return False
+    for arg in config.args:
+        path = config.invocation_params.dir / arg
+        if "::" in arg or not path.is_dir() or not (path / "common").is_dir():
+            return False
+    return bool(config.args)
 
 
 def _verified_file(stage_dir: Path, manifest: Any, session: SuitcaseSession) -> dict[str, Any]:

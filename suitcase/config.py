@@ -160,6 +160,9 @@ class Site(StrictModel):
     # AMI registration (suitcase.aws.ami): RegisterImage's BootMode and ImdsSupport, who may
     # launch the AMIs, where they are copied, and parallel EBS block uploads (0: the default, 8)
     ami_boot_mode: Literal["legacy-bios", "uefi", "uefi-preferred"] = "legacy-bios"
+    # the weakest verification `register` accepts (suitcase.gates): boot, or offline (an image
+    # type that cannot boot here, aws-paravirt, needs only what it can reach: offline)
+    register_requires: Literal["boot", "offline"] = "boot"
     ami_imds_support: Literal["v2.0", ""] = "v2.0"
     ami_launch_accounts: list[
         Annotated[str, matching(r"[0-9]{12}", "a 12-digit AWS account id")]

@@ -24,6 +24,8 @@ from pathlib import Path
 from suitcase import verbs
 from suitcase.build import StageResult, run_plan
 from suitcase.context import Context, image_types
+from suitcase.errors import ConfigError
+from suitcase.gates import at_least, reached, required
 from suitcase.imagetypes import IMAGE_TYPES
 from suitcase.manifest import Manifest, read_manifest
 from suitcase.overlap import BackgroundUploads
@@ -35,6 +37,7 @@ from suitcase.summary import (
     junit_counts,
     record_path,
     render,
+    specs_passed,
 )
 from suitcase.workspace import BuildSet
 
@@ -92,6 +95,7 @@ class Pipeline:
     def run(
         self, timestamp: str | None, on_error: str, mode: str = "auto", overlap: bool = True
     ) -> Outcome:
+        self._check_mode(mode)
         started = time.monotonic()
         wall: dict[str, float] = {}
         step_start = time.monotonic()
@@ -137,6 +141,18 @@ class Pipeline:
         record.wall = {k: round(v, 1) for k, v in wall.items()}
         record.save()
         return self.summary(bset, record)
+
+    def _check_mode(self, mode: str) -> None:
+        """Refuse, before anything is built, a mode whose verification `register` would not
+        accept for an AMI type of the selection (the site's register_requires)."""
+        for image in (i for i in self.images if i in AMI_TYPES):
+            wanted = required(image, self.ctx.site.register_requires)
+            if not at_least(reached(image, mode), wanted):
+                raise ConfigError(
+                    f"--mode {mode} verifies {image} {reached(image, mode)} only, and the site's "
+                    f"register_requires is {self.ctx.site.register_requires}: use --mode auto, "
+                    "or set register_requires: offline in site.yaml"
+                )
 
     def _build(
         self, timestamp: str | None, on_error: str, overlap: bool
@@ -186,12 +202,15 @@ class Pipeline:
         copied elsewhere (a CI cache restored under another path) still finds its reports."""
         return str(path.relative_to(self.ctx.workspace.root))
 
-    def _verified(self, record: PipelineRecord, step: str, image: str, key: str) -> bool:
+    def _verified(self, record: PipelineRecord, step: str, image: str, key: str, mode: str) -> bool:
+        """Passed before for this key, its report still there, in `mode` or a stronger one (an
+        offline pass never stands for a booted run)."""
         entry = record.get(step, image)
         return (
             entry is not None
             and entry.status in ("ran", "skipped")
             and entry.key == key
+            and at_least(entry.reached, reached(image, mode))
             and bool(entry.junit)
             and (self.ctx.workspace.root / entry.junit).is_file()
         )
@@ -204,7 +223,11 @@ class Pipeline:
         mode: str,
         wall: dict[str, float],
     ) -> bool:
-        todo = [i for i in self.images if not self._verified(record, "verify", i, manifests[i].key)]
+        todo = [
+            i
+            for i in self.images
+            if not self._verified(record, "verify", i, manifests[i].key, mode)
+        ]
         for image in self.images:
             if image not in todo:
                 entry = record.get("verify", image)
@@ -230,17 +253,15 @@ class Pipeline:
         counts = junit_counts(junit, todo)
         ok = code == 0
         for image in todo:
-            passed = image in counts and counts[image]["failed"] == 0 and counts[image]["passed"]
+            passed = image in counts and specs_passed(counts[image])[1]
             manifest = read_manifest(self.ctx.workspace.stage_dir(image, bset))
             seconds = 0.0
             if manifest is not None:
                 seconds = float(manifest.extra.get("verification", {}).get("seconds", 0.0))
             status = "ran" if passed and ok else "failed"
-            record.put(
-                "verify",
-                image,
-                StepRecord(status, seconds, manifests[image].key, "", self._in_workspace(junit)),
-            )
+            entry = StepRecord(status, seconds, manifests[image].key, "", self._in_workspace(junit))
+            entry.reached = reached(image, mode)
+            record.put("verify", image, entry)
         return ok and all(record.get("verify", i).status == "ran" for i in todo)  # type: ignore[union-attr]
 
     def _verify_ami(
@@ -255,7 +276,7 @@ class Pipeline:
                 sorted(str(a.get("image_id")) for a in manifest.extra.get("amis", {}).values())
             )
             key = f"{manifest.key}:{ami}"
-            if self._verified(record, "verify-ami", image, key):
+            if self._verified(record, "verify-ami", image, key, mode):
                 entry = record.get("verify-ami", image)
                 assert entry is not None
                 entry.status, entry.note = "skipped", "passed before (same AMI)"
@@ -277,7 +298,7 @@ class Pipeline:
             seconds = time.monotonic() - began
             wall["verify-ami"] = wall.get("verify-ami", 0.0) + seconds
             counts = junit_counts(junit, [image]).get(image)
-            passed = code == 0 and counts is not None and counts["failed"] == 0
+            passed = code == 0 and specs_passed(counts)[1]
             record.put(
                 "verify-ami",
                 image,
@@ -287,6 +308,7 @@ class Pipeline:
                     key,
                     "",
                     self._in_workspace(junit),
+                    reached(image, mode),
                 ),
             )
             ok = ok and passed

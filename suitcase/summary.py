@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from suitcase.gates import planned
 from suitcase.imagetypes import IMAGE_TYPES
 from suitcase.manifest import Manifest, read_manifest, write_atomic
 from suitcase.workspace import BuildSet, Workspace
@@ -38,7 +39,8 @@ def image_of_case(name: str, images: list[str]) -> str | None:
 
 
 def junit_counts(path: Path, images: list[str]) -> dict[str, Counter[str]]:
-    """passed/failed/skipped per image type from a pytest JUnit XML file (errors count as failed).
+    """passed/failed/skipped per image type from a pytest JUnit XML file (errors count as failed);
+    "unplanned": the skips among them the plugin did not plan from the spec files (gates.PLANNED).
 
     A missing or unreadable report gives no counts (the summary then shows none).
     """
@@ -56,6 +58,9 @@ def junit_counts(path: Path, images: list[str]) -> dict[str, Counter[str]]:
             outcome = "failed"
         elif "skipped" in tags:
             outcome = "skipped"
+            skip = case.find("skipped")
+            if skip is not None and not planned(skip.get("message", "")):
+                counts.setdefault(image, Counter())["unplanned"] += 1
         else:
             outcome = "passed"
         counts.setdefault(image, Counter())[outcome] += 1
@@ -71,6 +76,8 @@ class StepRecord:
     key: str = ""
     note: str = ""
     junit: str = ""
+    #: verify steps: how far the verification reached (suitcase.gates.reached)
+    reached: str = ""
 
 
 @dataclass
@@ -119,7 +126,7 @@ class PipelineRecord:
         write_atomic(self.path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-_FIELDS = ("status", "seconds", "key", "note", "junit")
+_FIELDS = ("status", "seconds", "key", "note", "junit", "reached")
 
 
 def _well_formed(entry: object) -> bool:
@@ -129,7 +136,7 @@ def _well_formed(entry: object) -> bool:
     seconds = entry.get("seconds", 0.0)
     if isinstance(seconds, bool) or not isinstance(seconds, int | float):
         return False
-    return all(isinstance(entry.get(k, ""), str) for k in ("key", "note", "junit"))
+    return all(isinstance(entry.get(k, ""), str) for k in ("key", "note", "junit", "reached"))
 
 
 def record_path(workspace: Workspace, build_set: BuildSet) -> Path:
@@ -172,11 +179,16 @@ def _seconds(entry: StepRecord | None) -> str:
     return f"{entry.seconds:.0f} s"
 
 
-def _specs(counts: Counter[str] | None) -> tuple[str, bool]:
+def specs_passed(counts: Counter[str] | None) -> tuple[str, bool]:
+    """passed/failed/skipped, and whether that is a pass: nothing failed, something passed, and
+    no spec that was to run here was skipped (only planned skips: "1 passed, 40 skipped" where
+    40 were to run is no verified image)."""
     if not counts:
         return "no report", False
     text = f"{counts['passed']}/{counts['failed']}/{counts['skipped']}"
-    return text, counts["failed"] == 0 and counts["passed"] > 0
+    if counts["unplanned"]:
+        text += f" ({counts['unplanned']} unplanned)"
+    return text, counts["failed"] == 0 and counts["passed"] > 0 and not counts["unplanned"]
 
 
 def build_rows(
@@ -198,7 +210,7 @@ def build_rows(
         verified = record.get("verify", image)
         junit = workspace.root / verified.junit if verified and verified.junit else None
         counts = junit_counts(junit, images).get(image) if junit else None
-        row.specs, specs_ok = _specs(counts)
+        row.specs, specs_ok = specs_passed(counts)
         if junit is not None:
             row.junit = _relative(junit, workspace.root)
         if not specs_ok:
@@ -229,7 +241,7 @@ def _ami_row(workspace: Workspace, image: str, artifact_row: Row, record: Pipeli
     row.times["verify"] = _seconds(entry)
     junit = workspace.root / entry.junit if entry and entry.junit else None
     counts = junit_counts(junit, [image]).get(image) if junit else None
-    row.specs, ok = _specs(counts)
+    row.specs, ok = specs_passed(counts)
     if junit is not None:
         row.junit = _relative(junit, workspace.root)
     if not ok:

@@ -26,7 +26,7 @@ from tests import aws_endpoint
 from tests.aws_endpoint import RecordingTarget, target_for
 from tests.aws_proxy import Fault, FaultProxy, is_ebs_put, is_ec2_or_ebs
 from tests.endpoint_support import REGION, Launched, put_snapshot
-from tests.fakes import fake_stage
+from tests.fakes import fake_stage, mark_verified
 
 endpoint = aws_endpoint.endpoint  # fixtures: the fixed moto server, reset per test
 aws_env = aws_endpoint.aws_env
@@ -327,8 +327,11 @@ def test_kill_9_then_rerun_ends_with_one_ami_and_no_orphan(
 # --- the CLI --------------------------------------------------------------------------------
 
 
-def _built_set(workspace: Path, timestamp: str, disk_size: int = 2**20) -> Context:
-    """Fake done stages of a real plan (keys as Suitcase computes them), without building."""
+def _built_set(
+    workspace: Path, timestamp: str, disk_size: int = 2**20, verified: bool = True
+) -> Context:
+    """Fake done stages of a real plan (keys as Suitcase computes them), without building;
+    with `verified`, each as a whole booted run of the specs that passed records it."""
     ctx = Context.create(workspace)
     plan = ctx.plan("Debian-12-x86_64", "aws-hvm", timestamp)
     for stage in plan.stages:
@@ -340,6 +343,8 @@ def _built_set(workspace: Path, timestamp: str, disk_size: int = 2**20) -> Conte
             inputs=stage.inputs,
             disk_size=disk_size,
         )
+        if verified:
+            mark_verified(stage.directory, stage.image.name)
     return ctx
 
 
@@ -374,6 +379,47 @@ def test_cli_register_and_deregister(aws_env: Launched, workspace: Path, runner:
     again = runner.invoke(cli, ["deregister", *args])
     assert again.exit_code == 0 and "nothing to deregister" in again.output
     assert _images(target) == [] and _snapshots(target) == []
+
+
+def test_cli_register_needs_a_whole_passed_verification_of_the_stage(
+    aws_env: Launched, workspace: Path, runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upload cookie, a fake one least of all, is never enough (issue 21, item 6): register
+    refuses, in one line and before anything is uploaded or registered, a stage never verified,
+    verified as another build, verified in part, or verified offline when the site asks for a
+    booted run; the site's `register_requires: offline` accepts the offline pass."""
+    monkeypatch.delenv("SUITCASE_REGISTER_REQUIRES", raising=False)
+    ts = "20260102030407"
+    ctx = _built_set(workspace, ts, verified=False)
+    stage = ctx.plan("Debian-12-x86_64", "aws-hvm", ts).stage("aws-hvm").directory
+    args = ["aws-hvm", "--os", "Debian-12-x86_64", "--timestamp", ts]
+    assert runner.invoke(cli, ["fake-upload", *args]).exit_code == 0
+    target = target_for(aws_env.url)
+
+    def refused(why: str) -> None:
+        result = runner.invoke(cli, ["register", *args])
+        assert result.exit_code == 1, result.output
+        errors = [line for line in result.output.splitlines() if "error" in line]
+        assert errors == [
+            f"suitcase: error: aws-hvm of Debian-12-x86_64-{ts} is not registered: {why}; verify "
+            f"it first (suitcase verify aws-hvm --os Debian-12-x86_64 --timestamp {ts})"
+        ], result.output
+        assert "uploading" not in result.output and "Traceback" not in result.output
+        assert _images(target) == [] and _snapshots(target) == []
+
+    refused("never verified")
+    mark_verified(stage, "aws-hvm", key="0" * 64)
+    refused("verified as another build of the stage (stage key differs)")
+    mark_verified(stage, "aws-hvm", complete=False)
+    refused("only part of the specs ran (-k, -m or a file selection)")
+    mark_verified(stage, "aws-hvm", passed=False)
+    refused("its last verification did not pass")
+    mark_verified(stage, "aws-hvm", mode="offline", reached="offline")
+    refused("verified offline; the site's register_requires asks for boot")
+    monkeypatch.setenv("SUITCASE_REGISTER_REQUIRES", "offline")
+    accepted = runner.invoke(cli, ["register", *args])
+    assert accepted.exit_code == 0, accepted.output
+    assert "aws-hvm: registered ami-" in accepted.output and len(_images(target)) == 1
 
 
 def test_sigterm_during_the_upload_prints_the_snapshot_and_the_rerun_finishes(

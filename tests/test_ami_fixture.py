@@ -174,7 +174,7 @@ def test_ami_specs_register_once_and_fail_on_another_disk(
     readback.assert_outcomes(passed=1)
     assert not (disk.parent / ".ami-readback").exists()
     record = read_manifest(disk.parent)
-    assert record is not None and record.extra["verification"]["source"] == "ami"
+    assert record is not None and record.extra["verification_ami"]["source"] == "ami"
 
     # an AMI with the same stage key whose snapshot is another disk, and no ENA: both caught
     swapped = _swap_ami(account.url, disk, corrupt_block=True, drop_ena=True)

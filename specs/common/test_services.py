@@ -2,8 +2,6 @@
 
 import pytest
 
-from suitcase.media import master_has_cloud_init
-
 
 @pytest.mark.suitcase_family("el")
 def test_nscd_enabled(host):
@@ -18,8 +16,7 @@ def test_nscd_installed_and_enabled(host):
     assert host.service("nscd").is_enabled
 
 
-def test_cloud_init_installed(host, suitcase_session):
+@pytest.mark.suitcase_needs("cloud-init")
+def test_cloud_init_installed(host):
     """Installed in the master for every image; enabled only where the platform wants it."""
-    if not master_has_cloud_init(suitcase_session.os, suitcase_session.ctx.paths):
-        pytest.skip(f"{suitcase_session.os.name}'s media carry no cloud-init (no AWS images)")
     assert host.package("cloud-init").is_installed

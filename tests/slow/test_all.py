@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.slow.conftest import OS_NAME, BuiltSet, suitcase
+from tests.slow.conftest import OFFLINE_SITE, OS_NAME, BuiltSet, suitcase
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +49,12 @@ def test_all_ships_the_built_set_and_a_rerun_only_checks(
         record = json.loads(pipeline)
         assert set(record["steps"]) == {"build", "verify", "upload", "register", "verify-ami"}
 
-        again = suitcase(*args[:-1], "latest", "--mode", "offline", workspace=ws)
+        # the site by default registers only what a booted run verified: refused before
+        # anything, in one line (the fill's site accepts offline, as OFFLINE_SITE says)
+        strict = suitcase(*args[:-1], "latest", "--mode", "offline", workspace=ws, check=False)
+        assert strict.returncode == 2 and "register_requires is boot" in strict.stderr
+        assert "verifying" not in strict.stderr and "build set" not in strict.stderr
+        again = suitcase(*args[:-1], "latest", "--mode", "offline", workspace=ws, env=OFFLINE_SITE)
         assert "verifying" not in again.stderr  # nothing verified, uploaded or registered again
         for image in AWS:
             assert _row(again.stdout, image)[6] == amis[image]

@@ -81,18 +81,14 @@ def test_second_workspace_fetches_the_master_and_builds_on_it(
         assert pv_manifest["inputs"]["parent"] == master_key
 
         # registering writes the disk into EBS directly (no S3 round trip): fake-upload's cookie
-        # lets it start without shipping 4 GiB to S3 first, as the original's fake_upload did
-        for verb in ("fake-upload", "register"):
-            suitcase(
-                verb,
-                "aws-paravirt",
-                "--os",
-                OS_NAME,
-                "--timestamp",
-                ts,
-                workspace=second,
-                env=account,
-            )
+        # lets it start without shipping 4 GiB to S3 first, as the original's fake_upload did;
+        # but only a verified stage is registered, a cookie is never enough (suitcase.gates)
+        where = ("aws-paravirt", "--os", OS_NAME, "--timestamp", ts)
+        suitcase("fake-upload", *where, workspace=second, env=account)
+        refused = suitcase("register", *where, workspace=second, env=account, check=False)
+        assert refused.returncode == 1 and "is not registered: never verified" in refused.stderr
+        suitcase("verify", *where, "--mode", "offline", workspace=second, env=account)
+        suitcase("register", *where, workspace=second, env=account)
         # the first machine's S3 and EC2 hold what the second made
         held = aws_holdings(first, pv_manifest["key"])
         assert len(held["amis"]) == 1

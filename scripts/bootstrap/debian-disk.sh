@@ -222,6 +222,10 @@ cat > "$ROOTFS/etc/fstab" <<'EOF'
 # <file system>	<mount point>	<type>	<options>		<dump>	<pass>
 LABEL=root	/		ext4	errors=remount-ro	0	1
 EOF
+# `>` keeps the mode a file already had (debootstrap copies the host's /etc/hostname, which
+# may be anything): what Suitcase writes has the mode specs/explained.yaml declares
+chmod 0644 "$ROOTFS/etc/apt/sources.list" "$ROOTFS/etc/hostname" "$ROOTFS/etc/hosts" \
+    "$ROOTFS/etc/fstab"
 
 # Network: eth0 on DHCP through ifupdown (kernel line has net.ifnames=0).
 mkdir -p "$ROOTFS/etc/network/interfaces.d"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # State the build's own boots and logins leave: DHCP leases, the resolver of the build network
 # (QEMU's 10.0.2.3) in resolv.conf, journals, wtmp/btmp/lastlog, package lists, cloud-init
-# state, files in /root, nscd's caches. Scrubbed now, and on systemd once more at the very end of the build's
-# shutdown: dhclient's release, systemd-update-utmp's shutdown record and the journal of the
+# state, files in /root, nscd's caches, the random seed and the persistent timers' stamps.
+# Scrubbed now, and on systemd once more at the very end of the build's shutdown: dhclient's
+# release, systemd-update-utmp's shutdown record, the random seed and the journal of the
 # shutdown itself are written after this script ran.
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/../lib/suitcase.sh
@@ -31,6 +32,10 @@ if [ -d /var/log/journal ]; then
 fi
 # nscd's persistent caches hold the build's lookups (hosts, users); nscd writes them on stop.
 rm -f /var/cache/nscd/* /var/db/nscd/* 2>/dev/null
+# Every instance would share the build's random seed (systemd-random-seed saves it at
+# shutdown, and loads it at the next boot: each instance would start from the same one) and
+# the build's times of the persistent timers (apt-daily, fstrim, ...: when they last ran).
+rm -f /var/lib/systemd/random-seed /var/lib/systemd/timers/stamp-* 2>/dev/null
 true
 SCRUB
 )
@@ -51,6 +56,7 @@ DefaultDependencies=no
 RequiresMountsFor=/var/log /var/lib
 Conflicts=shutdown.target
 Before=shutdown.target systemd-update-utmp.service systemd-journal-flush.service
+Before=systemd-random-seed.service
 Before=networking.service network.service NetworkManager.service systemd-networkd.service
 Before=ifup@eth0.service dhclient.service
 

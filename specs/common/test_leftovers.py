@@ -71,3 +71,11 @@ def test_cloud_init_state_clean(image):
     assert files == [], f"/var/lib/cloud holds {files[:5]}"
     folders = [n for k, _, n in state if k == "d" and n.split("/")[0] != "scripts"]
     assert folders == [], f"/var/lib/cloud holds state folders: {folders[:5]}"
+
+
+def test_no_shared_random_seed_or_timer_stamps(image):
+    """The build's saved random seed would start every instance's pool from the same bytes, and
+    the persistent timers' stamps record when the build ran them (apt-daily, fstrim, ...)."""
+    assert not facts.exists(image, "/var/lib/systemd/random-seed"), "the build's random seed"
+    stamps = [n for n in files_below(image, "/var/lib/systemd/timers") if n.startswith("stamp-")]
+    assert stamps == [], f"timer stamps of the build: {stamps}"

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import ast
+import re
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
 from suitcase.config import PROJECT_ROOT
 from suitcase.imagetypes import IMAGE_TYPES
+from suitcase.summary import image_of_case
 
 
 @dataclass(frozen=True)
@@ -82,3 +85,80 @@ def debian_specs() -> dict[str, Spec]:
 
 def spec_names() -> set[str]:
     return {s.name for s in specs()}
+
+
+def _family_matches(families: tuple[str, ...] | None, family: str, major: int) -> bool:
+    """`suitcase_family` arguments read on their own: debian, debian12, el8+ ..."""
+    if families is None:
+        return True
+    for name in families:
+        match = re.fullmatch(r"(debian|el)(\d+)?(\+)?", name)
+        if match is None or match.group(1) != family:
+            continue
+        if match.group(2) is None:
+            return True
+        wanted = int(match.group(2))
+        if major == wanted or (match.group(3) and major > wanted):
+            return True
+    return False
+
+
+def expected(
+    image: str, mode: str, ami: bool, family: str = "debian", major: int = 12
+) -> tuple[set[str], set[str]]:
+    """(specs that must run and pass, specs skipped as planned) on `image` of a `family`
+    `major` OS in `mode` (auto/offline), computed from the spec files alone: the exact clean
+    control of a verification run (issue 21, item 3). `ami`: whether the AMI specs are in the
+    run (they are left out with -m 'not suitcase_ami')."""
+    offline = mode == "offline" or IMAGE_TYPES[image].verification == "offline"
+    run: set[str] = set()
+    skipped: set[str] = set()
+    for spec in specs():
+        if image not in spec.images or (spec.ami and not ami):
+            continue
+        if not _family_matches(spec.families, family, major) or (spec.booted and offline):
+            skipped.add(spec.name)
+        else:
+            run.add(spec.name)
+    return run, skipped
+
+
+def outcomes(junit: Path) -> dict[tuple[str, str], str]:
+    """(spec, image) -> passed / failed / error / skipped, from the run's JUnit report."""
+    found: dict[tuple[str, str], str] = {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        name = case.get("name", "")
+        spec, _, image = name.partition("[")
+        state = "passed"
+        for tag in ("failure", "error", "skipped"):
+            if case.find(tag) is not None:
+                state = {"failure": "failed"}.get(tag, tag)
+                break
+        key = (spec, image.rstrip("]"))
+        # a teardown error is a second testcase of the same name: the worse outcome stays
+        if found.get(key) not in ("failed", "error"):
+            found[key] = state
+    return found
+
+
+def per_image(seen: dict[tuple[str, str], str]) -> dict[str, tuple[set[str], set[str]]]:
+    """image type -> (specs that ran, specs skipped), from `outcomes` (a case id such as
+    `/etc/fstab-aws-hvm` belongs to the image type it names)."""
+    found: dict[str, tuple[set[str], set[str]]] = {}
+    for (spec, case), state in seen.items():
+        image = image_of_case(f"{spec}[{case}]", list(IMAGE_TYPES)) or case
+        ran, skipped = found.setdefault(image, (set(), set()))
+        (skipped if state == "skipped" else ran).add(spec)
+    return found
+
+
+def failure_texts(junit: Path) -> dict[tuple[str, str], str]:
+    """(spec, case id) -> the text of its failure or error (message and details)."""
+    found: dict[tuple[str, str], str] = {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        spec, _, image = case.get("name", "").partition("[")
+        for tag in ("failure", "error"):
+            for node in case.findall(tag):
+                key = (spec, image.rstrip("]"))
+                found[key] = found.get(key, "") + (node.get("message") or "") + (node.text or "")
+    return found

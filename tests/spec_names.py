@@ -162,3 +162,18 @@ def failure_texts(junit: Path) -> dict[tuple[str, str], str]:
                 key = (spec, image.rstrip("]"))
                 found[key] = found.get(key, "") + (node.get("message") or "") + (node.text or "")
     return found
+
+
+#: a failure that is a crash of the spec, not its verdict (an AssertionError or pytest.fail is)
+CRASH = re.compile(r"^(?!AssertionError)[A-Za-z_.]*(Error|Exception)\b")
+
+
+def crashed(junit: Path) -> set[tuple[str, str]]:
+    """(spec, case id) whose failure is a crash (TypeError, KeyError, ...): no catch."""
+    found: set[tuple[str, str]] = set()
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        spec, _, image = case.get("name", "").partition("[")
+        for node in case.findall("failure"):
+            if CRASH.match(node.get("message") or ""):
+                found.add((spec, image.rstrip("]")))
+    return found

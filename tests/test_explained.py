@@ -117,6 +117,17 @@ def test_each_kind_of_finding_names_the_path_and_why(tmp_path: Path) -> None:
     assert "/var/lib/dpkg/big.dump (2048 KiB)" in found.budget[0]
 
 
+def test_a_large_unexplained_file_is_named_by_the_budget_too(tmp_path: Path) -> None:
+    root = _image(tmp_path / "root")
+    (root / "etc/hostname").write_text("localhost\n")
+    (root / "etc/motd").write_text("")
+    (root / "var/crash").mkdir()
+    (root / "var/crash/core.1").write_bytes(b"\x7fELF" + bytes(3 * 1024 * 1024))
+    found = check(root, RULES)
+    assert "/var/crash/core.1: unowned (a file" in "\n".join(found.unexplained)
+    assert found.budget and "/var/crash/core.1 (3072 KiB)" in found.budget[0]
+
+
 def test_a_privileged_file_must_be_its_packages_content(tmp_path: Path) -> None:
     root = _image(tmp_path / "root")
     (root / "etc/hostname").write_text("localhost\n")

@@ -23,7 +23,14 @@ from suitcase.safety import remove_tree
 from tests.slow.conftest import OS_NAME, BuiltSet, run_specs
 from tests.slow.defect_images import Kit, box_is_verified, build_key_line, plant
 from tests.slow.defects import CATCH_ALL, DEFECTS, PARITY, Defect
-from tests.spec_names import expected, failure_texts, outcomes, per_image, spec_names
+from tests.spec_names import (
+    crashed,
+    expected,
+    failure_texts,
+    outcomes,
+    per_image,
+    spec_names,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -139,6 +146,8 @@ def test_specs_fail_exactly_for_the_planted_defects(
         if fragment not in texts.get((spec, DEFECTS[name].image), "")
     )
     assert not unsaid, "\n".join(unsaid) + "\n" + out
+    crashes = sorted(f"{spec}[{image}]" for spec, image in crashed(junit) if (spec, image) in must)
+    assert not crashes, f"specs that crashed instead of failing: {crashes}\n{out}"
     assert not missed and not unexpected, (
         f"defects the specs missed: {missed}\nspecs failing for no planted defect: {unexpected}\n"
         + out

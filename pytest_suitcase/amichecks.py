@@ -53,7 +53,7 @@ def snapshot_is_the_verified_disk(ami: Any, artifact: Any, output: str) -> None:
 
 # Suitcase's own defaults for the AMI settings (README, "Registering AMIs"), written out again here
 # so the specs never take them from the settings object registration used.
-SITE_DEFAULTS = {"ami_boot_mode": "legacy-bios", "ami_imds_support": "v2.0"}
+SITE_DEFAULTS = {"ami_boot_mode": "legacy-bios", "ami_imds_support": "v2.0", "ami_xen_only": False}
 
 
 def site_setting(session: Any, name: str) -> str:
@@ -72,4 +72,6 @@ def site_setting(session: Any, name: str) -> str:
         if isinstance(data, dict) and name in data:
             value = data[name]
     value = os.environ.get(f"SUITCASE_{name.upper()}", value)
+    if isinstance(value, bool):  # YAML's true/false as the variable would spell it
+        return str(value).lower()
     return "" if value is None else str(value)

@@ -547,3 +547,12 @@ def kernel_module_present(host: Any, version: str, module: str) -> bool:
     return any(
         line.rsplit("/", 1)[-1] == f"{module}.ko" for line in builtin.split() if line.strip()
     )
+
+
+def cloud_init_reporting(caps: Any) -> tuple[bool, str]:
+    """How the OS's cloud-init reports its run (its capability table's version): whether
+    `cloud-init status` exists (from 17.2), and the folder of result.json and status.json
+    (/run/cloud-init from 17.x; 0.7.5, the CentOS 6/7 extras' one, writes them only to
+    /var/lib/cloud/data, and EL6 has no /run/cloud-init at all)."""
+    modern = bool(caps.cloud_init_at_least("17.2"))
+    return modern, "/run/cloud-init" if modern else "/var/lib/cloud/data"

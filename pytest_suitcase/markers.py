@@ -21,7 +21,7 @@ def _bad_families(args: tuple[object, ...]) -> list[str]:
 
 
 #: what `suitcase_needs` may name (pytest_suitcase.plugin.lacks decides it per OS template)
-CAPABILITIES = ("cloud-init",)
+CAPABILITIES = ("cloud-init", "ena")
 
 
 def _bad_capabilities(args: tuple[object, ...]) -> list[str]:

@@ -46,7 +46,7 @@ MARKERS = (
     "suitcase_images(*names): run this spec only for these image types (master, vagrant, ...)",
     "suitcase_family(*families): run only on these OS families: debian, el, el6, el7, el8+, el9",
     "suitcase_booted: needs the running system (skipped with --suitcase-mode=offline)",
-    "suitcase_needs(*capabilities): needs what the OS template may lack (cloud-init)",
+    "suitcase_needs(*capabilities): needs what the OS template may lack (cloud-init, ena)",
     "suitcase_ami: an AMI spec: registers the image (embedded endpoint; an account only with "
     "--suitcase-register) and checks the AMI and its snapshot against the verified disk",
 )
@@ -280,4 +280,9 @@ def lacks(session: SuitcaseSession, capability: str) -> str | None:
 
     if capability == "cloud-init" and not master_has_cloud_init(session.os, session.ctx.paths):
         return f"{session.os.name}'s media carry no cloud-init (no AWS images)"
+    caps = session.os.spec.capabilities
+    if capability == "ena" and not caps.ena:
+        return f"{session.os.name}'s kernel ({caps.kernel}) has no ENA driver (its capabilities)"
+    if capability == "ena" and session.ctx.site.ami_xen_only:
+        return "the site registers Xen-only AMIs (ami_xen_only): no ENA asked for"
     return None

@@ -107,7 +107,7 @@ class SuitcaseSession:
             _check_workspace(opt.suitcase_workspace, ctx.workspace.root)
             os_template = ctx.os_template(opt.suitcase_os)
             spec = ",".join(opt.suitcase_images or ["all"])
-            names = [t.name for t in image_types(os_template, spec)]
+            names = [t.name for t in image_types(os_template, spec, xen_only=ctx.site.ami_xen_only)]
             workerinput = getattr(config, "workerinput", None)
             if workerinput is not None and "suitcase_timestamp" in workerinput:
                 timestamp = workerinput["suitcase_timestamp"]

@@ -224,7 +224,7 @@ def preflight(ctx: Context, plan: BuildPlan, todo: list[Stage]) -> None:
     from suitcase.ostemplate import image_refusal
 
     for stage in todo:
-        refusal = image_refusal(plan.os.spec, stage.image.name)
+        refusal = image_refusal(plan.os.spec, stage.image.name, ctx.site.ami_xen_only)
         if refusal:
             raise ConfigError(f"{stage.image.name} of {plan.os.name} would not boot: {refusal}")
     media.preflight(ctx, plan, todo)  # checksum, mirror, repositories, local ISO, cloud-init

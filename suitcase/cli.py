@@ -389,9 +389,11 @@ def delete(
 @_common
 @pass_ctx
 def register(ctx: Context, image: str, os_name: str | None, timestamp: str | None) -> None:
-    """Register IMAGE as an AMI (aws-hvm, aws-paravirt), building what is missing first.
+    """Register IMAGE as an AMI (aws-hvm, aws-paravirt) once its verification passed.
 
-    The build set defaults to the newest of the OS; a second run finds the AMI it made.
+    Only a built stage whose whole spec run passed for its stage key, in a mode the site
+    accepts (register_requires), is registered. The build set defaults to the newest of the OS;
+    a second run finds the AMI it made.
     """
     from suitcase.aws.register import register as register_images
 

@@ -164,6 +164,9 @@ class Site(StrictModel):
     # type that cannot boot here, aws-paravirt, needs only what it can reach: offline)
     register_requires: Literal["boot", "offline"] = "boot"
     ami_imds_support: Literal["v2.0", ""] = "v2.0"
+    # aws-hvm AMIs without EnaSupport, for an OS whose kernel has no ENA driver (its template's
+    # capabilities.ena): they launch on Xen instance types only; false refuses such an OS
+    ami_xen_only: bool = False
     ami_launch_accounts: list[
         Annotated[str, matching(r"[0-9]{12}", "a 12-digit AWS account id")]
     ] = Field(default_factory=list)
@@ -227,16 +230,22 @@ class Site(StrictModel):
         return None
 
 
+#: how a variable or option spells a yes/no setting (anything else is refused by the schema)
+BOOLEANS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
+
+
 def _scalar(info: FieldInfo) -> bool:
-    """Settings a variable can give: words, numbers, choices, and lists (comma-separated)."""
+    """Settings a variable can give: words, numbers, yes/no, choices, lists (comma-separated)."""
     origin = get_origin(info.annotation)
-    return info.annotation in (str, int) or origin is Literal or origin is list
+    return info.annotation in (str, int, bool) or origin is Literal or origin is list
 
 
 def _from_text(info: FieldInfo | None, text: str) -> Any:
     """A variable's or option's text as the field's type: "4" is 4 for a whole-number field."""
     if info is not None and info.annotation is int and re.fullmatch(r"\s*[+-]?[0-9]+\s*", text):
         return int(text)
+    if info is not None and info.annotation is bool and text.strip().lower() in BOOLEANS:
+        return BOOLEANS[text.strip().lower()]
     if info is not None and get_origin(info.annotation) is list:
         return [item.strip() for item in text.split(",") if item.strip()]
     return text

@@ -70,7 +70,7 @@ class Context:
         (`suitcase plan` shows it as "would be refused"); named, it stays, and the build's
         preflight refuses it in one line."""
         os_template = self.os_template(os_name)
-        types = image_types(os_template, images, keep_refused)
+        types = image_types(os_template, images, keep_refused, self.site.ami_xen_only)
         return make_plan(
             os_template,
             types,
@@ -83,14 +83,17 @@ class Context:
 
 
 def image_types(
-    os_template: OSTemplate, images: str | None, keep_refused: bool = False
+    os_template: OSTemplate,
+    images: str | None,
+    keep_refused: bool = False,
+    xen_only: bool = False,
 ) -> list[ImageType]:
     """resolve_images, less the types this OS cannot make boot when every type was asked for
     (`all`, or none named); a type named outright is kept, for preflight to refuse."""
     types: list[ImageType] = resolve_images(images)
     every = images is None or "all" in [x.strip() for x in images.split(",")]
     if every and not keep_refused:
-        types = [t for t in types if image_refusal(os_template.spec, t.name) is None]
+        types = [t for t in types if image_refusal(os_template.spec, t.name, xen_only) is None]
     return types
 
 

@@ -70,6 +70,34 @@ class Bootstrap(StrictModel):
     ]
 
 
+VERSION = r"[0-9]{1,3}(\.[0-9]{1,3}){0,3}"
+
+
+class Capabilities(StrictModel):
+    """What the OS release can do, declared once per template (issue 22's table): preflight,
+    `plan`, `list` and the specs read it, so an image type the OS cannot make work is refused
+    before any VM starts, and a spec that needs a feature is skipped (planned) only where the
+    OS lacks it."""
+
+    kernel: Annotated[str, matching(r"[0-9][0-9A-Za-z._-]{0,40}", "a kernel version")]
+    #: the Amazon ENA driver in the distribution's kernel (RHEL kernels from 7.4)
+    ena: bool
+    #: Xen paravirtual guest support (PV-GRUB boots it; gone from EL8 on)
+    xen_pv: bool
+    #: the cloud-init the media carry (None: none): `cloud-init status` from 17.2, IMDSv2 19.4
+    cloud_init: Annotated[str, matching(VERSION, "a version such as 23.4")] | None
+    init: Literal["systemd", "upstart", "sysvinit"]
+    network: Literal["ifupdown", "ifcfg", "keyfile"]
+    package_manager: Literal["apt", "yum", "dnf"]
+
+    def cloud_init_at_least(self, version: str) -> bool:
+        """The media's cloud-init is `version` or newer (False without cloud-init)."""
+        if self.cloud_init is None:
+            return False
+        have = tuple(int(p) for p in self.cloud_init.split("."))
+        return have >= tuple(int(p) for p in version.split("."))
+
+
 class OSTemplateSpec(StrictModel):
     """One os/<name>.yaml: every field typed, ranged or patterned; one line per field."""
 
@@ -94,6 +122,7 @@ class OSTemplateSpec(StrictModel):
         | None
     ) = None
     build_key_type: Literal["ed25519", "rsa"] = "ed25519"
+    capabilities: Capabilities
     installer: Installer | None = None
     bootstrap: Bootstrap | None = None
 
@@ -114,14 +143,25 @@ class OSTemplateSpec(StrictModel):
         return self
 
 
-def image_refusal(spec: OSTemplateSpec, image: str) -> str | None:
-    """Why this OS cannot make a working `image`, or None. Decided from the template alone, so
-    `plan` can say it and the build refuses it before any VM starts.
+def image_refusal(spec: OSTemplateSpec, image: str, xen_only: bool = False) -> str | None:
+    """Why this OS cannot make a working `image`, or None. Decided from the template alone (its
+    capability table), so `plan` can say it and the build refuses it before any VM starts.
+    `xen_only`: the site registers aws-hvm AMIs without EnaSupport (site `ami_xen_only`).
 
-    >>> spec = OSTemplateSpec.model_construct(family="el", major=9, root_fs="ext4")
+    >>> caps = Capabilities.model_construct(ena=True, xen_pv=False)
+    >>> spec = OSTemplateSpec.model_construct(
+    ...     family="el", major=9, root_fs="ext4", capabilities=caps
+    ... )
     >>> image_refusal(spec, "aws-paravirt")
     'the EL9 kernel has no Xen paravirtual guest support (dropped in EL8): register aws-hvm'
     """
+    caps = spec.capabilities
+    if image == "aws-hvm" and not caps.ena and not xen_only:
+        return (
+            f"the kernel ({caps.kernel}) has no ENA driver, which every current instance type "
+            "needs (RHEL kernels ship it from 7.4): set ami_xen_only: true in site.yaml for an "
+            "AMI without EnaSupport (Xen instance types only)"
+        )
     if image != "aws-paravirt":
         return None
     if spec.root_fs not in ("ext2", "ext3", "ext4"):
@@ -129,9 +169,10 @@ def image_refusal(spec: OSTemplateSpec, image: str) -> str | None:
             f"PV-GRUB is GRUB legacy and reads ext2/3/4 only, not this OS's {spec.root_fs} root: "
             "register aws-hvm"
         )
-    if spec.family == "el" and spec.major >= 8:
+    if not caps.xen_pv:
+        name = f"EL{spec.major}" if spec.family == "el" else f"{spec.family} {spec.major}"
         return (
-            f"the EL{spec.major} kernel has no Xen paravirtual guest support (dropped in EL8): "
+            f"the {name} kernel has no Xen paravirtual guest support (dropped in EL8): "
             "register aws-hvm"
         )
     return None

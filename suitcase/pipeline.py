@@ -87,7 +87,8 @@ class Pipeline:
         self.os = ctx.os_template(os_name)
         # the selected image types, parents first (a derived image's upload ships its master)
         self.images = sorted(
-            {t.name for t in image_types(self.os, image)}, key=list(IMAGE_TYPES).index
+            {t.name for t in image_types(self.os, image, xen_only=ctx.site.ami_xen_only)},
+            key=list(IMAGE_TYPES).index,
         )
         self.selector = ",".join(self.images)
         self.uploaded_now: set[str] = set()

@@ -18,7 +18,7 @@ from suitcase.context import Context, image_types
 from suitcase.errors import ConfigError, SuitcaseError
 from suitcase.imagetypes import IMAGE_TYPES, resolve_images
 from suitcase.manifest import UPLOAD_COOKIE, inspect_manifest, write_atomic
-from suitcase.ostemplate import list_os, load_os
+from suitcase.ostemplate import OSTemplate, list_os, load_os
 from suitcase.plan import BuildPlan
 from suitcase.verified import check_build_policy
 from suitcase.workspace import BuildSet, new_timestamp
@@ -83,16 +83,16 @@ def build(
 
 def plan_text(ctx: Context, image: str | None, os_name: str | None, timestamp: str | None) -> str:
     plan = ctx.plan(os_name, image, timestamp, keep_refused=True)
-    return render_plan(plan)
+    return render_plan(plan, ctx.site.ami_xen_only)
 
 
-def render_plan(plan: BuildPlan) -> str:
+def render_plan(plan: BuildPlan, xen_only: bool = False) -> str:
     from suitcase.ostemplate import image_refusal
 
     lines = [f"build set {plan.build_set.id}  (OS {plan.os.name}, builder {plan.builder})"]
     for number, state in enumerate(plan.states(), 1):
         stage = state.stage
-        refusal = image_refusal(plan.os.spec, stage.image.name)
+        refusal = image_refusal(plan.os.spec, stage.image.name, xen_only)
         verdict = "done" if state.done else "would run"
         if refusal and not state.done:
             verdict, state = "would be refused", dataclasses.replace(state, reason=refusal)
@@ -103,6 +103,21 @@ def render_plan(plan: BuildPlan) -> str:
         )
         lines.append(f"     template {stage.template.name}, folder {stage.directory}")
     return "\n".join(lines)
+
+
+def capability_line(tpl: OSTemplate, xen_only: bool = False) -> str:
+    """The OS template's capability table in one line, and the image types it refuses."""
+    from suitcase.ostemplate import image_refusal
+
+    caps = tpl.spec.capabilities
+    refused = [i for i in IMAGE_TYPES if image_refusal(tpl.spec, i, xen_only)]
+    return (
+        f"kernel {caps.kernel} (ena {'yes' if caps.ena else 'no'}, xen-pv "
+        f"{'yes' if caps.xen_pv else 'no'}), cloud-init {caps.cloud_init or 'none'}, OpenSSH "
+        f"{tpl.spec.openssh_version or '?'}, {caps.init}, {caps.network}, "
+        f"{caps.package_manager}, root {tpl.spec.root_fs}; refuses: "
+        + (", ".join(refused) if refused else "nothing")
+    )
 
 
 def list_text(ctx: Context, commands: Mapping[str, Any]) -> str:
@@ -127,8 +142,13 @@ def list_text(ctx: Context, commands: Mapping[str, Any]) -> str:
             continue
         medium = tpl.method
         if tpl.method == "installer" and not tpl.installer.get("iso_checksum"):
-            medium += ", no checksum yet"
+            medium += ", no checksum yet: supply it (see the template's checksum_source)"
+        elif tpl.method == "installer" and str(tpl.installer.get("checksum_source", "")).startswith(
+            "the original Suitcase var-file"
+        ):
+            medium += ", checksum from the original var-file only (unconfirmed by the vendor)"
         lines.append(f"  {name:<22} {tpl.family:<7} {medium}")
+        lines.append(f"    {capability_line(tpl, ctx.site.ami_xen_only)}")
     lines.append(f"Build sets in {ctx.workspace.images_dir}:")
     sets = ctx.workspace.build_sets()
     if not sets:
@@ -261,7 +281,8 @@ def verify(
     verified, or a new one is built. A build that cannot start stops here, in one line.
     """
     os_template = ctx.os_template(os_name)
-    names = ",".join(t.name for t in image_types(os_template, image))
+    types = image_types(os_template, image, xen_only=ctx.site.ami_xen_only)
+    names = ",".join(t.name for t in types)
     check_source(source, names.split(","))
     if not ctx.workspace.root.is_dir():  # a typo must not start a whole new workspace
         raise ConfigError(f"workspace {ctx.workspace.root} does not exist; create it first")

@@ -252,6 +252,14 @@ arch: x86_64
 method: bootstrap
 disk_size_mb: 1024
 root_fs: ext4
+capabilities:
+  kernel: "6.1"
+  ena: true
+  xen_pv: true
+  cloud_init: "22.4.2"
+  init: systemd
+  network: ifupdown
+  package_manager: apt
 bootstrap:
   suite: bookworm
   packages: [openssh-server]

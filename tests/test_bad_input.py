@@ -163,7 +163,7 @@ def _clean_keys_symlink(c: Case) -> list[str]:
 
 
 def _verify_no_medium(c: Case) -> list[str]:
-    return ["verify", "aws-hvm", "--os", "CentOS-7.3-x86_64"]
+    return ["verify", "vagrant", "--os", "CentOS-7.3-x86_64"]  # (aws-hvm: no ENA, refused first)
 
 
 # --- item 6: inputs that gave tracebacks ---------------------------------------------------------

@@ -50,8 +50,17 @@ def test_list_shows_verbs_image_types_and_ten_os_templates(
         "aws-hvm",
         "aws-paravirt",
     ]
-    templates = out.split("OS templates:")[1].split("Build sets")[0].strip().splitlines()
+    listed = out.split("OS templates:")[1].split("Build sets")[0].strip("\n").splitlines()
+    templates = [line for line in listed if not line.startswith("    ")]
     assert len(templates) == 10
+    # each with its capability table (issue 22) and what it refuses
+    capabilities = [line.strip() for line in listed if line.startswith("    ")]
+    assert len(capabilities) == 10 and all(c.startswith("kernel ") for c in capabilities)
+    assert any("ena no" in c and "refuses: aws-hvm" in c for c in capabilities)
+    by_name = {line.split()[0]: line for line in templates}
+    assert "no checksum yet: supply it" in by_name["AlmaLinux-9.6-x86_64"]
+    assert "checksum from the original var-file only" in by_name["CentOS-7.3-x86_64"]
+    assert "var-file" not in by_name["Rocky-9.7-x86_64"] + by_name["CentOS-6.5-x86_64"]
     assert "(none)" in out.split("Build sets")[1]
 
 
@@ -61,12 +70,17 @@ def test_plan_shows_master_then_three_derived_with_keys(runner: CliRunner, works
     rows = re.findall(
         r"^\s+\d\. (\S+)\s+key ([0-9a-f]{12})\s+would run: not built yet", result.output, re.M
     )
-    assert [r[0] for r in rows] == ["master", "vagrant", "aws-hvm"]
-    # PV-GRUB cannot read CentOS 7's XFS root: shown, not built (tests/test_pv_refusal.py)
-    assert re.search(
-        r"^\s+4\. aws-paravirt\s+key [0-9a-f]{12}\s+would be refused: PV-GRUB", result.output, re.M
+    assert [r[0] for r in rows] == ["master", "vagrant"]
+    # CentOS 7.3's kernel has no ENA, and PV-GRUB cannot read its XFS root: shown, not built
+    # (tests/test_pv_refusal.py)
+    refused = re.findall(
+        r"^\s+\d\. (\S+)\s+key ([0-9a-f]{12})\s+would be refused: (.*)$", result.output, re.M
     )
-    assert len({r[1] for r in rows}) == 3
+    assert [(r[0], r[2][:20]) for r in refused] == [
+        ("aws-hvm", "the kernel (3.10.0-5"),
+        ("aws-paravirt", "PV-GRUB is GRUB lega"),
+    ]
+    assert len({r[1] for r in rows + refused}) == 4
 
 
 def test_os_comes_from_the_environment(runner: CliRunner, workspace: Path) -> None:

@@ -149,3 +149,18 @@ def test_el_kernel_line_specs_pass_on_the_installed_line(name: str, tmp_path: Pa
     if major == 6:
         specs.test_printk_time_on_el6(host)
     assert "net.ifnames=0" in facts.kernel_lines(host)[0]
+
+
+def test_cloud_init_reporting_follows_the_capability_table() -> None:
+    """Issue 22, blocker 4: `cloud-init status` from 17.2 only; 0.7.5 reports in its data folder."""
+    from pytest_suitcase.facts import cloud_init_reporting
+    from suitcase.ostemplate import load_os
+
+    assert cloud_init_reporting(load_os("Debian-12-x86_64").spec.capabilities) == (
+        True,
+        "/run/cloud-init",
+    )
+    for name in ("CentOS-6.5-x86_64", "CentOS-7.3-x86_64"):
+        caps = load_os(name).spec.capabilities
+        assert cloud_init_reporting(caps) == (False, "/var/lib/cloud/data"), name
+    assert cloud_init_reporting(load_os("Rocky-9.7-x86_64").spec.capabilities)[0]

@@ -214,8 +214,13 @@ def test_centos_6_5_builds_without_cloud_init_and_refuses_aws_images(
     )
     result = runner.invoke(cli, ["build", "aws-hvm", "--os", "CentOS-6.5-x86_64"])
     assert result.exit_code == 2, result.output
+    assert "has no ENA driver" in result.output  # the capability table refuses it first
+    xen_only = runner.invoke(
+        cli, ["build", "aws-hvm", "--os", "CentOS-6.5-x86_64"], env={"SUITCASE_AMI_XEN_ONLY": "1"}
+    )
+    assert xen_only.exit_code == 2, xen_only.output
     assert "aws-hvm needs cloud-init, which CentOS-6.5-x86_64's media do not carry" in (
-        result.output
+        xen_only.output
     )
 
 

@@ -72,6 +72,8 @@ class AmiSettings:
     launch_accounts: tuple[str, ...] = ()
     copy_regions: tuple[str, ...] = ()
     kms_key: str = ""
+    #: no EnaSupport on aws-hvm AMIs (an OS without the ENA driver; site ami_xen_only)
+    xen_only: bool = False
 
     @classmethod
     def from_site(cls, site: Any) -> AmiSettings:
@@ -83,6 +85,7 @@ class AmiSettings:
             launch_accounts=tuple(getattr(site, "ami_launch_accounts", ())),
             copy_regions=tuple(getattr(site, "ami_copy_regions", ())),
             kms_key=str(getattr(site, "ami_kms_key", "") or ""),
+            xen_only=bool(getattr(site, "ami_xen_only", False)),
         )
 
     def for_target(self, target: AwsTarget) -> AmiSettings:
@@ -258,7 +261,9 @@ def register_stage(
         ],
     }
     if kind.hvm:
-        args.update(EnaSupport=True, SriovNetSupport="simple", BootMode=settings.boot_mode)
+        args.update(SriovNetSupport="simple", BootMode=settings.boot_mode)
+        if not settings.xen_only:  # every current instance type needs ENA
+            args["EnaSupport"] = True
     else:
         args["KernelId"] = kernel
     if settings.imds_support:

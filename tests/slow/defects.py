@@ -348,6 +348,17 @@ def no_nvme_in_initramfs(root: Path, kit: Kit) -> None:
     _without_modules(root, ("nvme",))
 
 
+def no_ena_in_initramfs(root: Path, kit: Kit) -> None:
+    _without_modules(root, ("ena",))
+
+
+def no_ena_driver(root: Path, kit: Kit) -> None:
+    found = list((root / "lib" / "modules").rglob("ena.ko*"))
+    assert found, "no ena module: the defect would not be a defect"
+    for path in found:
+        path.unlink()
+
+
 def no_sriov_driver(root: Path, kit: Kit) -> None:
     found = list((root / "lib" / "modules").rglob("ixgbevf.ko*"))
     assert found, "no ixgbevf module: the defect would not be a defect"
@@ -604,6 +615,8 @@ DEFECTS: dict[str, Defect] = {
     "aws-hvm-sshd-restarted": _d(H, sshd_restarted_by_cloud_init, "test_first_boot_does_not_restart_sshd"),
     "aws-hvm-host-key-baked-elsewhere": _d(H, host_key_baked_elsewhere, "test_host_keys_generated_at_first_boot", "test_no_ssh_host_keys"),
     "aws-hvm-no-sriov-driver": _d(H, no_sriov_driver, "test_sriov_drivers_shipped"),
+    "aws-hvm-no-ena-driver": _d(H, no_ena_driver, "test_ena_driver_shipped"),
+    "aws-hvm-no-ena-in-initramfs": _d(H, no_ena_in_initramfs, "test_ena_in_initramfs", mode=OFF),
     "aws-hvm-cloud-init-error": _d(H, cloud_init_error, "test_cloud_init_finished_without_errors"),
     # aws-hvm, offline: cloud-init must not run, or the boot would repair the defect
     "aws-hvm-cloud-init-disabled": _d(H, cloud_init_disabled, "test_cloud_init_enabled", mode=OFF),

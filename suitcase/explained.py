@@ -37,7 +37,7 @@ from typing import Any
 import yaml
 
 from suitcase.errors import ConfigError
-from suitcase.safety import UnsafeFolder, resolve_in_root
+from suitcase.safety import UnsafeFolder, resolve_in_root, walk_one_filesystem
 
 #: the families whose package database is read here
 FAMILIES = ("debian",)
@@ -261,23 +261,18 @@ def _packages(root: Path) -> Packages:
 def entries(root: Path) -> Iterator[Entry]:
     """Every folder, file and link of the file system mounted at `root` (never another one),
     regular files read once for their md5 and their first bytes."""
-    device = root.stat().st_dev
-    for folder, dirs, names in os.walk(root):
-        here = Path(folder)
-        dirs[:] = [d for d in dirs if (here / d).lstat().st_dev == device]
-        for name in [*dirs, *names]:
-            path = here / name
-            st = path.lstat()
-            rel = "/" + str(path.relative_to(root))
-            entry = Entry(rel, "special", st.st_mode, st.st_uid, st.st_gid, st.st_size)
-            if stat.S_ISDIR(st.st_mode):
-                entry.kind = "folder"
-            elif stat.S_ISLNK(st.st_mode):
-                entry.kind, entry.target = "link", os.readlink(path)
-            elif stat.S_ISREG(st.st_mode):
-                entry.kind = "file"
-                _read(path, entry)
-            yield entry
+    for path in walk_one_filesystem(root):
+        st = path.lstat()
+        rel = "/" + str(path.relative_to(root))
+        entry = Entry(rel, "special", st.st_mode, st.st_uid, st.st_gid, st.st_size)
+        if stat.S_ISDIR(st.st_mode):
+            entry.kind = "folder"
+        elif stat.S_ISLNK(st.st_mode):
+            entry.kind, entry.target = "link", os.readlink(path)
+        elif stat.S_ISREG(st.st_mode):
+            entry.kind = "file"
+            _read(path, entry)
+        yield entry
 
 
 def _read(path: Path, entry: Entry) -> None:

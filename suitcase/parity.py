@@ -30,7 +30,7 @@ import yaml
 from suitcase import sandbox
 from suitcase.config import Paths
 from suitcase.errors import ConfigError, ToolError
-from suitcase.safety import resolve_in_root
+from suitcase.safety import resolve_in_root, walk_one_filesystem
 
 PACKAGE_QUERY = {
     "debian": ["dpkg-query", "-W", "-f", "${Package}\t${Version}\t${db:Status-Abbrev}\n"],
@@ -138,17 +138,11 @@ def _files(root: Path, rules: Rules) -> dict[str, str]:
         if not top.is_dir() or top.is_symlink():
             found[tree] = "absent" if not os.path.lexists(top) else _identity(top, top.lstat())
             continue
-        device = top.stat().st_dev
-        for folder, dirs, names in os.walk(top):
-            here = Path(folder)
-            # never into another file system (a bound /proc, a separate /boot/efi)
-            dirs[:] = [d for d in dirs if (here / d).lstat().st_dev == device]
-            for name in [*dirs, *names]:
-                path = here / name
-                # named as the tree was asked for, whatever links inside the image led there
-                key = tree.rstrip("/") + "/" + str(path.relative_to(top))
-                if not matches(key, rules.ignore):
-                    found[key] = _identity(path, path.lstat())
+        for path in walk_one_filesystem(top):
+            # named as the tree was asked for, whatever links inside the image led there
+            key = tree.rstrip("/") + "/" + str(path.relative_to(top))
+            if not matches(key, rules.ignore):
+                found[key] = _identity(path, path.lstat())
     for name in rules.files:
         path = _inside(root, name)
         found[name] = _identity(path, path.lstat()) if os.path.lexists(path) else "absent"

@@ -13,6 +13,7 @@ import contextlib
 import errno
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 from suitcase.errors import SuitcaseError
@@ -251,6 +252,17 @@ def write_beneath(root: Path, relative: str, text: str, mode: int = 0o644) -> No
 
 #: links followed in one path before resolve_in_root gives up (the kernel's own limit)
 MAX_LINKS = 40
+
+
+def walk_one_filesystem(top: Path) -> Iterator[Path]:
+    """Every folder, file and link below `top`, links never followed and never into another
+    file system (a bound /proc, a separate /boot/efi): for reading a mounted image."""
+    device = top.stat().st_dev
+    for folder, dirs, names in os.walk(top):
+        here = Path(folder)
+        dirs[:] = [d for d in dirs if (here / d).lstat().st_dev == device]
+        for name in [*dirs, *names]:
+            yield here / name
 
 
 def resolve_in_root(root: Path, name: str, follow_last: bool = True) -> Path:

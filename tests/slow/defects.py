@@ -479,7 +479,9 @@ def other_home_leftover(root: Path, kit: Kit) -> None:
 
 def setuid_shell(root: Path, kit: Kit) -> None:
     shell = _path(root, "/usr/local/bin/rootsh")
-    shell.write_bytes((root / "usr/bin/dash").read_bytes())
+    dash = _path(root, "/usr/bin/dash")
+    assert dash.is_file() and not dash.is_symlink(), "dash is not a regular file: not copying it"
+    shell.write_bytes(dash.read_bytes())
     shell.chmod(0o4755)
 
 
